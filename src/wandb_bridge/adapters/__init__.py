@@ -1,0 +1,1 @@
+"""The modules that touch the outside world (wandb, the OS, the file system)."""

@@ -1,0 +1,185 @@
+"""The only module that imports ``wandb``.
+
+Everything the core asks of wandb goes through the small set of functions and
+the :class:`RunHandle` here, so version differences and failure modes of the
+SDK are dealt with in one place.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+INSTALL_HINT = 'pip install "wandb-bridge"  (or: pip install wandb)'
+
+
+def load() -> ModuleType:
+    """Import wandb, or raise an ImportError that says how to install it."""
+    try:
+        return importlib.import_module("wandb")
+    except ImportError as exc:  # pragma: no cover - wandb is a required dependency
+        raise ImportError(f"wandb-bridge needs the wandb package: {INSTALL_HINT}") from exc
+
+
+def version() -> str:
+    """The installed wandb version."""
+    return str(load().__version__)
+
+
+def active_run() -> Any:
+    """The run wandb considers active in this process (``wandb.run``), or None."""
+    import sys
+
+    module = sys.modules.get("wandb")
+    return None if module is None else module.run
+
+
+def init(kwargs: Mapping[str, Any], *, system_stats: bool, gpu_index: int | None) -> Any:
+    """Start a run with ``wandb.init``.
+
+    Args:
+        kwargs: keyword arguments for ``wandb.init``; a ``settings`` entry (dict or
+            ``wandb.Settings``) is merged with the monitor settings below.
+        system_stats: False switches wandb's system monitor off.
+        gpu_index: the GPU this process should monitor (one GPU per rank).
+    """
+    wandb = load()
+    extra: dict[str, Any] = {}
+    if not system_stats:
+        extra["x_disable_stats"] = True
+    elif gpu_index is not None:
+        extra["x_stats_gpu_device_ids"] = [gpu_index]
+    call = dict(kwargs)
+    user_settings = call.pop("settings", None)
+    if extra or user_settings is not None:
+        call["settings"] = _merge_settings(wandb, user_settings, extra)
+    return wandb.init(**call)
+
+
+def _merge_settings(wandb: ModuleType, user: Any, extra: Mapping[str, Any]) -> Any:
+    fields = set(getattr(wandb.Settings, "model_fields", {}) or {})
+    usable = {k: v for k, v in extra.items() if not fields or k in fields}
+    if user is None:
+        return wandb.Settings(**usable)
+    if isinstance(user, Mapping):
+        return wandb.Settings(**{**usable, **user})
+    for key, value in usable.items():
+        if getattr(user, key, None) in (None, False, [], ()):
+            try:
+                setattr(user, key, value)
+            except (AttributeError, TypeError, ValueError):
+                pass
+    return user
+
+
+def make(kind: str, *args: Any, **kwargs: Any) -> Any:
+    """Build a wandb data type by name (``Table``, ``Image``, ``Audio``, ``Video``, ``Html``...)."""
+    return getattr(load(), kind)(*args, **kwargs)
+
+
+def is_wandb_object(value: object) -> bool:
+    """True for an object of a wandb data type."""
+    return type(value).__module__.startswith("wandb")
+
+
+class RunHandle:
+    """The operations the core performs on one wandb run."""
+
+    def __init__(self, run: Any, owned: bool) -> None:
+        self.run = run
+        self.owned = owned
+
+    @property
+    def id(self) -> str:
+        """The run id."""
+        return str(self.run.id)
+
+    @property
+    def dir(self) -> str | None:
+        """The run's files folder."""
+        return getattr(self.run, "dir", None)
+
+    @property
+    def offline(self) -> bool:
+        """True for an offline run."""
+        return bool(getattr(self.run, "offline", False))
+
+    @property
+    def disabled(self) -> bool:
+        """True for a disabled (no-op) wandb run."""
+        return bool(getattr(self.run, "disabled", False))
+
+    def sync_command(self) -> str:
+        """The command that uploads this run later (offline runs)."""
+        settings = getattr(self.run, "settings", None)
+        sync_dir = getattr(settings, "sync_dir", None) or getattr(self.run, "sync_dir", None)
+        if sync_dir is None and self.dir:
+            import os
+
+            sync_dir = os.path.dirname(str(self.dir))
+        return f"wandb sync {sync_dir}"
+
+    def config(self) -> dict[str, Any]:
+        """The run's config as a plain dict (swept values included)."""
+        config = self.run.config
+        as_dict = getattr(config, "as_dict", None)
+        data = as_dict() if callable(as_dict) else dict(config)
+        return {k: v for k, v in data.items() if k != "_wandb"}
+
+    def define_step_axis(self, step_key: str, epoch_key: str) -> None:
+        """Make ``step_key`` the x-axis of every metric."""
+        self.run.define_metric(step_key, hidden=False)
+        self.run.define_metric(epoch_key, step_metric=step_key)
+        self.run.define_metric("*", step_metric=step_key, step_sync=True)
+
+    def define_summary(self, key: str, mode: str) -> None:
+        """Keep the ``mode`` ("min"/"max") value of ``key`` in the summary."""
+        self.run.define_metric(key, summary=mode)
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        """Record one history row (the step column is part of the row)."""
+        self.run.log(row, commit=True)
+
+    def update_config(self, values: Mapping[str, Any]) -> None:
+        """Add values to the run config (changing a value is allowed)."""
+        self.run.config.update(dict(values), allow_val_change=True)
+
+    def update_summary(self, values: Mapping[str, Any]) -> None:
+        """Set summary values."""
+        self.run.summary.update(dict(values))
+
+    def log_artifact(
+        self,
+        name: str,
+        kind: str,
+        files: Iterable[tuple[str, str]],
+        aliases: Sequence[str],
+        metadata: Mapping[str, Any],
+        description: str | None = None,
+    ) -> None:
+        """Log an artifact made of ``(name inside the artifact, local path)`` files."""
+        wandb = load()
+        artifact = wandb.Artifact(name=name, type=kind, metadata=dict(metadata), description=description)
+        for inner, local in files:
+            artifact.add_file(local, name=inner)
+        self.run.log_artifact(artifact, aliases=list(aliases))
+
+    def use_artifact(self, name: str, kind: str | None = None, aliases: Sequence[str] | None = None) -> Any:
+        """Declare an artifact as an input of this run."""
+        if kind is None:
+            return self.run.use_artifact(name, aliases=aliases)
+        return self.run.use_artifact(name, type=kind, aliases=aliases)
+
+    def mark_preempting(self) -> None:
+        """Tell W&B the run is being pre-empted (it may be resumed)."""
+        self.run.mark_preempting()
+
+    def watch(self, model: Any, log: str | None, log_freq: int) -> None:
+        """Log gradients / parameters of a torch model."""
+        self.run.watch(model, log=log, log_freq=log_freq)
+
+    def finish(self, exit_code: int | None) -> None:
+        """Finish the run with an exit code."""
+        self.run.finish(exit_code=exit_code)

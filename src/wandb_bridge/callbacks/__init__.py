@@ -1,0 +1,1 @@
+"""Thin per-framework callbacks that translate framework events into core calls."""

@@ -1,0 +1,191 @@
+"""Checkpoint policy: when to upload, which aliases, what metadata, never the same content twice."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from wandb_bridge._version import __version__
+from wandb_bridge.core.settings import LogModel, MonitorMode
+
+
+@dataclass(frozen=True)
+class CheckpointEvent:
+    """A checkpoint the framework (or the user) wrote."""
+
+    path: str
+    step: int | None = None
+    epoch: int | None = None
+    score: float | None = None
+    is_best: bool | None = None
+    aliases: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    sequence: int = 0
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A decision to upload one checkpoint with these aliases."""
+
+    event: CheckpointEvent
+    aliases: tuple[str, ...]
+    best: bool
+
+
+class CheckpointPolicy:
+    """Decides which saved checkpoints become artifact versions, and with which aliases.
+
+    ``log_model``:
+        * ``"all"``: every checkpoint is uploaded when it is saved.
+        * ``"best"``: a checkpoint is uploaded when it is the best so far by
+          ``monitor`` (every one when there is no monitor and the caller gives no
+          verdict).
+        * ``"end"``: nothing during training; the newest and the best checkpoint
+          are uploaded when the run finishes.
+        * ``False``: nothing.
+
+    Aliases: ``latest`` on the newest upload, ``best`` on the best one,
+    ``step-<S>`` and ``epoch-<E>`` when known, plus any the caller adds.
+    """
+
+    def __init__(self, log_model: LogModel, monitor: str | None, monitor_mode: MonitorMode) -> None:
+        self.log_model = log_model
+        self.monitor = monitor
+        self.monitor_mode = monitor_mode
+        self.best_score: float | None = None
+        self.latest: CheckpointEvent | None = None
+        self.best: CheckpointEvent | None = None
+        self._count = 0
+
+    @property
+    def enabled(self) -> bool:
+        """True when any checkpoint may be uploaded."""
+        return self.log_model is not False
+
+    @property
+    def seen(self) -> int:
+        """How many checkpoints were reported."""
+        return self._count
+
+    def judge(self, event: CheckpointEvent) -> bool:
+        """Decide whether ``event`` is the best checkpoint so far, and remember it."""
+        if event.is_best is not None:
+            best = event.is_best
+            if best and event.score is not None:
+                self.best_score = event.score
+        elif event.score is None or not math.isfinite(event.score):
+            best = self.monitor is None and event.score is None
+        elif self.best_score is None:
+            best = True
+        else:
+            better = event.score < self.best_score if self.monitor_mode == "min" else event.score > self.best_score
+            best = better
+        if best:
+            if event.score is not None and math.isfinite(event.score):
+                self.best_score = event.score
+            self.best = event
+        return best
+
+    def on_saved(self, event: CheckpointEvent) -> tuple[list[Upload], list[CheckpointEvent]]:
+        """Record a saved checkpoint.
+
+        Returns:
+            The uploads to make now, and the events whose files may be released
+            (no longer needed for a later upload).
+        """
+        self._count += 1
+        event = _with_sequence(event, self._count)
+        previous_latest, previous_best = self.latest, self.best
+        best = self.judge(event)
+        self.latest = event
+        if self.log_model == "all" or (self.log_model == "best" and best):
+            return [Upload(event, self.aliases(event, best=best, latest=True), best)], [event]
+        if self.log_model == "end":
+            keep = {id(self.latest), id(self.best)}
+            released = [e for e in (previous_latest, previous_best) if e is not None and id(e) not in keep]
+            return [], _unique(released)
+        return [], [event]
+
+    def at_end(self) -> list[Upload]:
+        """The uploads to make when the run finishes (``log_model="end"``)."""
+        if self.log_model != "end" or self.latest is None:
+            return []
+        latest = self.latest
+        latest_is_best = self.best is latest
+        uploads = [Upload(latest, self.aliases(latest, best=latest_is_best, latest=True), latest_is_best)]
+        if self.best is not None and not latest_is_best:
+            uploads.insert(0, Upload(self.best, self.aliases(self.best, best=True, latest=False), True))
+        return uploads
+
+    def aliases(self, event: CheckpointEvent, *, best: bool, latest: bool) -> tuple[str, ...]:
+        """The aliases of one uploaded checkpoint."""
+        names: list[str] = []
+        if latest:
+            names.append("latest")
+        if best:
+            names.append("best")
+        if event.step is not None:
+            names.append(f"step-{event.step}")
+        if event.epoch is not None:
+            names.append(f"epoch-{event.epoch}")
+        names.extend(a for a in event.aliases if a not in names)
+        return tuple(names)
+
+    def metadata(
+        self,
+        event: CheckpointEvent,
+        *,
+        run_id: str | None,
+        framework: str | None,
+        framework_version: str | None,
+    ) -> dict[str, Any]:
+        """The metadata of one uploaded checkpoint (plain Python values only)."""
+        score = event.score
+        meta: dict[str, Any] = {
+            "framework": framework,
+            "framework_version": framework_version,
+            "step": event.step,
+            "epoch": event.epoch,
+            "monitor": self.monitor,
+            "monitor_mode": self.monitor_mode,
+            "score": None if score is None or not math.isfinite(score) else float(score),
+            "original_filename": _basename(event.path),
+            "run_id": run_id,
+            "wandb_bridge_version": __version__,
+        }
+        meta.update(event.metadata)
+        return meta
+
+
+def score_from(metrics: Mapping[str, Any] | None, monitor: str | None) -> float | None:
+    """Read the monitored value from a metrics mapping as a Python float, if present."""
+    if not metrics or monitor is None or monitor not in metrics:
+        return None
+    value = metrics[monitor]
+    item = getattr(value, "item", None)
+    if callable(item):
+        value = item()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _with_sequence(event: CheckpointEvent, sequence: int) -> CheckpointEvent:
+    from dataclasses import replace
+
+    return replace(event, sequence=sequence)
+
+
+def _unique(events: list[CheckpointEvent]) -> list[CheckpointEvent]:
+    out: list[CheckpointEvent] = []
+    for event in events:
+        if all(event is not e for e in out):
+            out.append(event)
+    return out
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]

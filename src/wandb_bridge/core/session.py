@@ -1,0 +1,739 @@
+"""The run lifecycle: lazy start, reuse, ownership, the error boundary, finish with an exit code.
+
+:class:`Session` is the public "add W&B to any library" API and the one object
+every framework callback talks to. The training thread only hands values over;
+a background worker maps keys, merges one step's values into one row, reads
+tensors, hashes checkpoints and calls wandb.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from wandb_bridge.adapters import files, system, wandb_sdk
+from wandb_bridge.core import hparams
+from wandb_bridge.core.checkpoints import CheckpointEvent, CheckpointPolicy, Upload, score_from
+from wandb_bridge.core.distributed import RankInfo, detect_rank, shared_group_id
+from wandb_bridge.core.errors import OnceWarner, WandbBridgeWarning
+from wandb_bridge.core.metrics import (
+    EPOCH_KEY,
+    SKIP_REASONS,
+    STEP_KEY,
+    KeyNormalizer,
+    RowMerger,
+    Stage,
+    convert_rows,
+    flatten_metrics,
+)
+from wandb_bridge.core.pipeline import Op, Pipeline
+from wandb_bridge.core.settings import Settings
+
+_LOG, _CALL, _CHECKPOINT = "log", "call", "checkpoint"
+
+
+class Session:
+    """A W&B run seen through wandb-bridge's run contract.
+
+    The run starts lazily (first ``log`` or an explicit :meth:`start`). A run
+    found already active (``run=`` or ``wandb.run``) is used and left open; a run
+    the session started is finished by it, once, with exit code 0, or non-zero
+    when the ``with`` block ends by an exception.
+
+    Example:
+        >>> with Session(project="demo", mode="offline") as session:  # doctest: +SKIP
+        ...     session.log({"loss": 0.5}, step=1)       # -> train/loss at trainer/global_step=1
+        ...     session.log({"val_loss": 0.6}, step=1)   # -> val/loss, same row
+
+    Args:
+        project, entity, name, group, tags, job_type, notes, config, mode, dir, id,
+        resume, run, log_model, checkpoint_name, monitor, monitor_mode,
+        system_stats, rank_zero_only, on_error: the shared arguments of DESIGN.md
+            section 2; ``WANDB_*`` variables fill in what is not given.
+        framework: the name of the calling framework (for checkpoint metadata).
+        framework_version: its version.
+        **init_kwargs: passed on to ``wandb.init``.
+    """
+
+    def __init__(
+        self,
+        project: str | None = None,
+        entity: str | None = None,
+        name: str | None = None,
+        *,
+        framework: str | None = None,
+        framework_version: str | None = None,
+        settings: Settings | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if settings is None:
+            settings = Settings.resolve(project=project, entity=entity, name=name, **kwargs)
+        self.settings = settings
+        self.framework = framework
+        self.framework_version = framework_version
+        self._reset()
+
+    def _reset(self) -> None:
+        settings = self.settings
+        self.rank: RankInfo = detect_rank()
+        self.policy = CheckpointPolicy(settings.log_model, None, settings.monitor_mode)
+        self._monitor_raw = settings.monitor
+        self._handle: wandb_sdk.RunHandle | None = None
+        self._pipeline: Pipeline | None = None
+        self._lock = threading.RLock()
+        self._started = False
+        self._finished = False
+        self._noop = settings.disabled
+        self._error: BaseException | None = None
+        self._last_step: int | None = None
+        self._keys = KeyNormalizer()
+        self._merger = RowMerger()
+        self._warner = OnceWarner()
+        self._retained: dict[int, files.Snapshot] = {}
+        self._digests: set[str] = set()
+        self._sampler: system.SystemSampler | None = None
+        self._timing: tuple[int, float] | None = None
+        self._atexit_registered = False
+        self._pending_summary_keys: list[tuple[str, str]] = []
+        self.rows_logged = 0
+        self.checkpoints_uploaded = 0
+        if settings.monitor is not None:
+            self.policy.monitor = self._keys(settings.monitor)
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def run(self) -> Any:
+        """The wandb run in use, or None (not started, disabled, or not rank zero)."""
+        return None if self._handle is None else self._handle.run
+
+    @property
+    def enabled(self) -> bool:
+        """False when this session is a no-op (disabled, non-zero rank, or failed)."""
+        return not self._noop
+
+    @property
+    def started(self) -> bool:
+        """True once a run is attached."""
+        return self._handle is not None
+
+    @property
+    def finished(self) -> bool:
+        """True once :meth:`finish` ran."""
+        return self._finished
+
+    @property
+    def owns_run(self) -> bool:
+        """True when this session started the run (and so finishes it)."""
+        return self._handle is not None and self._handle.owned
+
+    @property
+    def run_id(self) -> str | None:
+        """The run id, once started."""
+        return None if self._handle is None else self._handle.id
+
+    @property
+    def run_dir(self) -> str | None:
+        """The run's local files folder, once started."""
+        return None if self._handle is None else self._handle.dir
+
+    @property
+    def sync_command(self) -> str | None:
+        """``wandb sync <folder>`` for this run, once started."""
+        return None if self._handle is None else self._handle.sync_command()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's config as wandb holds it (sweep values included); empty before start."""
+        if self._handle is None:
+            return {}
+        return self._guard("read config", self._handle.config) or {}
+
+    @property
+    def last_step(self) -> int | None:
+        """The highest global step logged so far."""
+        return self._last_step
+
+    @property
+    def monitor(self) -> str | None:
+        """The recorded key of the monitored metric, if any."""
+        return self.policy.monitor
+
+    @property
+    def has_checkpoints(self) -> bool:
+        """True once any checkpoint was reported with :meth:`log_checkpoint`."""
+        return self.policy.seen > 0
+
+    # ------------------------------------------------------------- lifecycle
+
+    def start(self) -> Any:
+        """Attach to a run now (idempotent).
+
+        Returns:
+            The wandb run, or None when the session is a no-op.
+        """
+        if self._started:
+            return self.run
+        with self._lock:
+            if self._started:
+                return self.run
+            self._started = True
+            if self._noop:
+                return None
+            settings = self.settings
+            if settings.rank_zero_only and not self.rank.is_zero:
+                self._noop = True
+                return None
+            self._handle = self._attach()
+            if self._handle is None:
+                self._noop = True
+                return None
+            self._after_attach()
+        return self.run
+
+    def _attach(self) -> wandb_sdk.RunHandle | None:
+        settings = self.settings
+        existing = settings.run if settings.run is not None else None
+        if existing is None and settings.id is None:
+            existing = self._guard("find the active run", wandb_sdk.active_run)
+        if existing is not None:
+            handle = wandb_sdk.RunHandle(existing, owned=False)
+            if settings.config:
+                self._guard("update the config", handle.update_config, self._prepare_config(settings.config))
+            return handle
+        kwargs = self._init_kwargs()
+        gpu = self.rank.local_rank if self.rank.distributed else None
+        try:
+            run = wandb_sdk.init(kwargs, system_stats=settings.system_stats, gpu_index=gpu)
+        except Exception as exc:
+            if settings.on_error == "raise":
+                raise
+            if settings.mode == "offline":
+                self._warn("init", f"wandb.init failed ({exc!r}); logging is off for this run.")
+                return None
+            offline = {**kwargs, "mode": "offline"}
+            try:
+                run = wandb_sdk.init(offline, system_stats=settings.system_stats, gpu_index=gpu)
+            except Exception as second:
+                self._warn("init", f"wandb.init failed ({exc!r}), offline too ({second!r}); logging is off.")
+                return None
+            handle = wandb_sdk.RunHandle(run, owned=True)
+            self._warn(
+                "init",
+                f"W&B could not be reached ({type(exc).__name__}: {exc}); training goes on and "
+                f"this run is recorded offline. Upload it later with: {handle.sync_command()}",
+            )
+            return handle
+        return wandb_sdk.RunHandle(run, owned=True)
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        s = self.settings
+        tags, notes = hparams.clean_tags(s.tags)
+        for note in notes:
+            self._warn(f"tags:{note}", f"Tags changed: {note}.")
+        kwargs: dict[str, Any] = {
+            "project": s.project,
+            "entity": s.entity,
+            "name": s.name,
+            "group": s.group,
+            "tags": list(tags) or None,
+            "job_type": s.job_type,
+            "notes": s.notes,
+            "mode": s.mode,
+            "dir": s.dir,
+            "id": s.id,
+            "resume": s.resume,
+        }
+        if s.config:
+            kwargs["config"] = self._prepare_config(s.config)
+        if not s.rank_zero_only and self.rank.distributed:
+            kwargs["group"] = s.group or shared_group_id()
+            kwargs["job_type"] = f"rank-{self.rank.rank}"
+            if s.name:
+                kwargs["name"] = f"{s.name}-rank-{self.rank.rank}"
+        if s.id is not None and s.resume is None:
+            kwargs["resume"] = "allow"
+        kwargs.update(s.init_kwargs)
+        if "reinit" not in kwargs:
+            kwargs["reinit"] = "create_new"
+        if s.dir is not None:
+            os.makedirs(s.dir, exist_ok=True)
+        return {k: v for k, v in kwargs.items() if v is not None}
+
+    def _after_attach(self) -> None:
+        handle = self._handle
+        assert handle is not None
+        self._guard("define the step axis", handle.define_step_axis, STEP_KEY, EPOCH_KEY)
+        if self.policy.monitor is not None:
+            self._guard("define the monitored metric", handle.define_summary, self.policy.monitor, self.policy.monitor_mode)
+        if self.settings.system_stats:
+            self._sampler = system.SystemSampler(cuda_device=system.current_cuda_device())
+        self._pipeline = Pipeline(self._drain, self.settings.queue_size, name=f"wandb-bridge-{handle.id}")
+        self._pipeline.start()
+        if not self._atexit_registered:
+            atexit.register(self._at_exit)
+            self._atexit_registered = True
+
+    def finish(self, exit_code: int | None = None) -> None:
+        """Flush what is queued, upload end-of-run checkpoints and finish the run if this session started it.
+
+        Idempotent. Waits at most ``finish_timeout`` seconds for the queue; past
+        that it warns with the command that uploads what was recorded.
+
+        Args:
+            exit_code: 0 for success, non-zero for a failed run. None lets wandb
+                decide (0, or 1 after an uncaught exception).
+        """
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+        if self._atexit_registered:
+            atexit.unregister(self._at_exit)
+            self._atexit_registered = False
+        handle, pipeline = self._handle, self._pipeline
+        if handle is None or pipeline is None:
+            return
+        for upload in self.policy.at_end():
+            self._queue_upload(upload)
+        self._put((_CALL, self._close_open_row))
+        if not pipeline.stop(self.settings.finish_timeout):
+            self._warn(
+                "finish-timeout",
+                f"wandb-bridge could not hand everything to wandb within {self.settings.finish_timeout:.0f} s; "
+                f"what was recorded so far can be uploaded with: {handle.sync_command()}",
+            )
+        for snap in self._retained.values():
+            snap.release()
+        self._retained.clear()
+        self._raise_pending()
+        if handle.owned:
+            self._guard("finish the run", handle.finish, exit_code)
+
+    def close(self, exit_code: int | None = None) -> None:
+        """Alias of :meth:`finish`."""
+        self.finish(exit_code)
+
+    def _at_exit(self) -> None:
+        try:
+            self.finish(None)
+        except Exception:
+            pass
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.finish(exit_code_for(exc))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sessions travel into spawned workers (ddp_spawn): only the settings do.
+        return {
+            "settings": self.settings.with_changes(run=None),
+            "framework": self.framework,
+            "framework_version": self.framework_version,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.settings = state["settings"]
+        self.framework = state["framework"]
+        self.framework_version = state["framework_version"]
+        self._reset()
+
+    # --------------------------------------------------------------- logging
+
+    def log(
+        self,
+        metrics: Mapping[str, Any],
+        step: int | None = None,
+        *,
+        epoch: float | None = None,
+        stage: Stage = "train",
+        samples: int | None = None,
+    ) -> None:
+        """Record values at a global step (hot path: only hands them to the worker).
+
+        Keys are mapped as in DESIGN.md section 3 (``val_loss`` -> ``val/loss``,
+        ``loss`` -> ``<stage>/loss``); everything logged for one step lands in one
+        row. Values may be Python or numpy numbers or single-element tensors
+        (read later, many at once); NaN/inf are recorded with one warning per
+        key; strings, None and multi-element values are skipped with one warning
+        per key.
+
+        Args:
+            metrics: ``name -> value``; nested mappings are joined with ``/``.
+            step: the global step (optimizer steps completed); None means the
+                step after the last one logged.
+            epoch: the (fractional) epoch, recorded as ``trainer/epoch``.
+            stage: where unprefixed names go: ``"train"``, ``"val"`` or ``"test"``.
+            samples: samples processed in this step, for ``perf/`` throughput.
+        """
+        if self._noop or self._finished:
+            return
+        if self._pipeline is None:
+            self.start()
+            if self._noop:
+                return
+        if self._error is not None:
+            self._raise_pending()
+        if step is None:
+            with self._lock:
+                step = 1 if self._last_step is None else self._last_step + 1
+                self._last_step = step
+        elif self._last_step is None or step > self._last_step:
+            self._last_step = step
+        self._put((_LOG, step, epoch, stage, dict(metrics), time.perf_counter(), samples))
+
+    def log_config(self, config: Mapping[str, Any]) -> None:
+        """Add values to the run config (flattened, JSON-safe, secrets redacted)."""
+        if not config or not self._ensure_started():
+            return
+        flat = self._prepare_config(config)
+        handle = self._handle
+        assert handle is not None
+        self._put((_CALL, handle.update_config, flat))
+
+    def log_summary(self, values: Mapping[str, Any], stage: Stage = "train") -> None:
+        """Set summary values (keys mapped like metrics), e.g. end-of-training figures."""
+        if not values or not self._ensure_started():
+            return
+        handle = self._handle
+        assert handle is not None
+        mapped = {self._keys(str(k), stage): v for k, v in flatten_metrics(values)}
+        self._put((_CALL, self._summary, mapped))
+
+    def define_monitor(self, monitor: str | None, mode: str | None = None, stage: Stage = "val") -> None:
+        """Set the monitored metric (and ``"min"``/``"max"``) after construction.
+
+        Frameworks learn it late (``ModelCheckpoint(monitor=...)``,
+        ``metric_for_best_model``); the summary then keeps its best value.
+        """
+        if monitor is None:
+            return
+        key = self._keys(monitor, stage)
+        self.policy.monitor = key
+        if mode in ("min", "max"):
+            self.policy.monitor_mode = mode  # type: ignore[assignment]
+        if self._handle is not None and not self._noop:
+            self._put((_CALL, self._handle.define_summary, key, self.policy.monitor_mode))
+
+    def map_key(self, key: str, stage: Stage = "train") -> str:
+        """The recorded name of a framework's metric name (see :func:`~wandb_bridge.core.metrics.normalize_key`)."""
+        return self._keys(key, stage)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Close the open row and wait until everything queued reached wandb.
+
+        Returns:
+            False when ``timeout`` passed first.
+        """
+        if self._pipeline is None or self._finished:
+            return True
+        self._put((_CALL, self._close_open_row))
+        done = self._pipeline.barrier(self.settings.finish_timeout if timeout is None else timeout)
+        self._raise_pending()
+        return done
+
+    def wandb_type(self, kind: str, *args: Any, **kwargs: Any) -> Any:
+        """Build a wandb data type (``"Table"``, ``"Image"``, ``"Audio"``, ``"Video"``, ``"Html"``)."""
+        return wandb_sdk.make(kind, *args, **kwargs)
+
+    def mark_preempting(self) -> None:
+        """Mark the run as pre-empted (it may be resumed with the same id)."""
+        if self._handle is not None:
+            self._guard("mark the run preempting", self._handle.mark_preempting)
+
+    def watch(self, model: Any, log: str | None = "gradients", log_freq: int = 100) -> None:
+        """Log gradients and/or parameters of a torch model (``wandb.watch``)."""
+        if self._ensure_started():
+            handle = self._handle
+            assert handle is not None
+            self._guard("watch the model", handle.watch, model, log, log_freq)
+
+    def use_artifact(self, name: str, kind: str | None = None, aliases: Sequence[str] | None = None) -> Any:
+        """Declare an artifact as an input of the run and return it (None when a no-op)."""
+        if not self._ensure_started():
+            return None
+        handle = self._handle
+        assert handle is not None
+        self.flush()
+        return self._guard("use an artifact", handle.use_artifact, name, kind, aliases)
+
+    def log_artifact(
+        self,
+        path: str | os.PathLike[str],
+        name: str,
+        kind: str = "dataset",
+        aliases: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Log a file or folder as an artifact (hashed and staged off the training thread)."""
+        if not self._ensure_started():
+            return
+        try:
+            snap = files.snapshot(os.fspath(path))
+        except OSError as exc:
+            self._fault("artifact", f"artifact {name!r} skipped: {exc}")
+            return
+        meta = hparams.to_json_safe(dict(metadata or {}))
+        self._put((_CALL, self._upload_files, snap, name, kind, tuple(aliases), meta))
+
+    # ------------------------------------------------------------ checkpoints
+
+    def log_checkpoint(
+        self,
+        path: str | os.PathLike[str],
+        step: int | None = None,
+        epoch: int | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        *,
+        score: float | None = None,
+        is_best: bool | None = None,
+        aliases: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+    ) -> None:
+        """Report a checkpoint file or folder the framework wrote.
+
+        The checkpoint policy (``log_model``) decides whether it is uploaded now,
+        at the end, or not at all; aliases and metadata follow DESIGN.md
+        section 3; the same content is never uploaded twice. The training thread
+        only hard-links the files; hashing and handing over happen in the worker.
+
+        Args:
+            path: the checkpoint file or folder.
+            step: the global step it was saved at (default: the last logged).
+            epoch: the epoch, when known.
+            metrics: metrics at save time; the monitored one gives the score.
+            score: the monitored value, when the caller knows it directly.
+            is_best: the framework's own verdict (e.g. Lightning ``best_model_path``).
+            aliases: extra aliases.
+            metadata: extra metadata.
+            include: glob patterns of files to upload from a folder (None: all).
+            exclude: glob patterns of files never to upload.
+        """
+        if not self.policy.enabled or not self._ensure_started():
+            return
+        path_text = os.fspath(path)
+        if score is None and metrics:
+            mapped = {self._keys(str(k)): v for k, v in flatten_metrics(metrics)}
+            score = score_from(mapped, self.policy.monitor)
+        event = CheckpointEvent(
+            path=path_text,
+            step=self._last_step if step is None else int(step),
+            epoch=None if epoch is None else int(epoch),
+            score=None if score is None else float(score),
+            is_best=is_best,
+            aliases=tuple(aliases),
+            metadata=dict(metadata or {}),
+        )
+        uploads, released = self.policy.on_saved(event)
+        latest = self.policy.latest
+        needs_files = bool(uploads) or (self.policy.log_model == "end" and latest is not None)
+        if needs_files:
+            try:
+                snap = files.snapshot(path_text, include, exclude)
+            except OSError as exc:
+                self._fault("checkpoint", f"checkpoint {path_text!r} skipped: {exc}")
+                return
+            assert latest is not None
+            self._retained[latest.sequence] = snap
+        for old in released:
+            if old.sequence != (latest.sequence if latest else -1):
+                gone = self._retained.pop(old.sequence, None)
+                if gone is not None:
+                    self._put((_CALL, gone.release))
+        for upload in uploads:
+            self._queue_upload(upload)
+
+    def _queue_upload(self, upload: Upload) -> None:
+        snap = self._retained.get(upload.event.sequence)
+        if snap is None:
+            return
+        if self.policy.log_model != "end" or self._finished:
+            self._retained.pop(upload.event.sequence, None)
+        self._put((_CHECKPOINT, upload, snap))
+
+    # ----------------------------------------------------------- the worker
+
+    def _drain(self, ops: list[Op]) -> None:
+        rows: list[dict[str, Any]] = []
+        for op in ops:
+            kind = op[0]
+            if kind == _LOG:
+                rows.extend(self._merge(op))
+                continue
+            self._emit(rows)
+            rows = []
+            if kind == _CALL:
+                self._guard_worker(op[1].__name__, op[1], *op[2:])
+            elif kind == _CHECKPOINT:
+                self._upload_checkpoint(op[1], op[2])
+        self._emit(rows)
+
+    def _merge(self, op: Op) -> list[dict[str, Any]]:
+        _, step, epoch, stage, values, stamp, samples = op
+        mapped: dict[str, Any] = {}
+        keys = self._keys
+        for key, value in flatten_metrics(values):
+            if not key:
+                self._warn("key:", "An empty metric key was skipped.")
+                continue
+            mapped[keys(key, stage)] = value
+        row_epoch = mapped.pop(EPOCH_KEY, epoch)
+        mapped.pop(STEP_KEY, None)
+        self._time(step, stamp, samples, mapped)
+        return self._merger.add(step, mapped, None if row_epoch is None else float(row_epoch))
+
+    def _time(self, step: int, stamp: float, samples: int | None, mapped: dict[str, Any]) -> None:
+        sampler = self._sampler
+        if sampler is None:
+            return
+        previous = self._timing
+        if previous is None or step <= previous[0]:
+            if previous is None:
+                self._timing = (step, stamp)
+            return
+        if sampler.due():
+            last_step, last_stamp = previous
+            per_step = (stamp - last_stamp) / (step - last_step)
+            mapped["perf/step_time_s"] = per_step
+            if samples:
+                mapped["perf/samples_per_second"] = samples / per_step if per_step > 0 else 0.0
+            mapped.update(sampler.sample())
+        self._timing = (step, stamp)
+
+    def _close_open_row(self) -> None:
+        self._emit(self._merger.drain())
+
+    def _emit(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        report = convert_rows(rows)
+        for key, reason in report.skipped.items():
+            self._warn(f"skip:{key}", f"Metric {key!r} was not recorded: {SKIP_REASONS[reason]}.")
+        for key in report.non_finite:
+            self._warn(f"nan:{key}", f"Metric {key!r} is NaN or infinite; it is recorded as such.")
+        handle = self._handle
+        assert handle is not None
+        for row in rows:
+            if self._guard_worker("log", handle.log, row) is not _FAILED:
+                self.rows_logged += 1
+
+    def _summary(self, values: dict[str, Any]) -> None:
+        convert_rows([values])
+        handle = self._handle
+        assert handle is not None
+        handle.update_summary(values)
+
+    def _upload_checkpoint(self, upload: Upload, snap: files.Snapshot) -> None:
+        handle = self._handle
+        assert handle is not None
+        try:
+            digest = files.digest(snap)
+            if digest in self._digests:
+                return
+            name = self.settings.checkpoint_name or f"model-{handle.id}"
+            meta = self.policy.metadata(
+                upload.event, run_id=handle.id, framework=self.framework, framework_version=self.framework_version
+            )
+            if self._guard_worker("log a checkpoint", handle.log_artifact, name, "model", snap.files, upload.aliases, meta) is _FAILED:
+                return
+            self._digests.add(digest)
+            self.checkpoints_uploaded += 1
+        except OSError as exc:
+            self._warn(f"ckpt:{upload.event.path}", f"Checkpoint {upload.event.path!r} was not uploaded: {exc}")
+        finally:
+            if upload.event.sequence not in self._retained or self._finished:
+                snap.release()
+
+    def _upload_files(self, snap: files.Snapshot, name: str, kind: str, aliases: tuple[str, ...], meta: dict[str, Any]) -> None:
+        handle = self._handle
+        assert handle is not None
+        try:
+            handle.log_artifact(name, kind, snap.files, aliases, meta)
+        finally:
+            snap.release()
+
+    # ------------------------------------------------------- error boundary
+
+    def _prepare_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        flat, notes = hparams.prepare_config(config)
+        if notes:
+            self._warn("config-size", f"Config values too large to record were shortened or left out: {', '.join(notes[:10])}")
+        return flat
+
+    def _ensure_started(self) -> bool:
+        if self._noop or self._finished:
+            return False
+        if self._handle is None:
+            self.start()
+        return self._handle is not None and not self._noop
+
+    def _put(self, op: Op) -> None:
+        pipeline = self._pipeline
+        if pipeline is None:
+            return
+        if pipeline.alive:
+            pipeline.put(op)
+
+    def _guard(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if self.settings.on_error == "raise":
+                raise
+            self._warn(f"fault:{what}", f"wandb failed to {what} ({type(exc).__name__}: {exc}); training goes on.")
+            return None
+
+    def _guard_worker(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if self.settings.on_error == "raise" and self._error is None:
+                self._error = exc
+            else:
+                self._warn(f"fault:{what}", f"wandb failed to {what} ({type(exc).__name__}: {exc}); training goes on.")
+            return _FAILED
+
+    def _fault(self, what: str, message: str) -> None:
+        if self.settings.on_error == "raise":
+            raise RuntimeError(message)
+        self._warn(f"fault:{what}:{message}", message)
+
+    def _raise_pending(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _warn(self, key: str, message: str) -> None:
+        self._warner.warn(key, message, stacklevel=4)
+
+
+_FAILED = object()
+
+
+def exit_code_for(exc: BaseException | None) -> int:
+    """The exit code a run ends with: 0, 130 for Ctrl-C, 143 for SIGTERM, 1 otherwise."""
+    if exc is None:
+        return 0
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 1
+
+
+__all__ = ["Session", "WandbBridgeWarning", "exit_code_for"]

@@ -1,0 +1,238 @@
+"""One resolved, frozen settings object: constructor args > ``WANDB_*`` env > defaults.
+
+The environment is only read, never written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+LogModel = Literal[False, "end", "best", "all"]
+Mode = Literal["online", "offline", "disabled"]
+MonitorMode = Literal["min", "max"]
+OnError = Literal["warn", "raise"]
+
+MODES: tuple[str, ...] = ("online", "offline", "disabled")
+LOG_MODEL_VALUES: tuple[object, ...] = (False, True, "end", "best", "all")
+MONITOR_MODES: tuple[str, ...] = ("min", "max")
+ON_ERROR_VALUES: tuple[str, ...] = ("warn", "raise")
+WATCH_VALUES: tuple[str, ...] = ("gradients", "parameters", "all", "false")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off", "none"}
+# Metric-name words that mean "higher is better" when monitor_mode is not given.
+_MAX_WORDS = {
+    "acc", "accuracy", "f1", "auc", "auroc", "precision", "recall", "bleu", "rouge",
+    "iou", "miou", "map", "dice", "r2", "top1", "top5", "sacrebleu", "meteor", "exact",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a :class:`~wandb_bridge.Session` needs, resolved and validated once.
+
+    Build it with :meth:`Settings.resolve`; the constructor does no validation.
+    """
+
+    project: str | None = None
+    entity: str | None = None
+    name: str | None = None
+    group: str | None = None
+    tags: tuple[str, ...] = ()
+    job_type: str | None = None
+    notes: str | None = None
+    config: Mapping[str, Any] | None = None
+    mode: Mode | None = None
+    dir: str | None = None
+    id: str | None = None
+    resume: str | bool | None = None
+    run: Any = None
+    log_model: LogModel = False
+    checkpoint_name: str | None = None
+    monitor: str | None = None
+    monitor_mode: MonitorMode = "min"
+    system_stats: bool = True
+    rank_zero_only: bool = True
+    on_error: OnError = "warn"
+    watch: str | None = None
+    queue_size: int = 10_000
+    finish_timeout: float = 60.0
+    init_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        env: Mapping[str, str] | None = None,
+        default_log_model_true: LogModel = "end",
+        **kwargs: Any,
+    ) -> Settings:
+        """Resolve constructor arguments against ``WANDB_*`` variables and defaults.
+
+        Args:
+            env: the environment to read (``os.environ`` when None). Never written.
+            default_log_model_true: what ``log_model=True`` means for the caller.
+            **kwargs: the shared keyword arguments of DESIGN.md section 2; unknown
+                names are kept in ``init_kwargs`` and passed on to ``wandb.init``.
+
+        Returns:
+            A frozen, validated :class:`Settings`.
+
+        Raises:
+            ValueError: a value is not one of the allowed ones (the message lists them).
+        """
+        environ = os.environ if env is None else env
+        known = {f for f in cls.__dataclass_fields__ if f != "init_kwargs"}
+        init_kwargs = dict(kwargs.pop("init_kwargs", None) or {})
+        init_kwargs.update({k: v for k, v in kwargs.items() if k not in known})
+        args = {k: v for k, v in kwargs.items() if k in known}
+
+        def pick(name: str, var: str) -> Any:
+            value = args.get(name)
+            if value is None:
+                value = environ.get(var) or None
+            return value
+
+        mode = _resolve_mode(args.get("mode"), environ)
+        log_model = _resolve_log_model(
+            args.get("log_model"), environ.get("WANDB_LOG_MODEL"), default_log_model_true
+        )
+        monitor = args.get("monitor")
+        monitor_mode = args.get("monitor_mode")
+        if monitor_mode is None:
+            monitor_mode = infer_monitor_mode(monitor)
+        _check("monitor_mode", monitor_mode, MONITOR_MODES)
+        on_error = args.get("on_error") or "warn"
+        _check("on_error", on_error, ON_ERROR_VALUES)
+        watch = pick("watch", "WANDB_WATCH")
+        if watch is not None:
+            watch = str(watch).lower()
+            _check("watch", watch, WATCH_VALUES)
+            if watch == "false":
+                watch = None
+        tags = args.get("tags")
+        if tags is None:
+            env_tags = environ.get("WANDB_TAGS", "")
+            tags = [t.strip() for t in env_tags.split(",") if t.strip()]
+        elif isinstance(tags, str):
+            tags = [tags]
+        queue_size = int(args.get("queue_size") or 10_000)
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be a positive integer, got {queue_size!r}")
+        finish_timeout = float(args.get("finish_timeout") or 60.0)
+        if finish_timeout <= 0:
+            raise ValueError(f"finish_timeout must be > 0 seconds, got {finish_timeout!r}")
+        for flag in ("system_stats", "rank_zero_only"):
+            value = args.get(flag)
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"{flag} must be True or False, got {value!r}")
+        config = args.get("config")
+        if config is not None and not isinstance(config, Mapping):
+            config = _config_from_object(config)
+        directory = pick("dir", "WANDB_DIR")
+        return cls(
+            project=pick("project", "WANDB_PROJECT"),
+            entity=pick("entity", "WANDB_ENTITY"),
+            name=args.get("name"),
+            group=pick("group", "WANDB_RUN_GROUP"),
+            tags=tuple(str(t) for t in _iter_tags(tags)),
+            job_type=pick("job_type", "WANDB_JOB_TYPE"),
+            notes=args.get("notes"),
+            config=config,
+            mode=mode,
+            dir=None if directory is None else os.fspath(directory),
+            id=pick("id", "WANDB_RUN_ID"),
+            resume=args.get("resume"),
+            run=args.get("run"),
+            log_model=log_model,
+            checkpoint_name=args.get("checkpoint_name"),
+            monitor=monitor,
+            monitor_mode=monitor_mode,
+            system_stats=args.get("system_stats", True) is not False,
+            rank_zero_only=args.get("rank_zero_only", True) is not False,
+            on_error=on_error,
+            watch=watch,
+            queue_size=queue_size,
+            finish_timeout=finish_timeout,
+            init_kwargs=init_kwargs,
+        )
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """Return a copy with some fields replaced (no re-validation)."""
+        return replace(self, **changes)
+
+    @property
+    def disabled(self) -> bool:
+        """True when logging is switched off (``mode="disabled"`` or ``WANDB_DISABLED``)."""
+        return self.mode == "disabled"
+
+
+def infer_monitor_mode(monitor: str | None) -> MonitorMode:
+    """Guess whether a monitored metric should be minimised or maximised.
+
+    Accuracy-like names (``acc``, ``f1``, ``auc``, ``bleu``...) are maximised,
+    everything else (losses, errors, perplexity) is minimised.
+    """
+    if not monitor:
+        return "min"
+    words = set(re.split(r"[/_\-.\s]+", monitor.lower()))
+    return "max" if words & _MAX_WORDS else "min"
+
+
+def _resolve_mode(value: Any, environ: Mapping[str, str]) -> Mode | None:
+    if value is None:
+        if environ.get("WANDB_DISABLED", "").strip().lower() in _TRUE:
+            return "disabled"
+        value = environ.get("WANDB_MODE") or None
+        if value is None:
+            return None
+    value = str(value).lower()
+    if value == "dryrun":
+        value = "offline"
+    elif value == "run":
+        value = "online"
+    _check("mode", value, MODES)
+    return value  # type: ignore[return-value]
+
+
+def _resolve_log_model(value: Any, env_value: str | None, true_means: LogModel) -> LogModel:
+    if value is None and env_value is not None:
+        text = env_value.strip().lower()
+        if text in _FALSE:
+            return False
+        if text in _TRUE:
+            return true_means
+        if text == "checkpoint":
+            return "all"
+        value = text
+    if value is None or value is False:
+        return False
+    if value is True:
+        return true_means
+    _check("log_model", value, LOG_MODEL_VALUES)
+    return value  # type: ignore[no-any-return]
+
+
+def _check(name: str, value: object, allowed: Iterable[object]) -> None:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        shown = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{name}={value!r} is not valid; use one of {shown}")
+
+
+def _iter_tags(tags: Any) -> Iterable[Any]:
+    if isinstance(tags, (list, tuple, set, frozenset)):
+        return tags
+    raise ValueError(f"tags must be a list of strings, got {type(tags).__name__}")
+
+
+def _config_from_object(config: Any) -> Mapping[str, Any]:
+    if hasattr(config, "to_dict"):
+        return dict(config.to_dict())
+    if hasattr(config, "__dict__"):
+        return dict(vars(config))
+    raise ValueError(f"config must be a mapping or an object with attributes, got {config!r}")
