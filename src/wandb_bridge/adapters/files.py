@@ -18,6 +18,10 @@ from dataclasses import dataclass
 
 STAGING_DIR_NAME = ".wandb-bridge-staging"
 _CHUNK = 1 << 20
+# Files up to this size are copied, not linked: a framework that rewrites a file
+# in place (same inode) right after saving it could otherwise change a linked
+# snapshot before the worker hashed it. Copying them costs well under a millisecond.
+COPY_BELOW_BYTES = 4 << 20
 
 
 @dataclass
@@ -80,7 +84,7 @@ def list_payload(
 def snapshot(
     path: str, include: Sequence[str] | None = None, exclude: Sequence[str] = ()
 ) -> Snapshot:
-    """Hard-link a checkpoint's files into a private staging folder beside it.
+    """Hard-link (small files: copy) a checkpoint's files into a private staging folder beside it.
 
     Falls back to referencing the original files where links are impossible
     (another file system, no permission); the worker then reads them in place.
@@ -93,7 +97,10 @@ def snapshot(
         for name, full in files:
             target = os.path.join(staging, name)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.link(full, target)
+            if os.path.getsize(full) < COPY_BELOW_BYTES:
+                shutil.copyfile(full, target)
+            else:
+                os.link(full, target)
             linked.append((name, target))
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)

@@ -57,7 +57,9 @@ class Session:
             section 2; ``WANDB_*`` variables fill in what is not given.
         framework: the name of the calling framework (for checkpoint metadata).
         framework_version: its version.
-        **init_kwargs: passed on to ``wandb.init``.
+        bridge_settings: an already resolved :class:`Settings` (callbacks use this);
+            the other arguments are ignored then.
+        **init_kwargs: passed on to ``wandb.init`` (``settings=`` included).
     """
 
     def __init__(
@@ -68,12 +70,12 @@ class Session:
         *,
         framework: str | None = None,
         framework_version: str | None = None,
-        settings: Settings | None = None,
+        bridge_settings: Settings | None = None,
         **kwargs: Any,
     ) -> None:
-        if settings is None:
-            settings = Settings.resolve(project=project, entity=entity, name=name, **kwargs)
-        self.settings = settings
+        if bridge_settings is None:
+            bridge_settings = Settings.resolve(project=project, entity=entity, name=name, **kwargs)
+        self.settings = bridge_settings
         self.framework = framework
         self.framework_version = framework_version
         self._reset()
