@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
+import importlib
 import json
 import math
 import os
@@ -35,10 +36,11 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from wandb.proto import wandb_internal_pb2 as pb
+# ``wandb.proto.wandb_internal_pb2`` messages are generated at runtime and have
+# no static types; they are handled as ``Any`` here.
+_Proto = Any
 
 __all__ = [
     "ArtifactRecord",
@@ -296,6 +298,11 @@ def read_run(path: str | os.PathLike[str]) -> RunRecord:
     itself writes a summary record before each history row with exactly these
     values; for keys that such a record set, its values are used as-is.
 
+    wandb's service process writes the file asynchronously: in the process
+    that ran wandb, ``run.finish()`` can return before the file is complete.
+    Call ``wandb.teardown()`` (or ``WandbOfflineRuns.flush()``) before reading,
+    or read after that process has exited.
+
     Args:
         path: The ``run-<id>.wandb`` file, the run folder, or a folder that
             contains exactly one run (``wandb/`` or the folder above it).
@@ -314,8 +321,7 @@ def read_run(path: str | os.PathLike[str]) -> RunRecord:
     if len(files) > 1:
         listing = "\n".join(f"  {f}" for f in files)
         raise ValueError(
-            f"{Path(path)} contains {len(files)} runs; pass one of them or use "
-            f"read_runs() to read them all:\n{listing}"
+            f"{Path(path)} contains {len(files)} runs; pass one of them or use read_runs() to read them all:\n{listing}"
         )
     return _read_file(files[0])
 
@@ -352,9 +358,7 @@ def _scan_log(path: Path, data: bytes) -> _LogScan:
     """Split a transaction log into (offset, payload) records, verifying the framing."""
     size = len(data)
     if size < _FILE_HEADER.size:
-        raise RunFileError(
-            path, 0, f"file is {size} bytes long, too short for the {_FILE_HEADER.size}-byte header"
-        )
+        raise RunFileError(path, 0, f"file is {size} bytes long, too short for the {_FILE_HEADER.size}-byte header")
     magic, number, version = _FILE_HEADER.unpack_from(data, 0)
     if magic != _MAGIC or number != _MAGIC_NUMBER:
         raise RunFileError(path, 0, f"not a W&B transaction log (bad file header {data[:7]!r})")
@@ -395,27 +399,19 @@ def _scan_log(path: Path, data: bytes) -> _LogScan:
         payload = data[start:end]
         actual = zlib.crc32(payload, zlib.crc32(bytes((rtype,))))
         if actual != crc:
-            raise RunFileError(
-                path, offset, f"CRC mismatch (stored {crc:#010x}, computed {actual:#010x})"
-            )
+            raise RunFileError(path, offset, f"CRC mismatch (stored {crc:#010x}, computed {actual:#010x})")
         if rtype == _FULL:
             if pending:
-                raise RunFileError(
-                    path, offset, "FULL record while a fragmented record is incomplete"
-                )
+                raise RunFileError(path, offset, "FULL record while a fragmented record is incomplete")
             records.append((offset, payload))
         elif rtype == _FIRST:
             if pending:
-                raise RunFileError(
-                    path, offset, "FIRST fragment while a fragmented record is incomplete"
-                )
+                raise RunFileError(path, offset, "FIRST fragment while a fragmented record is incomplete")
             pending = [payload]
             pending_offset = offset
         else:
             if not pending:
-                raise RunFileError(
-                    path, offset, f"{_TYPE_NAMES[rtype]} fragment without a FIRST fragment"
-                )
+                raise RunFileError(path, offset, f"{_TYPE_NAMES[rtype]} fragment without a FIRST fragment")
             pending.append(payload)
             if rtype == _LAST:
                 records.append((pending_offset, b"".join(pending)))
@@ -516,7 +512,7 @@ class _RunBuilder:
 
     # -- dispatch ---------------------------------------------------------
 
-    def add(self, offset: int, record: pb.Record) -> None:
+    def add(self, offset: int, record: _Proto) -> None:
         kind = record.WhichOneof("record_type")
         if kind == "header":
             producer = record.header.version_info.producer
@@ -549,7 +545,7 @@ class _RunBuilder:
 
     # -- record kinds -----------------------------------------------------
 
-    def _run(self, offset: int, run: pb.RunRecord) -> None:
+    def _run(self, offset: int, run: _Proto) -> None:
         # Every run record wandb writes is a full snapshot of the run's
         # attributes (a later one follows e.g. ``run.name = ...``); its config
         # and summary parts are updates.
@@ -565,7 +561,7 @@ class _RunBuilder:
         self._config(offset, run.config)
         self._summary(offset, run.summary)
 
-    def _config(self, offset: int, config: pb.ConfigRecord) -> None:
+    def _config(self, offset: int, config: _Proto) -> None:
         for update in config.update:
             keys = _item_path(update.key, update.nested_key)
             if keys:
@@ -576,7 +572,7 @@ class _RunBuilder:
             if keys:
                 _del_path(self.config, keys)
 
-    def _summary(self, offset: int, summary: pb.SummaryRecord) -> None:
+    def _summary(self, offset: int, summary: _Proto) -> None:
         for update in summary.update:
             keys = _item_path(update.key, update.nested_key)
             if keys:
@@ -589,7 +585,7 @@ class _RunBuilder:
                 _del_path(self.summary, keys)
                 self.summary_touched.add(tuple(keys))
 
-    def _history(self, offset: int, history: pb.HistoryRecord) -> None:
+    def _history(self, offset: int, history: _Proto) -> None:
         row: dict[str, Any] = {}
         paths: list[tuple[list[str], Any]] = []
         for item in history.item:
@@ -606,7 +602,7 @@ class _RunBuilder:
             self._summarize(keys, value)
         self.summary_touched.clear()
 
-    def _history_value(self, offset: int, item: pb.HistoryItem, keys: list[str]) -> Any:
+    def _history_value(self, offset: int, item: _Proto, keys: list[str]) -> Any:
         if item.value_json:
             return _decode_json(self.path, offset, item.value_json, f"history {keys}")
         kind = item.WhichOneof("value")
@@ -655,21 +651,19 @@ class _RunBuilder:
             return metric
         best: tuple[int, dict[str, Any]] | None = None
         for name, definition in self.metrics.items():
-            if name.endswith("*") and flat_key.startswith(name[:-1]):
-                if best is None or len(name) > best[0]:
-                    best = (len(name), definition)
+            is_match = name.endswith("*") and flat_key.startswith(name[:-1])
+            if is_match and (best is None or len(name) > best[0]):
+                best = (len(name), definition)
         return best[1] if best else None
 
-    def _metric(self, metric: pb.MetricRecord) -> None:
+    def _metric(self, metric: _Proto) -> None:
         if metric.expanded_from_glob:
             return
         name = metric.name or metric.glob_name
         if not name:
             return
         summary_ops = [
-            op
-            for op in ("min", "max", "mean", "best", "last", "first", "none", "copy")
-            if getattr(metric.summary, op)
+            op for op in ("min", "max", "mean", "best", "last", "first", "none", "copy") if getattr(metric.summary, op)
         ]
         goal = {1: "minimize", 2: "maximize"}.get(metric.goal)
         new: dict[str, Any] = {
@@ -693,7 +687,7 @@ class _RunBuilder:
         merged["goal"] = goal or old["goal"]
         self.metrics[name] = merged
 
-    def _artifact(self, offset: int, art: pb.ArtifactRecord) -> None:
+    def _artifact(self, offset: int, art: _Proto) -> None:
         if art.client_id:
             if art.client_id in self.artifact_client_ids:
                 return
@@ -784,15 +778,14 @@ def _run_id_from_filename(path: Path) -> str:
     return stem[len("run-") :] if stem.startswith("run-") else stem
 
 
-def _iter_protos(path: Path, scan: _LogScan) -> Iterator[tuple[int, pb.Record]]:
-    from google.protobuf.message import DecodeError
-    from wandb.proto import wandb_internal_pb2
-
+def _iter_protos(path: Path, scan: _LogScan) -> Iterator[tuple[int, _Proto]]:
+    # Imported lazily: reading the framing needs no wandb, parsing records does.
+    pb2: Any = importlib.import_module("wandb.proto.wandb_internal_pb2")
     for offset, payload in scan.records:
-        record = wandb_internal_pb2.Record()
+        record = pb2.Record()
         try:
             record.ParseFromString(payload)
-        except DecodeError as exc:
+        except Exception as exc:  # google.protobuf.message.DecodeError
             raise RunFileError(path, offset, f"record is not a valid protobuf: {exc}") from exc
         yield offset, record
 
