@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 Op = tuple[Any, ...]
 _STOP = "__stop__"
 _BARRIER = "__barrier__"
-_BATCH = 512
+_BATCH = 1024
 
 
 class Pipeline:
     """Runs ``handler(batch_of_ops)`` on one daemon thread, preserving order."""
 
-    def __init__(self, handler: Callable[[list[Op]], None], maxsize: int, name: str) -> None:
+    def __init__(
+        self, handler: Callable[[list[Op]], None], maxsize: int, name: str, linger: float = 0.1
+    ) -> None:
         self._handler = handler
+        self._linger = linger
+        self._urgent = threading.Event()
         self._queue: queue.Queue[Op] = queue.Queue(maxsize=maxsize)
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._started = False
@@ -60,6 +65,7 @@ class Pipeline:
         done = threading.Event()
         try:
             self._queue.put((_BARRIER, done), timeout=timeout)
+            self._urgent.set()
         except queue.Full:
             return False
         return done.wait(timeout)
@@ -75,6 +81,7 @@ class Pipeline:
         if self.alive:
             try:
                 self._queue.put((_STOP,), timeout=timeout)
+                self._urgent.set()
             except queue.Full:
                 return False
         self._thread.join(timeout)
@@ -84,6 +91,11 @@ class Pipeline:
         stopping = False
         while not stopping:
             batch = [self._queue.get()]
+            # Linger so that many operations are handled in one burst: far fewer
+            # thread switches (and GIL hand-overs) than waking up for each one.
+            if self._linger > 0 and not self._urgent.is_set() and self._queue.qsize() < _BATCH:
+                self._urgent.wait(self._linger)
+            self._urgent.clear()
             while len(batch) < _BATCH:
                 try:
                     batch.append(self._queue.get_nowait())

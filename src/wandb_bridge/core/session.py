@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import atexit
 import os
+from collections import deque
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from wandb_bridge.adapters import files, system, wandb_sdk
+from wandb_bridge.adapters import files, signals, system, wandb_sdk
 from wandb_bridge.core import hparams
 from wandb_bridge.core.checkpoints import CheckpointEvent, CheckpointPolicy, Upload, score_from
 from wandb_bridge.core.distributed import RankInfo, detect_rank, shared_group_id
@@ -102,6 +103,14 @@ class Session:
         self._timing: tuple[int, float] | None = None
         self._atexit_registered = False
         self._pending_summary_keys: list[tuple[str, str]] = []
+        self._end_uploaded: tuple[int, int] | None = None
+        self._sigterm: signals.SigtermHook | None = None
+        self._broken: str | None = None
+        # The last rows handed to wandb: wandb-core buffers its writes, so when it dies
+        # these may be missing from the run file; they are saved with the unsent rows.
+        self._recent: deque[dict[str, Any]] = deque(maxlen=settings.queue_size)
+        self._unsent_path: str | None = None
+        self.preempted = False
         self.rows_logged = 0
         self.checkpoints_uploaded = 0
         if settings.monitor is not None:
@@ -277,6 +286,9 @@ class Session:
             self._sampler = system.SystemSampler(cuda_device=system.current_cuda_device())
         self._pipeline = Pipeline(self._drain, self.settings.queue_size, name=f"wandb-bridge-{handle.id}")
         self._pipeline.start()
+        if self.settings.handle_sigterm:
+            self._sigterm = signals.SigtermHook(self._on_sigterm, timeout=self.settings.finish_timeout)
+            self._sigterm.install()
         if not self._atexit_registered:
             atexit.register(self._at_exit)
             self._atexit_registered = True
@@ -298,11 +310,14 @@ class Session:
         if self._atexit_registered:
             atexit.unregister(self._at_exit)
             self._atexit_registered = False
+        if self._sigterm is not None and not self.preempted:
+            self._sigterm.uninstall()
         handle, pipeline = self._handle, self._pipeline
         if handle is None or pipeline is None:
             return
-        for upload in self.policy.at_end():
-            self._queue_upload(upload)
+        if self._end_uploaded != self._end_key():
+            for upload in self.policy.at_end():
+                self._queue_upload(upload)
         self._put((_CALL, self._close_open_row))
         if not pipeline.stop(self.settings.finish_timeout):
             self._warn(
@@ -314,8 +329,57 @@ class Session:
             snap.release()
         self._retained.clear()
         self._raise_pending()
-        if handle.owned:
-            self._guard("finish the run", handle.finish, exit_code)
+        if handle.owned and self._broken is None:
+            self._bounded("finish the run", handle.finish, exit_code)
+        if self._unsent_path is not None:
+            self._warn("unsent", f"Rows wandb could not take were kept in {self._unsent_path}.")
+
+    def _bounded(self, what: str, fn: Any, *args: Any) -> None:
+        """Call ``fn`` with a deadline (``finish_timeout``): a hung wandb never hangs the process."""
+        outcome: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                fn(*args)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=call, name="wandb-bridge-finish", daemon=True)
+        worker.start()
+        worker.join(self.settings.finish_timeout)
+        if worker.is_alive():
+            handle = self._handle
+            hint = "" if handle is None else f" What was recorded can be uploaded with: {handle.sync_command()}"
+            self._warn(f"timeout:{what}", f"wandb did not {what} within {self.settings.finish_timeout:.0f} s; giving up.{hint}")
+            return
+        if outcome:
+            self._guard(what, _reraise, outcome[0])
+
+    def _on_sigterm(self) -> None:
+        """Pre-emption: flush what is queued, mark the run preempting, finish it (exit code 143)."""
+        self.preempted = True
+        if self._handle is not None and self.owns_run:
+            self._guard("mark the run preempting", self._handle.mark_preempting)
+            self.finish(exit_code=143)
+        else:
+            self.flush()
+
+    def upload_end_checkpoints(self) -> None:
+        """Upload now what ``log_model="end"`` would upload at :meth:`finish`; the run stays open.
+
+        For frameworks whose training ends before the run does (transformers keeps
+        the run open for a later ``evaluate()``/``predict()``). :meth:`finish` does
+        not upload them again unless a checkpoint was reported in between.
+        """
+        if self._noop or self._finished or self._handle is None:
+            return
+        for upload in self.policy.at_end():
+            self._queue_upload(upload)
+        self._end_uploaded = self._end_key()
+
+    def _end_key(self) -> tuple[int, int]:
+        latest, best = self.policy.latest, self.policy.best
+        return (-1 if latest is None else latest.sequence, -1 if best is None else best.sequence)
 
     def close(self, exit_code: int | None = None) -> None:
         """Alias of :meth:`finish`."""
@@ -579,7 +643,11 @@ class Session:
             self._emit(rows)
             rows = []
             if kind == _CALL:
-                self._guard_worker(op[1].__name__, op[1], *op[2:])
+                fn = op[1]
+                if getattr(fn, "__self__", None) is self or isinstance(getattr(fn, "__self__", None), files.Snapshot):
+                    fn(*op[2:])  # our own bookkeeping: runs even when wandb is gone
+                else:
+                    self._guard_worker(fn.__name__, fn, *op[2:])
             elif kind == _CHECKPOINT:
                 self._upload_checkpoint(op[1], op[2])
         self._emit(rows)
@@ -630,8 +698,42 @@ class Session:
         handle = self._handle
         assert handle is not None
         for row in rows:
-            if self._guard_worker("log", handle.log, row) is not _FAILED:
-                self.rows_logged += 1
+            if self._broken is None:
+                try:
+                    handle.log(row)
+                    self.rows_logged += 1
+                    self._recent.append(row)
+                    continue
+                except Exception as exc:
+                    if self.settings.on_error == "raise" and self._error is None:
+                        self._error = exc
+                    if isinstance(exc, OSError):  # the connection to wandb-core is gone
+                        self._broken = f"{type(exc).__name__}: {exc}"
+                    else:
+                        self._warn(f"fault:log:{type(exc).__name__}", f"wandb rejected a row ({type(exc).__name__}: {exc}).")
+            self._keep_unsent(row)
+
+    def _keep_unsent(self, row: dict[str, Any]) -> None:
+        """Append a row wandb could not take to a JSON-lines file in the run folder."""
+        import json
+
+        rows = [row]
+        if self._unsent_path is None:
+            folder = self.run_dir or self.settings.dir or "."
+            self._unsent_path = os.path.join(folder, "wandb-bridge-unsent.jsonl")
+            self._warn(
+                "broken",
+                f"wandb did not take a row ({self._broken or 'rejected'}); training goes on, and such rows "
+                f"are kept in {self._unsent_path}.",
+            )
+            if self._broken is not None:
+                rows = [*self._recent, row]
+                self._recent.clear()
+        try:
+            with open(self._unsent_path, "a", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(r, default=str) + "\n" for r in rows)
+        except OSError:
+            pass
 
     def _summary(self, values: dict[str, Any]) -> None:
         convert_rows([values])
@@ -700,6 +802,8 @@ class Session:
             return None
 
     def _guard_worker(self, what: str, fn: Any, *args: Any) -> Any:
+        if self._broken is not None:
+            return _FAILED
         try:
             return fn(*args)
         except Exception as exc:
@@ -724,6 +828,10 @@ class Session:
 
 
 _FAILED = object()
+
+
+def _reraise(exc: BaseException) -> None:
+    raise exc
 
 
 def exit_code_for(exc: BaseException | None) -> int:

@@ -61,6 +61,7 @@ class Settings:
     watch: str | None = None
     queue_size: int = 10_000
     finish_timeout: float = 60.0
+    handle_sigterm: bool = True
     init_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -158,6 +159,7 @@ class Settings:
             watch=watch,
             queue_size=queue_size,
             finish_timeout=finish_timeout,
+            handle_sigterm=args.get("handle_sigterm", True) is not False,
             init_kwargs=init_kwargs,
         )
 
