@@ -193,19 +193,25 @@ class Session:
         with self._lock:
             if self._started:
                 return self.run
-            self._started = True
-            if self._noop:
-                return None
-            settings = self.settings
-            if settings.rank_zero_only and not self.rank.is_zero:
-                self._noop = True
-                return None
-            self._handle = self._attach()
-            if self._handle is None:
-                self._noop = True
-                return None
-            self._after_attach()
+            try:
+                self._attach_once()
+            finally:
+                # Set last: other threads calling log() meanwhile wait on the lock
+                # instead of finding a half-started session.
+                self._started = True
         return self.run
+
+    def _attach_once(self) -> None:
+        if self._noop:
+            return
+        if self.settings.rank_zero_only and not self.rank.is_zero:
+            self._noop = True
+            return
+        self._handle = self._attach()
+        if self._handle is None:
+            self._noop = True
+            return
+        self._after_attach()
 
     def _attach(self) -> wandb_sdk.RunHandle | None:
         settings = self.settings
@@ -446,7 +452,7 @@ class Session:
         """
         if self._noop or self._finished:
             return
-        if self._pipeline is None:
+        if not self._started:
             self.start()
             if self._noop:
                 return
@@ -535,6 +541,23 @@ class Session:
         self.flush()
         return self._guard("use an artifact", handle.use_artifact, name, kind, aliases)
 
+    @staticmethod
+    def download_artifact(
+        name: str,
+        save_dir: str | os.PathLike[str] | None = None,
+        kind: str | None = None,
+        use_artifact: bool = True,
+    ) -> str:
+        """Download an artifact (``"entity/project/name:alias"``) and return its local folder.
+
+        Needs no session: through the active run (recorded as its input) when
+        there is one and ``use_artifact`` is true, else through the public API.
+        Errors (no server, no such artifact) are raised: the caller asked for
+        the files.
+        """
+        root = None if save_dir is None else os.fspath(save_dir)
+        return wandb_sdk.download_artifact(name, root, kind, use_artifact)
+
     def log_artifact(
         self,
         path: str | os.PathLike[str],
@@ -569,6 +592,7 @@ class Session:
         metadata: Mapping[str, Any] | None = None,
         include: Sequence[str] | None = None,
         exclude: Sequence[str] = (),
+        payload_name: str | None = None,
     ) -> None:
         """Report a checkpoint file or folder the framework wrote.
 
@@ -588,6 +612,11 @@ class Session:
             metadata: extra metadata.
             include: glob patterns of files to upload from a folder (None: all).
             exclude: glob patterns of files never to upload.
+            payload_name: for a single-file checkpoint, the file's name inside the
+                artifact (e.g. ``"model.ckpt"``, where the framework's own
+                integration uses a fixed name); its own name is kept in the
+                ``original_filename`` metadata. Same content under the same
+                name is never uploaded twice.
         """
         if not self.policy.enabled or not self._ensure_started():
             return
@@ -609,7 +638,7 @@ class Session:
         needs_files = bool(uploads) or (self.policy.log_model == "end" and latest is not None)
         if needs_files:
             try:
-                snap = files.snapshot(path_text, include, exclude)
+                snap = files.snapshot(path_text, include, exclude, payload_name)
             except OSError as exc:
                 self._fault("checkpoint", f"checkpoint {path_text!r} skipped: {exc}")
                 return

@@ -1,0 +1,55 @@
+"""Child processes for test_faults: each scenario runs a Session in a fresh interpreter.
+
+Usage: python fault_scripts.py SCENARIO DIR
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+
+from wandb_bridge import Session
+
+
+def sigterm(directory: Path) -> None:
+    """Log until killed by SIGTERM; the parent checks what was recorded."""
+    session = Session(project="faults", dir=str(directory), log_model="all")
+    step = 0
+    while True:
+        step += 1
+        session.log({"loss": 1.0 / step}, step=step)
+        if step == 100:
+            ckpt = directory / "ckpt.pt"
+            ckpt.write_bytes(b"weights at 100")
+            session.log_checkpoint(ckpt, step=step)
+            print("ready", flush=True)
+        time.sleep(0.001)
+
+
+def disk_full(directory: Path) -> None:
+    """Checkpoint staging hits the file-size limit (EFBIG, like a full disk); training goes on."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    big = directory / "big.ckpt"
+    big.write_bytes(os.urandom(6 << 20))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+    with Session(project="faults", dir=str(directory), log_model="all") as session:
+        session.log({"loss": 1.0}, step=1)
+        session.log_checkpoint(big, step=1)
+        session.log({"loss": 0.5}, step=2)
+    print("training finished", flush=True)
+
+
+def no_api_key(directory: Path) -> None:
+    """Online mode with no key and no TTY: never a login prompt, an offline run instead."""
+    with Session(project="faults", dir=str(directory), mode="online") as session:
+        session.log({"loss": 1.0}, step=1)
+        print("offline" if session.run is not None and session.run.offline else "online", flush=True)
+
+
+if __name__ == "__main__":
+    scenario, folder = sys.argv[1], Path(sys.argv[2])
+    {"sigterm": sigterm, "disk_full": disk_full, "no_api_key": no_api_key}[scenario](folder)
