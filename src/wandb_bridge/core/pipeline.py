@@ -1,16 +1,18 @@
 """A bounded queue drained in order by one background thread.
 
-The training thread only appends a tuple; the worker does everything else
-(key mapping, merging, reading tensors, calling wandb). ``put`` blocks when the
-queue is full, so memory stays bounded (backpressure), and ``flush``/``stop``
-wait, with a deadline, until everything queued before them was handled.
+The training thread only appends a tuple to a deque (atomic, no lock, no
+wake-up call); the worker wakes every ``linger`` seconds, or at once for a
+flush, and handles everything queued in one burst: far fewer thread switches
+and GIL hand-overs than waking up per operation. When ``maxsize`` operations
+are queued, ``put`` waits for room (backpressure) instead of growing memory.
+``barrier``/``stop`` wait, with a deadline, until everything queued before them
+was handled.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
-import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -24,12 +26,14 @@ class Pipeline:
     """Runs ``handler(batch_of_ops)`` on one daemon thread, preserving order."""
 
     def __init__(
-        self, handler: Callable[[list[Op]], None], maxsize: int, name: str, linger: float = 0.1
+        self, handler: Callable[[list[Op]], None], maxsize: int, name: str, linger: float = 0.05
     ) -> None:
         self._handler = handler
+        self._maxsize = maxsize
         self._linger = linger
-        self._urgent = threading.Event()
-        self._queue: queue.Queue[Op] = queue.Queue(maxsize=maxsize)
+        self._items: deque[Op] = deque()
+        self._wake = threading.Event()
+        self._room = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._started = False
         self.failed: BaseException | None = None
@@ -47,12 +51,21 @@ class Pipeline:
 
     @property
     def pending(self) -> int:
-        """Approximate number of queued operations."""
-        return self._queue.qsize()
+        """Number of queued operations."""
+        return len(self._items)
 
     def put(self, op: Op) -> None:
-        """Queue an operation; blocks while the queue is full."""
-        self._queue.put(op)
+        """Queue an operation; waits while ``maxsize`` operations are queued."""
+        if len(self._items) >= self._maxsize:
+            self._wait_for_room(None)
+        self._items.append(op)
+
+    def _wait_for_room(self, timeout: float | None) -> bool:
+        self._wake.set()
+        with self._room:
+            return self._room.wait_for(
+                lambda: len(self._items) < self._maxsize or not self._thread.is_alive(), timeout
+            )
 
     def barrier(self, timeout: float | None) -> bool:
         """Wait until every operation queued so far was handled.
@@ -61,13 +74,10 @@ class Pipeline:
             False when the deadline passed first (or the worker is gone).
         """
         if not self.alive:
-            return self._queue.empty()
+            return not self._items
         done = threading.Event()
-        try:
-            self._queue.put((_BARRIER, done), timeout=timeout)
-            self._urgent.set()
-        except queue.Full:
-            return False
+        self._items.append((_BARRIER, done))
+        self._wake.set()
         return done.wait(timeout)
 
     def stop(self, timeout: float | None) -> bool:
@@ -79,41 +89,37 @@ class Pipeline:
         if not self._started:
             return True
         if self.alive:
-            try:
-                self._queue.put((_STOP,), timeout=timeout)
-                self._urgent.set()
-            except queue.Full:
-                return False
+            self._items.append((_STOP,))
+            self._wake.set()
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def _loop(self) -> None:
+        items = self._items
         stopping = False
         while not stopping:
-            batch = [self._queue.get()]
-            # Linger so that many operations are handled in one burst: far fewer
-            # thread switches (and GIL hand-overs) than waking up for each one.
-            if self._linger > 0 and not self._urgent.is_set() and self._queue.qsize() < _BATCH:
-                self._urgent.wait(self._linger)
-            self._urgent.clear()
-            while len(batch) < _BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            work: list[Op] = []
-            for op in batch:
-                kind = op[0]
-                if kind == _BARRIER or kind == _STOP:
-                    self._run(work)
-                    work = []
-                    if kind == _BARRIER:
+            if len(items) < _BATCH:
+                self._wake.wait(self._linger)
+                self._wake.clear()
+            while items and not stopping:
+                work: list[Op] = []
+                while items and len(work) < _BATCH:
+                    op = items.popleft()
+                    kind = op[0]
+                    if kind == _BARRIER or kind == _STOP:
+                        self._run(work)
+                        work = []
+                        if kind == _STOP:
+                            stopping = True
+                            break
                         op[1].set()
                     else:
-                        stopping = True
-                else:
-                    work.append(op)
-            self._run(work)
+                        work.append(op)
+                self._run(work)
+                with self._room:
+                    self._room.notify_all()
+        with self._room:
+            self._room.notify_all()
 
     def _run(self, work: list[Op]) -> None:
         if not work:

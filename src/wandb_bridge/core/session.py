@@ -359,7 +359,10 @@ class Session:
             self._warn(f"timeout:{what}", f"wandb did not {what} within {self.settings.finish_timeout:.0f} s; giving up.{hint}")
             return
         if outcome:
-            self._guard(what, _reraise, outcome[0])
+            error = outcome[0]
+            if not isinstance(error, Exception):  # wandb's teardown may raise SystemExit
+                error = RuntimeError(f"wandb stopped with {error!r}")
+            self._guard(what, _reraise, error)
 
     def _on_sigterm(self) -> None:
         """Pre-emption: flush what is queued, mark the run preempting, finish it (exit code 143)."""
@@ -393,7 +396,7 @@ class Session:
 
     def _at_exit(self) -> None:
         try:
-            self.finish(None)
+            self.finish(_uncaught_exit_code())
         except Exception:
             pass
 
@@ -873,6 +876,21 @@ def exit_code_for(exc: BaseException | None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     return 1
+
+
+def _uncaught_exit_code() -> int | None:
+    """At exit: the exit code of the uncaught exception that ends a script, else None.
+
+    Python stores an uncaught exception in ``sys.last_exc``/``sys.last_value``
+    before the atexit handlers run. Interactive interpreters keep old ones there,
+    so they get None (wandb decides).
+    """
+    import sys
+
+    if hasattr(sys, "ps1") or sys.flags.interactive or "IPython" in sys.modules:
+        return None
+    exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    return exit_code_for(exc) if isinstance(exc, BaseException) else None
 
 
 __all__ = ["Session", "WandbBridgeWarning", "exit_code_for"]

@@ -179,7 +179,7 @@ def _teardown_wandb(wandb: Any) -> None:
     if wandb_setup is None or getattr(wandb_setup, "_singleton", True) is not None:
         try:
             wandb.teardown()
-        except Exception:  # wandb-core killed or frozen on purpose by a fault-injection test
+        except (Exception, SystemExit):  # wandb-core killed or frozen on purpose by a fault-injection test
             if wandb_setup is not None and hasattr(wandb_setup, "_singleton"):
                 wandb_setup._singleton = None
 
@@ -203,7 +203,7 @@ def _reset_wandb() -> None:
     if getattr(wandb, "run", None) is not None:
         try:
             wandb.finish()
-        except Exception:  # see _teardown_wandb
+        except (Exception, SystemExit):  # see _teardown_wandb
             pass
     _teardown_wandb(wandb)
 
