@@ -1,4 +1,4 @@
-"""Command line: ``python -m wandb_bridge demo`` (and the ``wandb-bridge`` console script)."""
+"""Command line: ``python -m wandb_bridge demo`` and ``show PATH...`` (and the ``wandb-bridge`` console script)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="train tiny models offline and show what was recorded")
     demo.add_argument("--dir", default=None, help="where the offline runs go (default: a new temp folder)")
+    from wandb_bridge import viewer
+
+    show = commands.add_parser(
+        "show",
+        help="show offline runs: config, summary, artifacts, one line per metric",
+        description="Show W&B offline runs: header, exit status, config, summary, artifacts with aliases, and "
+        "one line per metric (count, first, last, min, max, a sparkline against trainer/global_step).",
+    )
+    viewer.configure_parser(show)
     args = parser.parse_args(argv)
     if args.command == "demo":
         from wandb_bridge.demo import run_demo
 
         return run_demo(args.dir)
+    if args.command == "show":
+        return viewer.run_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
