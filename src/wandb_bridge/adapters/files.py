@@ -82,14 +82,21 @@ def list_payload(
 
 
 def snapshot(
-    path: str, include: Sequence[str] | None = None, exclude: Sequence[str] = ()
+    path: str,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    name: str | None = None,
 ) -> Snapshot:
     """Hard-link (small files: copy) a checkpoint's files into a private staging folder beside it.
 
     Falls back to referencing the original files where links are impossible
     (another file system, no permission); the worker then reads them in place.
+    ``name``, for a single-file checkpoint, is the file's name inside the
+    artifact (default: its own name).
     """
     files = list_payload(path, include, exclude)
+    if name is not None and os.path.isfile(path):
+        files = [(name, full) for _, full in files]
     parent = os.path.dirname(os.path.abspath(path.rstrip("/\\")))
     staging = os.path.join(parent, STAGING_DIR_NAME, uuid.uuid4().hex[:12])
     linked: list[tuple[str, str]] = []

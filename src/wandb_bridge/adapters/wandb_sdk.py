@@ -79,6 +79,21 @@ def make(kind: str, *args: Any, **kwargs: Any) -> Any:
     return getattr(load(), kind)(*args, **kwargs)
 
 
+def download_artifact(name: str, root: str | None, kind: str | None, use: bool) -> str:
+    """Download an artifact and return its local folder.
+
+    Through the active run (recorded as an input of it) when there is one and
+    ``use`` is true, otherwise through the public API (needs a W&B server).
+    """
+    wandb = load()
+    run = wandb.run
+    if run is not None and use:
+        artifact = run.use_artifact(name) if kind is None else run.use_artifact(name, type=kind)
+    else:
+        artifact = wandb.Api().artifact(name, type=kind)
+    return str(artifact.download(root=root))
+
+
 def is_wandb_object(value: object) -> bool:
     """True for an object of a wandb data type."""
     return type(value).__module__.startswith("wandb")

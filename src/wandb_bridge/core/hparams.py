@@ -23,7 +23,9 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 # Keys that contain "token" but name no secret (a tokenizer, a token count or id).
-_NOT_SECRET_KEY = re.compile(r"(^|[/._])tokeni[sz]er|token_?ids?$|_tokens?_id$", re.IGNORECASE)
+_NOT_SECRET_KEY = re.compile(
+    r"(^|[/._])tokeni[sz]er|token_?ids?$|_tokens?_id$|tokens_seen$", re.IGNORECASE
+)
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@")
 # Environment variables whose values are secrets wherever they turn up.
 _SECRET_ENV = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN")

@@ -125,7 +125,13 @@ def is_tensor(value: object) -> bool:
 
 
 def is_media(value: object) -> bool:
-    """True for a wandb data type (Image, Table, Histogram...), passed through as is."""
+    """True for a wandb data type (Image, Table, Histogram...), passed through as is.
+
+    A non-empty list or tuple of them (``[wandb.Image, ...]``, what
+    ``log_image`` of the frameworks records) counts as media too.
+    """
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(type(v).__module__.startswith("wandb") for v in value)
     return type(value).__module__.startswith("wandb")
 
 

@@ -99,6 +99,7 @@ class Session:
         self._warner = OnceWarner()
         self._retained: dict[int, files.Snapshot] = {}
         self._digests: set[str] = set()
+        self._alias_holder: dict[str, str] = {}  # alias -> digest of the version that holds it
         self._sampler: system.SystemSampler | None = None
         self._timing: tuple[int, float] | None = None
         self._atexit_registered = False
@@ -778,13 +779,21 @@ class Session:
         assert handle is not None
         try:
             digest = files.digest(snap)
-            if digest in self._digests:
+            duplicate = digest in self._digests
+            moving = [a for a in upload.aliases if a in ("latest", "best")]
+            if duplicate and all(self._alias_holder.get(a) == digest for a in moving):
                 return
+            # Same content again but with aliases its version does not hold (e.g. "latest" on a
+            # last.ckpt identical to the best checkpoint): log it again. wandb keeps one version
+            # per content digest and only moves the aliases; no file is uploaded twice.
             name = self.settings.checkpoint_name or f"model-{handle.id}"
             meta = self.policy.metadata(
                 upload.event, run_id=handle.id, framework=self.framework, framework_version=self.framework_version
             )
             if self._guard_worker("log a checkpoint", handle.log_artifact, name, "model", snap.files, upload.aliases, meta) is _FAILED:
+                return
+            self._alias_holder.update(dict.fromkeys(upload.aliases, digest))
+            if duplicate:
                 return
             self._digests.add(digest)
             self.checkpoints_uploaded += 1
