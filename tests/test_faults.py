@@ -70,7 +70,7 @@ def test_unreachable_server_raises_with_on_error_raise(wandb_offline: WandbOffli
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{_closed_port()}")
     monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
     session = Session(project="faults", mode="online", on_error="raise", settings={"init_timeout": 3})
-    with pytest.raises(Exception, match="127.0.0.1"):
+    with pytest.raises(Exception, match=r"127\.0\.0\.1"):
         session.start()
 
 

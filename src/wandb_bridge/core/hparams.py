@@ -23,9 +23,7 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 # Keys that contain "token" but name no secret (a tokenizer, a token count or id).
-_NOT_SECRET_KEY = re.compile(
-    r"(^|[/._])tokeni[sz]er|token_?ids?$|_tokens?_id$|tokens_seen$", re.IGNORECASE
-)
+_NOT_SECRET_KEY = re.compile(r"(^|[/._])tokeni[sz]er|token_?ids?$|_tokens?_id$|tokens_seen$", re.IGNORECASE)
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@")
 # Environment variables whose values are secrets wherever they turn up.
 _SECRET_ENV = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN")
@@ -137,7 +135,10 @@ def _redact_value(value: Any, secrets: Sequence[str]) -> Any:
     if isinstance(value, list):
         return [_redact_value(v, secrets) for v in value]
     if isinstance(value, dict):
-        return {k: REDACTED if is_secret_key(k) and isinstance(v, str) and v else _redact_value(v, secrets) for k, v in value.items()}
+        return {
+            k: REDACTED if is_secret_key(k) and isinstance(v, str) and v else _redact_value(v, secrets)
+            for k, v in value.items()
+        }
     return value
 
 

@@ -67,7 +67,7 @@ def normalize_key(key: str, stage: Stage = "train") -> str:
     lowered = key.lower()
     for prefix, prefix_stage in _STAGE_PREFIXES:
         if lowered.startswith(prefix) and len(key) > len(prefix):
-            stage, key = prefix_stage, key[len(prefix):]
+            stage, key = prefix_stage, key[len(prefix) :]
             break
     if key == "total_flos" or _PERF.search(key.lower()):
         return f"perf/{key}" if key == "total_flos" else f"perf/{stage}_{key}"
@@ -164,6 +164,7 @@ def convert_rows(rows: list[dict[str, Any]]) -> ValueReport:
             if kind is bool:
                 row[key] = int(value)
                 continue
+            reason: str | None
             if is_tensor(value):
                 if value.numel() == 1:
                     tensors.append((row, key, value))
@@ -177,7 +178,7 @@ def convert_rows(rows: list[dict[str, Any]]) -> ValueReport:
                         report.non_finite.add(key)
                     continue
             del row[key]
-            report.skipped[key] = reason
+            report.skipped[key] = reason or "type"
     if tensors:
         _read_tensors(tensors, report)
     return report
@@ -224,10 +225,8 @@ def _read_tensors(tensors: list[tuple[dict[str, Any], str, Any]], report: ValueR
         else:
             numbers = [t.detach().reshape(()).item() for _, _, t in entries]
             ints = [False] * len(entries)
-        for (row, key, tensor), number, is_int in zip(entries, numbers, ints):
-            if tensor.dtype == getattr(torch, "bool", None):
-                number = int(number)
-            elif is_int:
+        for (row, key, tensor), number, is_int in zip(entries, numbers, ints, strict=True):
+            if tensor.dtype == getattr(torch, "bool", None) or is_int:
                 number = int(number)
             if isinstance(number, complex):
                 del row[key]
@@ -261,9 +260,7 @@ class RowMerger:
         """The step of the row still being filled, if any."""
         return self._step
 
-    def add(
-        self, step: int, values: Mapping[str, Any], epoch: float | None = None
-    ) -> list[dict[str, Any]]:
+    def add(self, step: int, values: Mapping[str, Any], epoch: float | None = None) -> list[dict[str, Any]]:
         """Add ``values`` recorded at ``step``.
 
         Returns:

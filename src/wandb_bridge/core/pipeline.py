@@ -25,9 +25,7 @@ _BATCH = 1024
 class Pipeline:
     """Runs ``handler(batch_of_ops)`` on one daemon thread, preserving order."""
 
-    def __init__(
-        self, handler: Callable[[list[Op]], None], maxsize: int, name: str, linger: float = 0.05
-    ) -> None:
+    def __init__(self, handler: Callable[[list[Op]], None], maxsize: int, name: str, linger: float = 0.05) -> None:
         self._handler = handler
         self._maxsize = maxsize
         self._linger = linger
@@ -63,9 +61,7 @@ class Pipeline:
     def _wait_for_room(self, timeout: float | None) -> bool:
         self._wake.set()
         with self._room:
-            return self._room.wait_for(
-                lambda: len(self._items) < self._maxsize or not self._thread.is_alive(), timeout
-            )
+            return self._room.wait_for(lambda: len(self._items) < self._maxsize or not self._thread.is_alive(), timeout)
 
     def barrier(self, timeout: float | None) -> bool:
         """Wait until every operation queued so far was handled.
@@ -106,7 +102,7 @@ class Pipeline:
                 while items and len(work) < _BATCH:
                     op = items.popleft()
                     kind = op[0]
-                    if kind == _BARRIER or kind == _STOP:
+                    if kind in (_BARRIER, _STOP):
                         self._run(work)
                         work = []
                         if kind == _STOP:

@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 LogModel = Literal[False, "end", "best", "all"]
 Mode = Literal["online", "offline", "disabled"]
@@ -155,7 +155,7 @@ class Settings:
             monitor_mode=monitor_mode,
             system_stats=args.get("system_stats", True) is not False,
             rank_zero_only=args.get("rank_zero_only", True) is not False,
-            on_error=on_error,
+            on_error=on_error,  # type: ignore[arg-type]  # validated by _check above
             watch=watch,
             queue_size=queue_size,
             finish_timeout=finish_timeout,
@@ -198,7 +198,7 @@ def _resolve_mode(value: Any, environ: Mapping[str, str]) -> Mode | None:
     elif value == "run":
         value = "online"
     _check("mode", value, MODES)
-    return value  # type: ignore[return-value]
+    return cast(Mode, value)
 
 
 def _resolve_log_model(value: Any, env_value: str | None, true_means: LogModel) -> LogModel:

@@ -181,7 +181,7 @@ def _teardown_wandb(wandb: Any) -> None:
             wandb.teardown()
         except (Exception, SystemExit):  # wandb-core killed or frozen on purpose by a fault-injection test
             if wandb_setup is not None and hasattr(wandb_setup, "_singleton"):
-                wandb_setup._singleton = None
+                wandb_setup._singleton = None  # type: ignore[attr-defined]
 
 
 def _flush_wandb() -> None:
