@@ -60,6 +60,26 @@ def keras_jax(session: nox.Session) -> None:
 
 
 @nox.session
+def examples(session: nox.Session) -> None:
+    """Every script in examples/ and the demo, offline on CPU, as a user runs them (each under a minute)."""
+    session.install(TORCH)
+    session.install("-e", ".[all,test]")
+    tmp = session.create_tmp()
+    env = {"WANDB_MODE": "offline", "WANDB_DIR": f"{tmp}/wandb-dir", "WANDB_SILENT": "true", "KERAS_BACKEND": "torch"}
+    for script in (
+        "plain_loop.py", "lightning_example.py", "transformers_example.py", "keras_example.py",
+        "ddp_example.py", "resume_after_preemption.py", "dataset_artifact.py", "sweep/train.py",
+    ):
+        name = script.replace("/", "-").removesuffix(".py")
+        session.run("python", f"examples/{script}", "--dir", f"{tmp}/{name}", env=env)
+    with open(f"{tmp}/params.yaml", "w") as params:  # one sweep run, the way the agent starts it
+        params.write("learning_rate: {value: 0.05}\nper_device_train_batch_size: {value: 8}\n")
+    session.run("python", "examples/sweep/train.py", "--dir", f"{tmp}/sweep-agent",
+                env={**env, "WANDB_SWEEP_ID": "local", "WANDB_SWEEP_PARAM_PATH": f"{tmp}/params.yaml"})
+    session.run("python", "-m", "wandb_bridge", "demo", "--dir", f"{tmp}/demo", env=env)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff."""
     session.install("ruff")
