@@ -96,7 +96,8 @@ def test_fit_then_test_and_validate_step_axis_keys_rows_config_summary(wandb_off
         assert {"train/loss", "val/loss", "val/acc", "train/lr-SGD"} <= set(merged)
     # LearningRateMonitor: the lr used by each optimizer step, in that step's row (StepLR halves per epoch)
     assert run.values("train/lr-SGD") == [(s, pytest.approx(0.05 if s <= 8 else 0.025)) for s in range(1, 17)]
-    assert [e for _, e in run.values("trainer/epoch")][:16] == [0] * 8 + [1] * 8
+    # trainer/epoch counts completed epochs (8 batches per epoch), as in transformers and Keras
+    assert [e for _, e in run.values("trainer/epoch")][:16] == [pytest.approx(s / 8) for s in range(1, 17)]
     # test()/validate() after fit: at the step the model was trained to
     assert run.values("test/acc") == [(16, pytest.approx(tested["test_acc"]))]
     assert run.values("val/loss")[-1] == (16, pytest.approx(validated["val_loss"]))
@@ -213,8 +214,8 @@ def test_every_checkpoint_callback_followed_best_alias_metadata_and_dedup(wandb_
     assert meta["monitor"] == "val/loss" and meta["monitor_mode"] == "min"
     assert type(meta["score"]) is float and meta["score"] == pytest.approx(float(by_loss.best_model_score))
     assert meta["ModelCheckpoint"]["monitor"] == "val_loss" and meta["ModelCheckpoint"]["mode"] == "min"
-    assert meta["framework"] == "lightning" and meta["step"] == 16 and meta["epoch"] == 1
-    assert {"step-16", "epoch-1"} <= set(best[-1].aliases)
+    assert meta["framework"] == "lightning" and meta["step"] == 16 and meta["epoch"] == 2  # epochs completed
+    assert {"step-16", "epoch-2"} <= set(best[-1].aliases)
     acc = next(a for a in models if a.metadata["original_filename"] == "acc-epoch=1.ckpt")
     assert acc.metadata["ModelCheckpoint"]["monitor"] == "val_acc"
     assert acc.metadata["ModelCheckpoint"]["mode"] == "max"
@@ -258,7 +259,7 @@ def test_no_checkpoint_callback_saves_final_weights_once(wandb_offline, tmp_path
     assert restored.hparams.lr == 0.05
     (model,) = _models(run)
     assert list(model.files) == ["model.ckpt"]
-    assert {"latest", "step-16", "epoch-1"} <= set(model.aliases)
+    assert {"latest", "step-16", "epoch-2"} <= set(model.aliases)
     assert model.metadata["original_filename"] == "final.ckpt"
 
 

@@ -405,9 +405,13 @@ class WandbLogger(_LoggerBase):
         trainer = self._trainer()
         stage = _stage(trainer)
         values: dict[str, Any] = dict(metrics)
-        if stage == "train" and "epoch" in values:
-            self._train_epoch = values["epoch"]
         row_step = self._row_step(trainer, step, values)
+        if "epoch" in values:
+            epochs = _epochs_done(trainer)
+            if epochs is not None:
+                values["epoch"] = epochs
+            if stage == "train":
+                self._train_epoch = values["epoch"]
         if self._prefix:
             values = {self._recorded_key(session, str(k), stage): v for k, v in values.items()}
         session.log(values, row_step, stage=stage)
@@ -529,7 +533,8 @@ class WandbLogger(_LoggerBase):
             return
         role = self._role(session, trainer, checkpoint_callback)
         step = None if trainer is None else int(trainer.global_step)
-        epoch = None if trainer is None else int(trainer.current_epoch)
+        done = _epochs_done(trainer)
+        epoch = None if done is None else int(done)
         metrics = dict(trainer.callback_metrics) if role == "judge" and trainer is not None else None
         best_path = getattr(checkpoint_callback, "best_model_path", "") or ""
         fields = {
@@ -661,7 +666,6 @@ class WandbLogger(_LoggerBase):
             session.log_checkpoint(
                 path,
                 step=int(trainer.global_step),
-                # the epoch of the last step (current_epoch already counts a finished last epoch)
                 epoch=int(self._train_epoch if self._train_epoch is not None else trainer.current_epoch),
                 metrics=dict(trainer.callback_metrics),
                 payload_name=_PAYLOAD_NAME,
@@ -786,3 +790,23 @@ def _trainer_facts(trainer: Any) -> dict[str, Any]:
 
 
 __all__ = ["WandbLogger"]
+
+
+def _epochs_done(trainer: Any) -> float | None:
+    """Epochs completed when a value was produced, as a float (1.0 at the end of the first epoch).
+
+    The same meaning as ``trainer/epoch`` of the other frameworks (transformers'
+    ``state.epoch``, Keras's completed epochs); Lightning's own ``epoch`` is the
+    0-based index of the running epoch.
+    """
+    if trainer is None or _fn(trainer) != "fit":
+        return None
+    try:
+        batches = float(trainer.num_training_batches)
+        batch_idx = int(trainer.fit_loop.epoch_loop.batch_idx)
+        epoch = int(trainer.current_epoch)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if not (0 < batches < float("inf")):
+        return float(epoch)
+    return epoch + min(batch_idx + 1, batches) / batches
