@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import atexit
 import os
-from collections import deque
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
