@@ -75,7 +75,7 @@ def train(rank: int, world_size: int, init_method: str, root: str, per_rank: boo
                 path = Path(root) / "checkpoints" / f"step={step}.pt"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(model.module.state_dict(), path)
-                session.log_checkpoint(path, step=step, epoch=epoch)
+                session.log_checkpoint(path, step=step, epoch=epoch + 1)  # epochs completed
         if session.enabled:
             print(f"rank {rank}: run {session.run_id}, {step} steps")
     dist.barrier()

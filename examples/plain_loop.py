@@ -86,7 +86,7 @@ def main() -> None:
             session.log({"val_loss": val_loss}, step=step)  # same step: lands in the same row
             path = checkpoints / f"epoch={epoch}-step={step}.pt"
             torch.save({"model": model.state_dict(), "step": step, "run_id": session.run_id}, path)
-            session.log_checkpoint(path, step=step, epoch=epoch, metrics={"val_loss": val_loss})
+            session.log_checkpoint(path, step=step, epoch=epoch + 1, metrics={"val_loss": val_loss})  # epochs done
         test_loss = evaluate(model, make_data(64, seed=2))
         session.log({"loss": test_loss}, step=step, stage="test")  # unprefixed name + stage -> test/loss
         print(f"run {session.run_id}: {step} steps, val/loss {val_loss:.4f}, test/loss {test_loss:.4f}")

@@ -15,7 +15,7 @@ from wandb_bridge._version import __version__
 if TYPE_CHECKING:
     from wandb_bridge.callbacks.keras import WandbKerasCallback
     from wandb_bridge.callbacks.lightning import WandbLogger
-    from wandb_bridge.callbacks.transformers import WandbTrainerCallback
+    from wandb_bridge.callbacks.transformers import WandbTrainerCallback, apply_sweep
     from wandb_bridge.core.errors import WandbBridgeWarning
     from wandb_bridge.core.session import Session
     from wandb_bridge.core.settings import Settings
@@ -27,6 +27,7 @@ _LAZY = {
     "WandbLogger": "wandb_bridge.callbacks.lightning",
     "WandbTrainerCallback": "wandb_bridge.callbacks.transformers",
     "WandbKerasCallback": "wandb_bridge.callbacks.keras",
+    "apply_sweep": "wandb_bridge.callbacks.transformers",
 }
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "WandbLogger",
     "WandbTrainerCallback",
     "__version__",
+    "apply_sweep",
 ]
 
 

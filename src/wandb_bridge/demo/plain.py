@@ -50,5 +50,5 @@ def train(root: Path) -> str:
             val_loss = mse(val_rows)
             session.log({"val_loss": val_loss}, step=step)  # -> val/loss, in the row of the same step
             checkpoint.write_text(f"w={w}\nb={b}\n")
-            session.log_checkpoint(checkpoint, step=step, epoch=epoch, metrics={"val_loss": val_loss})
+            session.log_checkpoint(checkpoint, step=step, epoch=epoch + 1, metrics={"val_loss": val_loss})  # epochs completed
         return session.run_id or ""
