@@ -223,3 +223,26 @@ def test_sweep_values_reach_the_caller(wandb_offline: WandbOfflineRuns, tmp_path
         assert session.config["batch"] == 8
         session.log({"loss": 1.0}, step=1)
     assert wandb_offline.run().config["lr"] == 0.05
+
+
+def test_perf_statistics_are_sampled_by_the_worker(wandb_offline: WandbOfflineRuns) -> None:
+    with Session(project="demo") as session:
+        for step in range(1, 6):
+            session.log({"loss": 1.0}, step=step, samples=32)
+    run = wandb_offline.run()
+    sampled = run.rows_with("perf/step_time_s")
+    assert len(sampled) == 1  # at most one sample per interval (5 s), from the second step on
+    row = sampled[0]
+    assert row["trainer/global_step"] == 2
+    assert row["perf/step_time_s"] > 0
+    assert row["perf/samples_per_second"] == pytest.approx(32 / row["perf/step_time_s"])
+    assert row["perf/process_rss_mb"] > 10
+    assert not any(k.startswith("perf/cuda") for k in row)  # no GPU: silently absent
+
+
+def test_system_stats_off_records_no_perf_keys(wandb_offline: WandbOfflineRuns) -> None:
+    with Session(project="demo", system_stats=False) as session:
+        for step in range(1, 4):
+            session.log({"loss": 1.0}, step=step, samples=8)
+    run = wandb_offline.run()
+    assert not any(k.startswith("perf/") for row in run.history for k in row)
