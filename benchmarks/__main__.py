@@ -1,0 +1,369 @@
+"""``python -m benchmarks``: wandb-bridge vs the native W&B integrations, side by side.
+
+Runs every measurement in fresh subprocesses, interleaved, prints the tables and
+writes ``benchmarks/results/latest.json`` (``--out``); ``--doc docs/performance.md``
+also rewrites the Markdown page. ``--quick`` is a smoke run (about 2 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report, startup
+from benchmarks._harness import ROOT, child_env, count_rows, log, rotation, run_worker
+
+FRAMEWORKS = ("plain", "lightning", "transformers", "keras")
+SECTIONS = (*FRAMEWORKS, "checkpoint", "startup")
+_MODULES = {
+    "plain": "benchmarks.plain",
+    "lightning": "benchmarks.lightning_bench",
+    "transformers": "benchmarks.transformers_bench",
+    "keras": "benchmarks.keras_bench",
+}
+
+# Logged steps in the timing window, per framework (full run / --quick); the frameworks'
+# own per-step cost differs sevenfold, so each gets enough steps for a window of ~0.5-1.5 s
+# without a logger (longer windows average out bursts of other load on the machine).
+STEPS = {
+    "plain": (4000, 400),
+    "lightning": (1500, 150),
+    "transformers": (1500, 150),
+    "keras": (1000, 120),
+}
+WARMUP = (30, 20)
+# Shares of the time budget per section, from their cost on an idle 2-core machine (unused
+# time carries over to the next section).
+SHARES = {"plain": 0.18, "lightning": 0.25, "transformers": 0.21, "keras": 0.13, "checkpoint": 0.14, "startup": 0.09}
+MIN_REPS = {"training": 3, "checkpoint": 2, "startup": 3}
+
+
+class Budget:
+    """Keeps the whole run inside ``total`` seconds by ending a section's repetitions early.
+
+    Each section gets its share of the budget plus whatever earlier sections left
+    unused; a section always runs its minimum number of repetitions and stops
+    before a repetition that would (by the average so far) end past its deadline.
+    ``total <= 0`` means no limit.
+    """
+
+    def __init__(self, total: float, sections: Sequence[str]) -> None:
+        self.total = total
+        self.start = time.perf_counter()
+        weight = sum(SHARES[s] for s in sections) or 1.0
+        self.shares = {s: SHARES[s] / weight * total for s in sections}
+        self.used_shares = 0.0
+        self.deadline = self.start
+        self.section_start = self.start
+        self.current: str | None = None
+        self.spent: dict[str, float] = {}
+
+    def end(self) -> dict[str, float]:
+        """Close the last section; seconds spent per section."""
+        if self.current is not None:
+            self.spent[self.current] = time.perf_counter() - self.section_start
+            self.current = None
+        return self.spent
+
+    def begin(self, section: str) -> None:
+        """Start a section: its deadline is its share after the previous sections' deadline."""
+        now = time.perf_counter()
+        if self.current is not None:
+            self.spent[self.current] = now - self.section_start
+        self.current = section
+        self.section_start = now
+        self.used_shares += self.shares.get(section, 0.0)
+        self.deadline = self.start + self.used_shares
+
+    def another(self, done: int, minimum: int, wanted: int) -> bool:
+        """Whether to run repetition ``done + 1`` (``done`` finished so far)."""
+        if done >= wanted:
+            return False
+        if self.total <= 0 or done < minimum:
+            return True
+        now = time.perf_counter()
+        per_rep = (now - self.section_start) / max(done, 1)
+        return now + per_rep <= self.deadline
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer steps and repetitions (a smoke run)")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions per variant (default 5; --quick 1)")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated sections (default all: {','.join(SECTIONS)})"
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds for the whole run; sections end their repetitions early to stay inside it "
+        "(default 570, --quick 110; 0 = no limit)",
+    )
+    parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the logged steps per window")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latest.json"))
+    parser.add_argument("--doc", default=None, help="also write the Markdown page here (docs/performance.md)")
+    return parser.parse_args(argv)
+
+
+# ------------------------------------------------------------------ sections
+
+
+def bench_training(
+    name: str, reps: int, steps: int, warmup: int, errors: list[str], budget: Budget, minimum: int
+) -> dict[str, Any]:
+    """Interleaved repetitions of [none, native, ours] for one framework."""
+    module = importlib.import_module(_MODULES[name])
+    unavailable: dict[str, str] = module.unavailable()
+    entry: dict[str, Any] = {
+        "title": module.TITLE,
+        "native_is": module.NATIVE,
+        "ours_is": module.OURS,
+        "steps": steps,
+        "unavailable": unavailable,
+    }
+    variants = [v for v in ("none", "native", "ours") if v not in unavailable]
+    if "none" not in variants or len(variants) < 2:
+        entry["skipped"] = "; ".join(sorted(set(unavailable.values()))) or "nothing to compare"
+        log(f"[{name}] skipped: {entry['skipped']}")
+        return entry
+    for variant, why in unavailable.items():
+        log(f"[{name}] {variant}: {why}")
+    runs: list[dict[str, Any]] = []
+    for i, order in enumerate(rotation(variants, reps)):
+        if not budget.another(i, minimum, reps):
+            log(f"[{name}] stopping after {i} repetitions (time budget)")
+            break
+        rep: dict[str, Any] = {}
+        for variant in order:
+            outcome = run_worker(
+                module.MODULE,
+                ["--variant", variant, "--steps", str(steps), "--warmup", str(warmup)],
+                inspect=None if variant == "none" else count_rows,
+            )
+            if not outcome.ok:
+                errors.append(f"{name}/{variant} rep {i + 1}: {outcome.error}")
+                log(f"[{name}] rep {i + 1}/{reps} {variant}: FAILED {outcome.error.splitlines()[-1:]}")
+                continue
+            result = dict(outcome.result, cpu_total_s=outcome.cpu_total_s, wall_s=outcome.wall_s)
+            rep[variant] = result
+            log(
+                f"[{name}] rep {i + 1}/{reps} {variant:6s}: {result['window_s'] / steps * 1e6:7.1f} us/step, "
+                f"process {outcome.wall_s:5.1f} s"
+                + (f", rows {result.get('rows')}" if "rows" in result else "")
+            )
+        runs.append(rep)
+    expected = warmup + steps + 1
+    entry["runs"] = runs
+    entry["expected_rows"] = expected
+    entry["summary"] = report.summarize_training(runs, steps, expected)
+    for variant in ("native", "ours"):
+        got = entry["summary"]["variants"].get(variant, {}).get("rows", [])
+        if got and got != [expected]:
+            errors.append(f"{name}/{variant}: recorded {got} loss rows, expected {expected}")
+    return entry
+
+
+def _count_artifacts(wandb_dir: str, _result: Any) -> dict[str, Any]:
+    from wandb_bridge.testing import find_run_files, read_run
+
+    files = find_run_files(wandb_dir)
+    record = read_run(files[0])
+    return {"artifacts": len(record.artifacts)}
+
+
+def bench_checkpoint(reps: int, quick: bool, errors: list[str], budget: Budget, minimum: int) -> dict[str, Any]:
+    """Blocking time per checkpoint save, small file and 64 MB, native vs ours, interleaved."""
+    sizes = ((0, 5 if not quick else 2), (64, 3 if not quick else 2))
+    raw: dict[str, list[dict[str, Any]]] = {}
+    for i, order in enumerate(rotation(["native", "ours"], reps)):
+        if not budget.another(i, minimum, reps):
+            log(f"[checkpoint] stopping after {i} repetitions (time budget)")
+            break
+        for size_mb, saves in sizes:
+            label = "small" if size_mb == 0 else f"{size_mb}MB"
+            for variant in order:
+                outcome = run_worker(
+                    "benchmarks.checkpoint",
+                    ["--variant", variant, "--size-mb", str(size_mb), "--saves", str(saves)],
+                    inspect=_count_artifacts,
+                )
+                if not outcome.ok:
+                    errors.append(f"checkpoint/{label}/{variant} rep {i + 1}: {outcome.error}")
+                    log(f"[checkpoint] {label} {variant}: FAILED {outcome.error.splitlines()[-1:]}")
+                    continue
+                result = dict(outcome.result, cpu_total_s=outcome.cpu_total_s)
+                raw.setdefault(f"{label}/{variant}", []).append(result)
+                blocks = ", ".join(f"{b * 1000:.2f}" for b in result["blocking_s"])
+                log(f"[checkpoint] rep {i + 1}/{reps} {label:5s} {variant:6s}: blocking ms per save {blocks}")
+    return {"runs": raw}
+
+
+def _python(args: Sequence[str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    work = tempfile.mkdtemp(prefix="wb-bench-")
+    env = child_env(os.path.join(work, "wandb"))
+    try:
+        return subprocess.run(
+            [sys.executable, *args], cwd=work, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_startup(reps: int, errors: list[str], budget: Budget, minimum: int) -> dict[str, Any]:
+    """Import times and ``Session.start()`` vs ``wandb.init``, interleaved, each in a fresh process."""
+    statements = ("import wandb_bridge", "from wandb_bridge import Session", "import wandb")
+    imports: dict[str, list[dict[str, Any]]] = {s: [] for s in statements}
+    starts: dict[str, list[dict[str, Any]]] = {"native": [], "ours": []}
+    for i in range(reps):
+        if not budget.another(i, minimum, reps):
+            log(f"[startup] stopping after {i} repetitions (time budget)")
+            break
+        for statement in statements[i % 3 :] + statements[: i % 3]:
+            proc = _python(startup.import_command(statement))
+            if proc.returncode != 0:
+                errors.append(f"startup/{statement}: {proc.stderr.strip()[-300:]}")
+                continue
+            imports[statement].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        for variant in rotation(["native", "ours"], reps)[i]:
+            outcome = run_worker(startup.MODULE, ["--variant", variant])
+            if not outcome.ok:
+                errors.append(f"startup/{variant} rep {i + 1}: {outcome.error}")
+                continue
+            starts[variant].append(dict(outcome.result, cpu_total_s=outcome.cpu_total_s))
+        log(f"[startup] rep {i + 1}/{reps} done")
+    costs: list[dict[str, Any]] = []
+    for i in range(max(1, min(reps, 3))):
+        outcome = run_worker(startup.MODULE, ["--variant", "logcost", "--steps", "2000"])
+        if outcome.ok:
+            costs.append(outcome.result)
+        else:
+            errors.append(f"startup/logcost rep {i + 1}: {outcome.error}")
+    log("[startup] per-row cost measured")
+    importtime = _python(["-X", "importtime", "-c", "import wandb_bridge"])
+    return {
+        "imports": imports,
+        "starts": starts,
+        "row_cost": costs,
+        "importtime_top_ms": startup.parse_importtime(importtime.stderr),
+    }
+
+
+# ------------------------------------------------------------------ main
+
+
+def machine() -> str:
+    """CPU model, cores, memory, OS."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem = next(
+            int(line.split()[1]) / 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+        memory = f", {mem:.0f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        memory = ""
+    system = f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return f"{model}, {os.cpu_count()} cores{memory}, {system}"
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages compared."""
+    out: dict[str, str] = {}
+    for dist in ("wandb-bridge", "wandb", "torch", "lightning", "transformers", "keras", "tensorflow"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the selected sections, print the tables, write the JSON (and the page)."""
+    args = parse_args(argv)
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        raise SystemExit(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    quick = args.quick
+    reps = args.reps if args.reps is not None else (1 if quick else 5)
+    warmup = WARMUP[1 if quick else 0]
+    start = time.perf_counter()
+    total = args.budget if args.budget is not None else (110.0 if quick else 570.0)
+    budget = Budget(total, sections)
+    minimum = dict.fromkeys(MIN_REPS, 1) if quick else MIN_REPS
+    results: dict[str, Any] = {
+        "meta": {
+            "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(),
+            "versions": versions(),
+            "command": "python -m benchmarks" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
+            "load_start": _load(),
+        },
+        "config": {
+            "quick": quick,
+            "reps": reps,
+            "warmup": warmup,
+            "sections": sections,
+            "threads": 1,
+            "budget_s": total,
+        },
+        "training": {},
+        "errors": [],
+        "notes": [],
+    }
+    errors: list[str] = results["errors"]
+    for name in FRAMEWORKS:
+        if name in sections:
+            budget.begin(name)
+            steps = max(10, int(STEPS[name][1 if quick else 0] * args.steps_scale))
+            results["training"][name] = bench_training(
+                name, reps, steps, warmup, errors, budget, min(reps, minimum["training"])
+            )
+    if "checkpoint" in sections:
+        budget.begin("checkpoint")
+        results["checkpoint"] = bench_checkpoint(
+            max(1, min(reps, 3)), quick, errors, budget, min(reps, minimum["checkpoint"])
+        )
+    if "startup" in sections:
+        budget.begin("startup")
+        results["startup"] = bench_startup(reps, errors, budget, min(reps, minimum["startup"]))
+    results["meta"]["section_s"] = {k: round(v, 1) for k, v in budget.end().items()}
+    results["meta"]["load_end"] = _load()
+    results["meta"]["duration_s"] = time.perf_counter() - start
+    report.summarize_all(results)
+    out = Path(args.out)
+    report.write(results, out, Path(args.doc) if args.doc else None)
+    print(report.text_report(results))
+    log(f"wrote {out}" + (f" and {args.doc}" if args.doc else ""))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,401 @@
+"""Shared pieces: the worker side (timing window, resource figures, result file) and
+the parent side (one variant in one fresh subprocess, with an isolated wandb folder).
+
+Every measured variant runs in its own ``python -m benchmarks.<module>`` process so
+that import and init costs, wandb's service process and allocator state never leak
+from one variant into the next. The worker writes one JSON object to the file named
+by ``--result``; the parent adds the process's whole CPU time (its own and every
+child it waited for, wandb-core included) from ``getrusage(RUSAGE_CHILDREN)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The same for every variant, native and ours alike.
+WANDB_ENV = {
+    "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true",
+    "WANDB__DISABLE_STATS": "true",
+    "WANDB_CONSOLE": "off",
+    "WANDB_DISABLE_GIT": "true",
+    "WANDB_DISABLE_CODE": "true",
+    "WANDB_PROJECT": "wandb-bridge-bench",
+    "KERAS_BACKEND": "torch",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "PYTHONWARNINGS": "ignore",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+# Variables that would change what wandb or the frameworks do, removed from the child's environment.
+_DROP_PREFIXES = ("WANDB_", "KERAS_", "HF_", "TRANSFORMERS_")
+
+
+# ------------------------------------------------------------------ worker side
+
+
+def worker_args(argv: Sequence[str] | None, extra: Mapping[str, Any] | None = None) -> argparse.Namespace:
+    """Parse the arguments every worker takes: ``--variant --steps --warmup --result``."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--result", required=True)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--count-syncs", action="store_true", help="count CUDA synchronisations in the window")
+    for name, default in (extra or {}).items():
+        parser.add_argument(f"--{name}", type=type(default), default=default)
+    return parser.parse_args(argv)
+
+
+def setup_torch() -> Any:
+    """Import torch, pin it to one thread and seed it (the same in every variant)."""
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    return torch
+
+
+class SyncCounter:
+    """Counts CUDA synchronisations with ``torch.cuda.set_sync_debug_mode("warn")``, per thread.
+
+    Every synchronising call (``.item()``, ``.tolist()``, a blocking copy to the
+    host...) raises a warning while the mode is on; they are counted by the name
+    of the thread that made them (``MainThread`` is the training thread).
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.sources: dict[str, int] = {}
+        self._saved: Any = None
+
+    def start(self) -> None:
+        """Switch the debug mode on and start counting."""
+        import torch
+
+        self._saved = warnings.catch_warnings()
+        self._saved.__enter__()  # restores the filters and showwarning in stop()
+        warnings.simplefilter("always")
+        warnings.showwarning = self._record
+        torch.cuda.set_sync_debug_mode("warn")
+
+    def stop(self) -> None:
+        """Switch the debug mode off and stop counting."""
+        import torch
+
+        torch.cuda.set_sync_debug_mode(0)
+        if self._saved is not None:
+            self._saved.__exit__(None, None, None)
+            self._saved = None
+
+    def _record(self, message: Any, category: Any, filename: str, lineno: int, *_: Any, **__: Any) -> None:  # noqa: ARG002
+        if "synchroniz" not in str(message).lower():
+            return
+        thread = threading.current_thread().name
+        self.counts[thread] = self.counts.get(thread, 0) + 1
+        where = f"{os.path.basename(filename)}:{lineno}"
+        self.sources[where] = self.sources.get(where, 0) + 1
+
+
+class GcWatch:
+    """Counts the garbage collector's runs and their time, per generation (``gc.callbacks``).
+
+    A full (generation 2) collection walks every tracked object in the process;
+    with torch and wandb loaded that is hundreds of thousands of objects, so one
+    collection can stall the training thread for a large fraction of a second.
+    """
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            generation = int(info.get("generation", 0))
+            self.count[generation] += 1
+            self.seconds[generation] += time.perf_counter() - self._started
+
+    def start(self) -> None:
+        """Start counting."""
+        gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        """Stop counting."""
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+
+class Window:
+    """Times the steady-state part of training: from the start of step ``warmup``
+    to the start of step ``warmup + steps`` (so every per-step hook is inside).
+
+    Frameworks call :meth:`at_step_start` with the 0-based index of the step about
+    to run; a hand-written loop can do the same. On CUDA the window edges wait for
+    the device (outside the sync count), and ``count_syncs`` counts the
+    synchronisations made inside the window.
+    """
+
+    def __init__(self, warmup: int, steps: int, device: str = "cpu", count_syncs: bool = False) -> None:
+        self.first = warmup
+        self.last = warmup + steps
+        self.steps = steps
+        self.t0: float | None = None
+        self.t1: float | None = None
+        self.cpu0: float | None = None
+        self.cpu1: float | None = None
+        self.own0: float | None = None
+        self.own1: float | None = None
+        self.cuda = device == "cuda"
+        self.syncs = SyncCounter() if count_syncs and self.cuda else None
+        self.gc = GcWatch()
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Window:
+        """The window the worker's command line asks for."""
+        return cls(args.warmup, args.steps, args.device, args.count_syncs)
+
+    def at_step_start(self, index: int) -> None:
+        """Record the clock at the start of step ``index`` (0-based)."""
+        if index == self.first:
+            self._device_wait()
+            self.t0 = time.perf_counter()
+            self.cpu0 = time.process_time()
+            self.own0 = time.thread_time()
+            self.gc.start()
+            if self.syncs is not None:
+                self.syncs.start()
+        elif index == self.last:
+            if self.syncs is not None:
+                self.syncs.stop()
+            self.gc.stop()
+            self._device_wait()
+            self.t1 = time.perf_counter()
+            self.cpu1 = time.process_time()
+            self.own1 = time.thread_time()
+
+    def _device_wait(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+
+    def figures(self) -> dict[str, Any]:
+        """The window's figures for the result file."""
+        out: dict[str, Any] = {
+            "steps": self.steps,
+            "window_s": self.seconds(),
+            "window_cpu_s": self.cpu_seconds(),
+            # CPU of the training thread alone: what the logger makes it do, without waiting for the GIL
+            "window_thread_cpu_s": (self.own1 or 0.0) - (self.own0 or 0.0),
+            "device": "cuda" if self.cuda else "cpu",
+            "gc_full_collections": self.gc.count[2],
+            "gc_full_s": self.gc.seconds[2],
+            "gc_young_s": self.gc.seconds[0] + self.gc.seconds[1],
+        }
+        if self.syncs is not None:
+            out["syncs_by_thread"] = dict(self.syncs.counts)
+            out["sync_sources"] = dict(sorted(self.syncs.sources.items(), key=lambda kv: -kv[1])[:10])
+        return out
+
+    @property
+    def total_steps(self) -> int:
+        """Steps a worker must run so that the window closes (one extra step after it)."""
+        return self.last + 1
+
+    def seconds(self) -> float:
+        """Wall time of the window."""
+        if self.t0 is None or self.t1 is None:
+            raise RuntimeError(f"the timing window did not close (steps {self.first}..{self.last})")
+        return self.t1 - self.t0
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the whole process (all threads) during the window."""
+        if self.cpu0 is None or self.cpu1 is None:
+            raise RuntimeError("the timing window did not close")
+        return self.cpu1 - self.cpu0
+
+
+def process_figures() -> dict[str, float]:
+    """Peak RSS of this process and the CPU time of it and its live children (wandb-core)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    figures = {
+        "peak_rss_mb": usage.ru_maxrss / 1024.0,  # kilobytes on Linux
+        "cpu_self_s": usage.ru_utime + usage.ru_stime,
+    }
+    try:
+        import psutil
+
+        children = psutil.Process().children(recursive=True)
+        cpu = 0.0
+        rss = 0.0
+        for child in children:
+            try:
+                times = child.cpu_times()
+                cpu += times.user + times.system
+                rss += child.memory_info().rss
+            except psutil.Error:
+                continue
+        figures["cpu_children_live_s"] = cpu
+        figures["children_rss_mb"] = rss / 2**20
+    except ImportError:
+        pass
+    return figures
+
+
+def write_result(path: str, result: Mapping[str, Any]) -> None:
+    """Write the worker's result (the parent reads it after the process ends)."""
+    Path(path).write_text(json.dumps(dict(result)))
+
+
+# ------------------------------------------------------------------ parent side
+
+
+@dataclass
+class RunOutcome:
+    """What one worker process reported, plus what the parent measured around it."""
+
+    ok: bool
+    result: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
+    cpu_total_s: float = 0.0
+    error: str = ""
+
+
+def child_env(wandb_dir: str, cuda: bool = False) -> dict[str, str]:
+    """The worker's environment: this one minus WANDB_*/framework variables, plus :data:`WANDB_ENV`.
+
+    Without ``cuda`` no GPU is visible (the CPU benchmark stays on the CPU everywhere).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES)}
+    env.update(WANDB_ENV)
+    if not cuda:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    env["WANDB_DIR"] = wandb_dir
+    env["WANDB_CACHE_DIR"] = os.path.join(wandb_dir, ".cache")
+    env["WANDB_DATA_DIR"] = os.path.join(wandb_dir, ".data")
+    env["WANDB_ARTIFACT_DIR"] = os.path.join(wandb_dir, ".artifacts")
+    env["WANDB_CONFIG_DIR"] = os.path.join(wandb_dir, ".config")
+    env["HF_HOME"] = os.path.join(wandb_dir, ".hf")
+    env["KERAS_HOME"] = os.path.join(wandb_dir, ".keras")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def run_worker(
+    module: str,
+    args: Sequence[str],
+    *,
+    timeout: float = 300.0,
+    inspect: Any = None,
+    python_flags: Sequence[str] = (),
+    cuda: bool = False,
+) -> RunOutcome:
+    """Run ``python -m <module> <args> --result FILE`` in a fresh process and a fresh wandb folder.
+
+    Args:
+        module: the worker module (``benchmarks.plain``...).
+        args: its arguments (``--result`` is added).
+        timeout: seconds before the worker is killed.
+        inspect: optional ``callable(wandb_dir, result) -> dict`` run before the
+            folder is deleted (e.g. to count the rows the run recorded).
+        python_flags: interpreter flags (``-X importtime``).
+        cuda: leave the GPUs visible (otherwise ``CUDA_VISIBLE_DEVICES=""``).
+    """
+    work = tempfile.mkdtemp(prefix="wb-bench-")
+    result_path = os.path.join(work, "result.json")
+    wandb_dir = os.path.join(work, "wandb")
+    os.makedirs(wandb_dir)
+    cmd = [sys.executable, *python_flags, "-m", module, *args, "--result", result_path]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, cwd=work, env=child_env(wandb_dir, cuda), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        if proc.returncode != 0 or not os.path.exists(result_path):
+            tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-15:]
+            return RunOutcome(False, wall_s=wall, cpu_total_s=cpu, error=f"exit {proc.returncode}: " + "\n".join(tail))
+        result = json.loads(Path(result_path).read_text())
+        result["stderr_tail"] = (proc.stderr or "").strip().splitlines()[-3:]
+        if inspect is not None:
+            try:
+                result.update(inspect(wandb_dir, result))
+            except Exception as exc:  # a reader problem must not lose the timing
+                result["inspect_error"] = f"{type(exc).__name__}: {exc}"
+        return RunOutcome(True, result, wall_s=wall, cpu_total_s=cpu)
+    except subprocess.TimeoutExpired:
+        return RunOutcome(False, wall_s=time.perf_counter() - start, error=f"timed out after {timeout:.0f} s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def count_rows(wandb_dir: str, _result: Mapping[str, Any]) -> dict[str, Any]:
+    """Read the offline run(s) back and count the history rows that carry a training loss."""
+    from wandb_bridge.testing import find_run_files, read_run
+
+    runs = find_run_files(wandb_dir)
+    if not runs:
+        return {"rows": 0}
+    record = read_run(runs[0])
+    loss_rows = [row for row in record.history if any(k.endswith("loss") for k in row)]
+    return {"rows": len(loss_rows), "history_rows": len(record.history)}
+
+
+def rotation(variants: Sequence[str], reps: int) -> list[list[str]]:
+    """Interleaved order: rep ``i`` starts at variant ``i mod n`` (so no variant always runs first)."""
+    n = len(variants)
+    return [[variants[(i + j) % n] for j in range(n)] for i in range(reps)]
+
+
+def log(message: str) -> None:
+    """Progress line on stderr (the table goes to stdout)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ the model
+
+IN_FEATURES, HIDDEN, BATCH = 32, 64, 32
+N_BATCHES = 64  # distinct batches, reused cyclically
+LR = 0.01
+
+
+def make_data(torch: Any) -> tuple[Any, Any]:
+    """``N_BATCHES * BATCH`` samples of a fixed random regression task (seeded)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(N_BATCHES * BATCH, IN_FEATURES, generator=generator)
+    y = x[:, :4].sum(dim=1, keepdim=True) + 0.1 * torch.randn(N_BATCHES * BATCH, 1, generator=generator)
+    return x, y
+
+
+def make_mlp(torch: Any) -> Any:
+    """The tiny MLP every framework trains: 32 -> 64 -> 1."""
+    return torch.nn.Sequential(
+        torch.nn.Linear(IN_FEATURES, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 1)
+    )

@@ -1,0 +1,141 @@
+"""Lightning: no logger, ``lightning.pytorch.loggers.WandbLogger``, ``wandb_bridge.WandbLogger``.
+
+``self.log("loss", loss)`` in ``training_step`` and ``log_every_n_steps=1`` in every
+variant, so Lightning's own logging work is part of the baseline (``logger=False``)
+and only the logger differs. Both loggers create their run before training starts
+(``logger.experiment``), outside the timing window.
+
+Worker: ``python -m benchmarks.lightning_bench --variant none|native|ours --steps N --result FILE``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks._harness import (
+    BATCH,
+    LR,
+    Window,
+    make_data,
+    make_mlp,
+    process_figures,
+    setup_torch,
+    worker_args,
+    write_result,
+)
+
+NAME = "lightning"
+TITLE = "Lightning Trainer"
+NATIVE = "lightning WandbLogger"
+OURS = "wandb_bridge.WandbLogger"
+MODULE = "benchmarks.lightning_bench"
+OURS_MODULE = "wandb_bridge.callbacks.lightning"
+
+
+def unavailable() -> dict[str, str]:
+    """Variants that cannot run here, with the reason."""
+    if importlib.util.find_spec("lightning") is None:
+        return dict.fromkeys(("none", "native", "ours"), "lightning is not installed")
+    if importlib.util.find_spec(OURS_MODULE) is None:
+        return {"ours": f"{OURS_MODULE} does not exist yet"}
+    return {}
+
+
+def finish_logger(variant: str, logger: Any) -> None:
+    """Finish the run the logger started (Lightning's own logger leaves it open)."""
+    if logger is None:
+        return
+    if variant == "native":
+        import wandb
+
+        if wandb.run is not None:
+            wandb.run.finish()
+        return
+    logger.finish()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Train the tiny MLP with a Lightning ``Trainer`` for ``warmup + steps + 1`` steps."""
+    args = worker_args(argv)
+    torch = setup_torch()
+    import lightning.pytorch as pl
+
+    window = Window.from_args(args)
+    total = window.total_steps
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = make_mlp(torch)
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:  # noqa: ARG002
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self.net(x), y)
+            self.log("loss", loss)
+            return loss
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=LR)
+
+    class Timer(pl.Callback):
+        def on_train_batch_start(self, trainer: Any, *_: Any) -> None:
+            window.at_step_start(trainer.global_step)
+
+    x, y = make_data(torch)
+    repeats = -(-total * BATCH // len(x))
+    dataset = torch.utils.data.TensorDataset(x.repeat(repeats, 1), y.repeat(repeats, 1))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=False)
+
+    logger: Any = False
+    t_init = time.perf_counter()
+    if args.variant == "native":
+        from lightning.pytorch.loggers import WandbLogger
+
+        logger = WandbLogger()
+        _ = logger.experiment
+    elif args.variant == "ours":
+        from wandb_bridge import WandbLogger as OurLogger
+
+        logger = OurLogger()
+        _ = logger.experiment
+    elif args.variant != "none":
+        raise SystemExit(f"unknown variant {args.variant!r}")
+    init_s = time.perf_counter() - t_init
+
+    trainer = pl.Trainer(
+        max_steps=total,
+        max_epochs=1,
+        logger=logger,
+        log_every_n_steps=1,
+        accelerator="gpu" if args.device == "cuda" else "cpu",
+        devices=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[Timer()],
+    )
+    trainer.fit(Module(), train_dataloaders=loader)
+    t_end = time.perf_counter()
+    finish_logger(args.variant, logger if logger is not False else None)
+    finish_s = time.perf_counter() - t_end
+    assert window.t1 is not None
+    write_result(
+        args.result,
+        {
+            "variant": args.variant,
+            **window.figures(),
+            "tail_s": t_end - window.t1,
+            "init_s": init_s,
+            "finish_s": finish_s,
+            **process_figures(),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
