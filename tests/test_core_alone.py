@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,11 +13,13 @@ from wandb_bridge import Session
 from wandb_bridge.testing import WandbOfflineRuns
 
 
-def test_plain_python_values_without_torch(wandb_offline: WandbOfflineRuns) -> None:
+def test_plain_python_values_without_torch(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "model.bin"
+    checkpoint.write_bytes(b"weights")
     with Session(project="core", log_model="all") as session:
         for step in range(1, 4):
             session.log({"loss": 1.0 / step, "val_acc": step / 10, "ok": True}, step=step, epoch=0)
-        session.log_checkpoint(__file__, step=3)
+        session.log_checkpoint(checkpoint, step=3)
     run = wandb_offline.run()
     assert run.values("val/acc") == [(1, 0.1), (2, 0.2), (3, 0.3)]
     assert [v for _, v in run.values("train/ok")] == [1, 1, 1]

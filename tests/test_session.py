@@ -123,11 +123,11 @@ def test_active_run_is_used_and_left_open(wandb_offline: WandbOfflineRuns) -> No
     assert run.values("train/loss") == [(1, 1.0)]
 
 
-def test_disabled_is_a_cheap_no_op(wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disabled_is_a_cheap_no_op(wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("WANDB_MODE", "disabled")
     with Session(project="demo", log_model="all") as session:
         session.log({"loss": 1.0}, step=1)
-        session.log_checkpoint(__file__, step=1)
+        session.log_checkpoint(_write(tmp_path / "m.bin", b"w"), step=1)
         assert session.run is None and not session.enabled
     assert wandb_offline.runs() == []
 

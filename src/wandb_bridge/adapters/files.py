@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from wandb_bridge.adapters.markers import MARKER_FILE
+
 STAGING_DIR_NAME = ".wandb-bridge-staging"
 _CHUNK = 1 << 20
 # Files up to this size are copied, not linked: a framework that rewrites a file
@@ -70,6 +72,8 @@ def list_payload(
         for root, dirs, files in os.walk(path):
             dirs[:] = sorted(d for d in dirs if d != STAGING_DIR_NAME)
             for name in sorted(files):
+                if name.startswith(MARKER_FILE):
+                    continue  # our own run index (adapters/markers.py), not the framework's files
                 full = os.path.join(root, name)
                 items.append((os.path.relpath(full, path).replace(os.sep, "/"), full))
     else:

@@ -3,7 +3,10 @@
 Only installed from the main thread, and only over the default handler or a
 Python handler (an ignored SIGTERM stays ignored). After our callback ran, the
 previous behaviour happens: the previous Python handler is called, or the
-default action (process exit by SIGTERM) is re-raised.
+default action (process exit by SIGTERM) is re-raised. When a framework
+installed its own handler over this one and calls it (Lightning composes the
+handlers it finds, then stops training at the end of the batch), the
+framework decides when the process ends: the default action is not re-raised.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ class SigtermHook:
         self._timeout = timeout
         self._previous: Handler = None
         self._installed = False
+        self._fired = False
+        #: Set when SIGTERM arrives: True when this hook ends the process right after
+        #: its callback (it is the process's handler and the previous one was the
+        #: default). False when another handler wraps it (Lightning composes the
+        #: handlers it finds and stops training itself) or comes after it: the
+        #: process then lives on for a while and that handler decides its end.
+        self.terminating = False
 
     def install(self) -> bool:
         """Install the hook (main thread only). Returns True when installed."""
@@ -54,14 +64,24 @@ class SigtermHook:
             pass
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        current = signal.getsignal(signal.SIGTERM)
+        ours = current == self._handle
+        previous = self._previous
+        if self._fired:
+            # A second SIGTERM: only the process's own handler acts (as the default would).
+            if ours:
+                signal.signal(signal.SIGTERM, previous if callable(previous) else signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return
+        self._fired = True
+        self.terminating = ours and previous in (signal.SIG_DFL, None)
         # The callback runs on its own thread: the interrupted main thread may hold
         # a lock the callback needs (a queue's mutex), so it must not run here.
         worker = threading.Thread(target=self._callback, name="wandb-bridge-sigterm", daemon=True)
         worker.start()
         worker.join(self._timeout)
-        previous = self._previous
         self.uninstall()
         if callable(previous):
             previous(signum, frame)
-        elif previous in (signal.SIG_DFL, None):
+        elif self.terminating:
             os.kill(os.getpid(), signal.SIGTERM)

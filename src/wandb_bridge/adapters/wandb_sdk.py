@@ -52,10 +52,21 @@ def init(kwargs: Mapping[str, Any], *, system_stats: bool, gpu_index: int | None
     elif gpu_index is not None:
         extra["x_stats_gpu_device_ids"] = [gpu_index]
     call = dict(kwargs)
+    if call.get("reinit") == "create_new" and not _knows_create_new(wandb):
+        call["reinit"] = True  # wandb < 0.19.10: a bool; True starts a new run in this process too
     user_settings = call.pop("settings", None)
     if extra or user_settings is not None:
         call["settings"] = _merge_settings(wandb, user_settings, extra)
     return wandb.init(**call)
+
+
+def _knows_create_new(wandb: ModuleType) -> bool:
+    """True when ``wandb.init(reinit="create_new")`` is accepted (wandb >= 0.19.10)."""
+    try:
+        parts = tuple(int(p) for p in str(wandb.__version__).split(".")[:3])
+    except ValueError:
+        return True  # a dev build: assume a current one
+    return parts >= (0, 19, 10)
 
 
 def _merge_settings(wandb: ModuleType, user: Any, extra: Mapping[str, Any]) -> Any:
@@ -125,6 +136,17 @@ class RunHandle:
     def disabled(self) -> bool:
         """True for a disabled (no-op) wandb run."""
         return bool(getattr(self.run, "disabled", False))
+
+    def identity(self) -> dict[str, str | None]:
+        """``project``, ``entity`` and ``group`` of the run (None where wandb has none)."""
+        out: dict[str, str | None] = {}
+        for key in ("project", "entity", "group"):
+            try:
+                value = getattr(self.run, key, None)
+            except Exception:  # a run in teardown
+                value = None
+            out[key] = str(value) if value else None
+        return out
 
     def sync_command(self) -> str:
         """The command that uploads this run later (offline runs)."""

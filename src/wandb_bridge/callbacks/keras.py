@@ -15,7 +15,9 @@ graceful fallback when it is missing):
   ``CallbackList`` that is calling it. ``checkpoint_callback=`` bypasses this.
 * The locals of the ``Model.fit`` frame above it (``batch_size``,
   ``initial_epoch``, ``val_x``/``val_y``...), read once per ``fit`` for the
-  config and for ``log_predictions``; ``validation_data=`` bypasses this.
+  config, for ``log_predictions`` and for resuming (``initial_epoch > 0``
+  continues the run of the checkpoint trained from);
+  ``validation_data=`` and ``resume_from_checkpoint=`` bypass this.
 * ``optimizer._iterations`` only with ``gradient_accumulation_steps`` (the
   public ``optimizer.iterations`` is the floor-divided count there, and the
   callback needs the per-batch count to place batch rows).
@@ -37,6 +39,7 @@ from types import ModuleType, TracebackType
 from typing import Any, Literal
 
 from wandb_bridge.callbacks._require import require
+from wandb_bridge.core.checkpoints import find_run_marker
 from wandb_bridge.core.errors import OnceWarner, WandbBridgeWarning
 from wandb_bridge.core.session import Session, exit_code_for
 from wandb_bridge.core.settings import Settings, infer_monitor_mode
@@ -297,6 +300,9 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
 
     def _begin_fit(self) -> None:
         session = self._session
+        siblings, fit_locals = self._fit_context()
+        if not session.started:
+            self._resume(siblings, fit_locals)
         session.start()
         if not session.enabled:
             return
@@ -314,7 +320,6 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self._steps = steps if isinstance(steps, int) and steps > 0 else None
         self._schedule = _schedule_of(self._optimizer)
         self._frozen_variables = keras.backend.backend() == "jax"
-        siblings, fit_locals = self._fit_context()
         self._batch_size = _batch_size(fit_locals)
         self._watch_checkpoints(siblings)
         if self.log_predictions and self._samples is None:
@@ -503,6 +508,45 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         session.log_config(flat)
 
     # -------------------------------------------------------- checkpoints
+
+    def _resume(self, siblings: list[Any] | None, fit_locals: Mapping[str, Any]) -> None:
+        """``fit(initial_epoch=E)`` with E > 0: continue the run of the checkpoint training resumed from.
+
+        The checkpoint is one the ``ModelCheckpoint`` callbacks of this ``fit``
+        write, marked by the core with its run: the one saved at the optimizer's
+        restored step (loading a ``.keras`` file restores it), else the one of
+        epoch E, else the newest one before that step. An optimizer at step 0
+        (weights-only checkpoint) resumes nothing: the step axis would restart.
+        """
+        initial = fit_locals.get("initial_epoch")
+        if self._session.settings.resume_from_checkpoint or not isinstance(initial, int) or initial <= 0:
+            return
+        self._bind_optimizer(self.model)
+        step, _ = self._read_step()
+        if step == 0:
+            self._warn(
+                "resume:optimizer",
+                f"fit(initial_epoch={initial}) starts with an optimizer at step 0 (weights-only checkpoint?): "
+                "trainer/global_step restarts at 0, so this fit is not recorded into the checkpoint's run. "
+                "Resume from a full .keras checkpoint (keras.models.load_model) to continue that run.",
+            )
+            return
+        callbacks = list(self._checkpoint_callbacks) or [
+            c for c in siblings or [] if isinstance(c, keras.callbacks.ModelCheckpoint)
+        ]
+        found: list[tuple[int, int, str]] = []  # (rank of the match, step, path)
+        for callback in callbacks:
+            template = getattr(callback, "filepath", None)
+            if not isinstance(template, str) or not template:
+                continue
+            for path in _scan(_template_glob(template)):
+                marker = find_run_marker(path)
+                if marker is None or marker.step is None or not 0 < marker.step <= step:
+                    continue
+                rank = 3 if marker.step == step else 2 if marker.epoch == initial else 1
+                found.append((rank, marker.step, path))
+        if found:
+            self._session.resume_from_checkpoint(max(found)[2])
 
     def _watch_checkpoints(self, siblings: list[Any] | None) -> None:
         found = list(self._checkpoint_callbacks)

@@ -9,11 +9,18 @@ One class serves both distributions of Lightning: its bases are the ``Logger``
 base of every installed one (``lightning.pytorch`` and the standalone
 ``pytorch_lightning``), so ``isinstance(logger, Logger)`` holds for the
 Trainer, ``LightningCLI`` and user code of either namespace.
+
+Beyond the public ``Logger`` contract, one thing is read up the call stack
+(``inspect.currentframe``): ``fit(ckpt_path=...)``'s resolved checkpoint, when
+the run starts, because Lightning sets the public ``trainer.ckpt_path`` only
+after it started the logger's run; resuming continues the checkpoint's run.
+``WandbLogger(resume_from_checkpoint=...)`` bypasses it.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import secrets
 import string
@@ -314,6 +321,9 @@ class WandbLogger(_LoggerBase):
             self._ready = True
             if not session.started:
                 _finish_idle(self)
+                resumed = _resumed_fit_checkpoint(self)
+                if resumed is not None:
+                    session.resume_from_checkpoint(resumed)
                 session.start()
         _IDLE.discard(self)
         return session if session.enabled and session.started else None
@@ -364,6 +374,10 @@ class WandbLogger(_LoggerBase):
         if session is None:
             return
         session.framework_version = _version(trainer)
+        resumed = getattr(trainer, "ckpt_path", None) if _fn(trainer) == "fit" else None
+        if resumed and session.resumed_from is None and os.path.exists(os.fspath(resumed)):
+            # fit(ckpt_path=...): the run continues the checkpoint's run (steps it recorded are not recorded again)
+            session.resume_from_checkpoint(resumed)
         configured = self._configured() if self._configured is not None else None
         if configured is trainer:
             return
@@ -529,8 +543,8 @@ class WandbLogger(_LoggerBase):
         if trainer is not None and not trainer.is_global_zero:
             return  # Lightning writes checkpoint files on global rank 0
         session = self._active()
-        if session is None or not session.policy.enabled:
-            return
+        if session is None:
+            return  # with log_model=False the core still marks the files with the run (for resuming)
         role = self._role(session, trainer, checkpoint_callback)
         step = None if trainer is None else int(trainer.global_step)
         done = _epochs_done(trainer)
@@ -810,3 +824,41 @@ def _epochs_done(trainer: Any) -> float | None:
     if not (0 < batches < float("inf")):
         return float(epoch)
     return epoch + min(batch_idx + 1, batches) / batches
+
+
+_STACK_DEPTH = 12
+
+
+def _resumed_fit_checkpoint(logger: Any) -> str | None:
+    """The checkpoint a running ``Trainer.fit(ckpt_path=...)`` resumes from, when the run is about to start.
+
+    Lightning starts the logger's run (its setup reads ``experiment``) before it
+    records the checkpoint in the public ``trainer.ckpt_path`` (when it loads
+    it), and the run id must be known before the run starts. So this looks a
+    few frames up the call stack for the Trainer that holds ``logger`` and
+    reads the ``ckpt_path`` its running call resolved (``"last"`` etc. already
+    turned into a path). Nothing found (another Lightning version, a call
+    outside ``fit``): None, and :meth:`WandbLogger.log_graph` compares
+    ``trainer.ckpt_path`` with the run later (``resume_from_checkpoint=`` is the
+    explicit way).
+    """
+    frame = inspect.currentframe()
+    try:
+        depth = 0
+        while frame is not None and depth < _STACK_DEPTH:
+            local = frame.f_locals
+            owner = local.get("self")
+            if owner is not None and owner is not logger and type(owner).__name__ == "Trainer":
+                loggers = getattr(owner, "loggers", None) or []
+                if any(item is logger for item in loggers) and "ckpt_path" in local:
+                    if _fn(owner) != "fit":
+                        return None
+                    path = local.get("ckpt_path") or getattr(owner, "ckpt_path", None)
+                    if isinstance(path, (str, os.PathLike)) and os.path.exists(os.fspath(path)):
+                        return os.fspath(path)
+                    return None
+            frame = frame.f_back
+            depth += 1
+    finally:
+        del frame
+    return None

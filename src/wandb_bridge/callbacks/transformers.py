@@ -266,6 +266,13 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
             bridge_settings=settings, framework="transformers", framework_version=transformers.__version__
         )
         self._session = session
+        if new_training and not hp_search and state is not None and state.global_step > 0:
+            # train(resume_from_checkpoint=...): the state was loaded from checkpoint-<global_step>;
+            # continue the run that wrote it.
+            given = args.resume_from_checkpoint
+            resumed = given if isinstance(given, str) and os.path.isdir(given) else _checkpoint_dir(args, state)
+            if resumed is not None:
+                session.resume_from_checkpoint(resumed, step=state.global_step)
         if session.start() is None:
             return session
         if check_sweep:
@@ -410,8 +417,12 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        """Report the ``checkpoint-<global_step>`` folder the Trainer just wrote."""
-        if not self.settings.log_model or not args.should_save:
+        """Report the ``checkpoint-<global_step>`` folder the Trainer just wrote.
+
+        Also with ``log_model=False``: the core then uploads nothing but marks the
+        folder with the run, so ``train(resume_from_checkpoint=...)`` continues it.
+        """
+        if not args.should_save:
             return
         session = self.setup(args, state, kwargs.get("model"))
         if session is None or not session.enabled:

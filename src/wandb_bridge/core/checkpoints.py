@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from wandb_bridge._version import __version__
+from wandb_bridge.adapters import markers
+from wandb_bridge.adapters.markers import RunMarker
 from wandb_bridge.core.settings import LogModel, MonitorMode
 
 
@@ -157,6 +160,26 @@ class CheckpointPolicy:
         }
         meta.update(event.metadata)
         return meta
+
+
+def find_run_marker(path: str | os.PathLike[str], step: int | None = None) -> RunMarker | None:
+    """The W&B run that wrote the checkpoint at ``path``, from the marker saved beside it.
+
+    Every checkpoint reported with :meth:`~wandb_bridge.Session.log_checkpoint`
+    gets an entry in ``_wandb-bridge-runs.json`` in the folder that holds it
+    (see :mod:`wandb_bridge.adapters.markers`).
+
+    Args:
+        path: the checkpoint file or folder.
+        step: its global step when known; then a checkpoint saved without a marker
+            is attributed to the run of the newest marked checkpoint in the same
+            folder at or before that step.
+
+    Returns:
+        The marker (``run_id``, ``project``, ``entity``, ``group``, ``step``,
+        ``epoch``, ``last_logged_step``...), or None.
+    """
+    return markers.find(os.fspath(path), step)
 
 
 def score_from(metrics: Mapping[str, Any] | None, monitor: str | None) -> float | None:

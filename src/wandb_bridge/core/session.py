@@ -17,7 +17,9 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from wandb_bridge.adapters import files, signals, system, wandb_sdk
+from wandb_bridge._version import __version__
+from wandb_bridge.adapters import files, markers, signals, system, wandb_sdk
+from wandb_bridge.adapters.markers import RunMarker
 from wandb_bridge.core import hparams
 from wandb_bridge.core.checkpoints import CheckpointEvent, CheckpointPolicy, Upload, score_from
 from wandb_bridge.core.distributed import RankInfo, detect_rank, shared_group_id
@@ -112,6 +114,12 @@ class Session:
         self._recent: deque[dict[str, Any]] = deque(maxlen=settings.queue_size)
         self._unsent_path: str | None = None
         self.preempted = False
+        # Resuming (resume_from_checkpoint): the marker found, and the highest step the
+        # previous attempts recorded; log() does not record those steps again.
+        self._resumed: RunMarker | None = None
+        self._skip_through: int | None = None
+        self._marker_indexes: set[str] = set()
+        self._identity: dict[str, str | None] | None = None
         self.rows_logged = 0
         self.checkpoints_uploaded = 0
         if settings.monitor is not None:
@@ -208,6 +216,13 @@ class Session:
         if self.settings.rank_zero_only and not self.rank.is_zero:
             self._noop = True
             return
+        resume = self.settings.resume_from_checkpoint
+        if resume is not None and self._resumed is None and self.resume_from_checkpoint(resume) is None:
+            self._warn(
+                "resume:none",
+                f"No run marker beside {resume!r} (it was not saved through wandb-bridge, or the marker file "
+                "was not copied with it); this training starts a new run unless id= is given.",
+            )
         self._handle = self._attach()
         if self._handle is None:
             self._noop = True
@@ -335,6 +350,7 @@ class Session:
         for snap in self._retained.values():
             snap.release()
         self._retained.clear()
+        self._record_progress()
         self._raise_pending()
         if handle.owned and self._broken is None:
             self._bounded("finish the run", handle.finish, exit_code)
@@ -366,13 +382,24 @@ class Session:
             self._guard(what, _reraise, error)
 
     def _on_sigterm(self) -> None:
-        """Pre-emption: flush what is queued, mark the run preempting, finish it (exit code 143)."""
+        """Pre-emption: flush what is queued, mark the run preempting, finish it (exit code 143).
+
+        When the process does not end right away (a framework's own SIGTERM
+        handling stops training at the end of the step, and may save a
+        checkpoint first), the run is flushed and marked preempting but stays
+        open: what the framework still logs and saves is recorded, and the
+        framework's end (or the process exit) finishes the run.
+        """
         self.preempted = True
+        hook = self._sigterm
+        ending = hook is None or hook.terminating
         if self._handle is not None and self.owns_run:
             self._guard("mark the run preempting", self._handle.mark_preempting)
-            self.finish(exit_code=143)
-        else:
-            self.flush()
+            if ending:
+                self.finish(exit_code=143)
+                return
+        self.flush()
+        self._record_progress()
 
     def upload_end_checkpoints(self) -> None:
         """Upload now what ``log_model="end"`` would upload at :meth:`finish`; the run stays open.
@@ -468,6 +495,9 @@ class Session:
                 self._last_step = step
         elif self._last_step is None or step > self._last_step:
             self._last_step = step
+        if self._skip_through is not None and step <= self._skip_through:
+            self._skip_recorded()
+            return
         self._put((_LOG, step, epoch, stage, dict(metrics), time.perf_counter(), samples))
 
     def log_config(self, config: Mapping[str, Any]) -> None:
@@ -622,9 +652,12 @@ class Session:
                 ``original_filename`` metadata. Same content under the same
                 name is never uploaded twice.
         """
-        if not self.policy.enabled or not self._ensure_started():
+        if not self._ensure_started():
             return
         path_text = os.fspath(path)
+        self._write_marker(path_text, self._last_step if step is None else int(step), epoch)
+        if not self.policy.enabled:
+            return
         if score is None and metrics:
             mapped = {self._keys(str(k)): v for k, v in flatten_metrics(metrics)}
             score = score_from(mapped, self.policy.monitor)
@@ -655,6 +688,124 @@ class Session:
                     self._put((_CALL, gone.release))
         for upload in uploads:
             self._queue_upload(upload)
+
+    # ---------------------------------------------------------------- resume
+
+    @property
+    def resumed_from(self) -> RunMarker | None:
+        """The marker of the checkpoint this training resumes from (see :meth:`resume_from_checkpoint`)."""
+        return self._resumed
+
+    def resume_from_checkpoint(self, path: str | os.PathLike[str], step: int | None = None) -> RunMarker | None:
+        """Declare that this training resumes from the checkpoint at ``path``: continue its run.
+
+        Every checkpoint reported with :meth:`log_checkpoint` is marked with the
+        run that wrote it (``_wandb-bridge-runs.json`` beside it). Called before
+        the run starts, the session then continues that run (its id with
+        ``resume="allow"``) unless an id, a run or ``resume`` was given
+        explicitly, a run is already active, or ``rank_zero_only=False`` (one
+        run per rank): those win. The ``resume_from_checkpoint=`` argument does
+        the same at start.
+
+        Steps the previous attempts of the same run recorded (up to the last one
+        they logged, which may be after the checkpoint) are not recorded again:
+        :meth:`log` drops rows for them, with one warning, so the history has each
+        step once.
+
+        Args:
+            path: the checkpoint file or folder training resumes from.
+            step: its global step, when known (finds the run of a checkpoint
+                saved without a marker, from the others in its folder).
+
+        Returns:
+            The marker found, or None (no marker: nothing changes).
+        """
+        try:
+            marker = markers.find(os.fspath(path), step)
+        except OSError:
+            marker = None
+        if marker is None:
+            return None
+        with self._lock:
+            settings = self.settings
+            if self._started:
+                target = self.run_id
+            elif (
+                settings.id is None
+                and settings.run is None
+                and settings.resume not in (False, "never")
+                and settings.rank_zero_only
+                and self._guard("find the active run", wandb_sdk.active_run) is None
+            ):
+                changes: dict[str, Any] = {"id": marker.run_id, "resume": settings.resume or "allow"}
+                if settings.project is None and marker.project:
+                    changes["project"] = marker.project
+                if settings.entity is None and marker.entity:
+                    changes["entity"] = marker.entity
+                self.settings = settings.with_changes(**changes)
+                target = marker.run_id
+            else:
+                target = settings.id if settings.run is None else None
+            if target != marker.run_id:
+                # Another run (explicit id or resume="never", an active run, or one that
+                # started before the checkpoint was known): nothing is skipped there.
+                if target is not None:
+                    why = "it started before the checkpoint was known" if self._started else "chosen explicitly"
+                    self._warn(
+                        f"resume:{marker.run_id}",
+                        f"{marker.checkpoint!r} was written by run {marker.run_id}, but this training logs to run "
+                        f"{target} ({why}).",
+                    )
+                return marker
+            self._resumed = marker
+            self._skip_through = marker.recorded_through
+            if marker.step is not None and (self._last_step is None or marker.step > self._last_step):
+                self._last_step = marker.step
+        return marker
+
+    def _skip_recorded(self) -> None:
+        marker = self._resumed
+        at = "?" if marker is None or marker.step is None else str(marker.step)
+        self._warn(
+            "resume:skip",
+            f"This training resumes run {self.run_id} from its checkpoint at step {at}; steps up to "
+            f"{self._skip_through} were already recorded by the run's previous attempt, so this attempt's "
+            "values for them are not recorded again (each step is recorded once).",
+        )
+
+    def _write_marker(self, path: str, step: int | None, epoch: int | None) -> None:
+        """Note beside the checkpoint which run wrote it (a tiny JSON write on this thread)."""
+        handle = self._handle
+        if handle is None or not os.path.exists(path):
+            return
+        if self._identity is None:
+            self._identity = self._guard("read the run's project", handle.identity) or {}
+        info = {
+            "run_id": handle.id,
+            **self._identity,
+            "step": step,
+            "epoch": None if epoch is None else int(epoch),
+            "framework": self.framework,
+            "wandb_bridge_version": __version__,
+        }
+        try:
+            self._marker_indexes.add(markers.write(path, info, self._last_step))
+        except OSError as exc:
+            self._warn(
+                "marker", f"The run marker beside {path!r} could not be written ({exc}); resuming from it "
+                "needs the run id (id=...)."
+            )
+
+    def _record_progress(self) -> None:
+        """Note the last step this run recorded in the markers of its checkpoints (at SIGTERM and finish)."""
+        handle = self._handle
+        if handle is None or self._last_step is None:
+            return
+        for index in sorted(self._marker_indexes):
+            try:
+                markers.record_progress(index, handle.id, self._last_step)
+            except OSError:
+                pass
 
     def _queue_upload(self, upload: Upload) -> None:
         snap = self._retained.get(upload.event.sequence)

@@ -62,6 +62,7 @@ class Settings:
     queue_size: int = 10_000
     finish_timeout: float = 60.0
     handle_sigterm: bool = True
+    resume_from_checkpoint: str | None = None
     init_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -160,6 +161,7 @@ class Settings:
             queue_size=queue_size,
             finish_timeout=finish_timeout,
             handle_sigterm=args.get("handle_sigterm", True) is not False,
+            resume_from_checkpoint=_optional_path(args.get("resume_from_checkpoint")),
             init_kwargs=init_kwargs,
         )
 
@@ -224,6 +226,14 @@ def _check(name: str, value: object, allowed: Iterable[object]) -> None:
     if value not in allowed:
         shown = ", ".join(repr(a) for a in allowed)
         raise ValueError(f"{name}={value!r} is not valid; use one of {shown}")
+
+
+def _optional_path(value: Any) -> str | None:
+    if value is None or value is False or value == "":
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    raise ValueError(f"resume_from_checkpoint must be a path to a checkpoint, got {value!r}")
 
 
 def _iter_tags(tags: Any) -> Iterable[Any]:

@@ -1,0 +1,155 @@
+"""Resume after pre-emption: SIGTERM, restart from the checkpoint, the same run, each step once.
+
+Per framework, two real processes (tests/resume_scripts.py): the first trains
+with checkpoints every 5 steps and is sent SIGTERM at step 7 (so the run
+recorded steps its last checkpoint does not hold); the second restarts from the
+newest checkpoint the framework's way, passing no run id. Both offline run
+folders are read back and merged by ``trainer/global_step``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wandb_bridge import Session
+from wandb_bridge.core.checkpoints import find_run_marker
+from wandb_bridge.testing import RunRecord, WandbOfflineRuns
+
+SCRIPTS = Path(__file__).with_name("resume_scripts.py")
+STEPS, CHECKPOINT_STEP, BLOCK_AT = 16, {"lightning": 5, "transformers": 5, "keras": 4}, 7
+# How the pre-empted process ends, as the framework ends it: Lightning stops at the
+# end of the batch and exits by its SIGTERMException (a SystemExit without a code);
+# transformers and Keras have no SIGTERM handling, so the default action ends them.
+FIRST_EXIT = {"lightning": 0, "transformers": -signal.SIGTERM, "keras": -signal.SIGTERM}
+
+
+def _child_env(wandb_offline: WandbOfflineRuns) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(wandb_offline.env)
+    env["KERAS_BACKEND"] = "torch"
+    env["OMP_NUM_THREADS"] = "1"  # tiny models: threads only compete with the other test worker
+    return env
+
+
+def _steps(run: RunRecord) -> list[int]:
+    return [int(step) for step, _ in run.values("train/loss")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["lightning", "transformers", "keras"])
+def test_restart_from_checkpoint_continues_the_same_run(
+    framework: str, wandb_offline: WandbOfflineRuns, tmp_path: Path
+) -> None:
+    env = _child_env(wandb_offline)
+    command = [sys.executable, str(SCRIPTS), framework]
+    first = subprocess.Popen(
+        [*command, "first", str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert first.stdout is not None and first.stderr is not None
+    for line in first.stdout:  # wandb and the frameworks print too
+        if line.strip() == "ready":
+            break
+    else:
+        first.kill()
+        pytest.fail(f"the first attempt did not reach step {BLOCK_AT}:\n{first.stderr.read()[-3000:]}")
+    first.send_signal(signal.SIGTERM)
+    code = first.wait(timeout=60)
+    first_err = first.stderr.read()
+    assert code == FIRST_EXIT[framework], first_err[-3000:]
+
+    second = subprocess.run(
+        [*command, "resume", str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "finished" in second.stdout
+    assert "already recorded by the run's previous attempt" in second.stderr  # the skip rule was applied
+
+    runs = wandb_offline.runs()
+    assert len(runs) == 2, [r.path for r in runs]
+    attempt1, attempt2 = runs
+    assert attempt1.run_id == attempt2.run_id  # one run, found from the checkpoint
+    assert attempt1.preempting and attempt1.exit_code == 143
+    assert not attempt2.preempting and attempt2.exit_code == 0
+    steps1, steps2 = _steps(attempt1), _steps(attempt2)
+    # The first attempt recorded past its last checkpoint; the restart replays those
+    # steps but does not record them again, and continues at the next one.
+    assert steps1 == list(range(1, steps1[-1] + 1)) and steps1[-1] >= BLOCK_AT > CHECKPOINT_STEP[framework]
+    assert steps2 == list(range(steps1[-1] + 1, STEPS + 1))
+
+
+def test_checkpoint_marker_names_the_run_and_stays_out_of_payloads(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path
+) -> None:
+    folder = tmp_path / "checkpoint-3"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"w3")
+    single = tmp_path / "last.ckpt"
+    single.write_bytes(b"w2")
+    with Session(project="resume", group="g", log_model="all") as session:
+        for step in (1, 2, 3, 4):
+            session.log({"loss": 1.0 / step}, step=step)
+            if step == 2:
+                session.log_checkpoint(single, step=2, epoch=1)
+            if step == 3:
+                session.log_checkpoint(folder, step=3, epoch=1)
+        run_id = session.run_id
+    index = json.loads((tmp_path / "_wandb-bridge-runs.json").read_text())
+    assert set(index["checkpoints"]) == {"last.ckpt", "checkpoint-3"}
+    assert index["runs"][run_id]["last_logged_step"] == 4  # updated when the run finished
+    marker = find_run_marker(single)
+    assert marker is not None and marker.exact
+    assert (marker.run_id, marker.project, marker.group, marker.step, marker.epoch) == (run_id, "resume", "g", 2, 1)
+    assert marker.recorded_through == 4
+    # A checkpoint saved without a marker (e.g. by the framework's own SIGTERM handler)
+    # belongs to the run of the newest marked one before it in the same folder.
+    unmarked = find_run_marker(tmp_path / "checkpoint-9", step=9)
+    assert unmarked is not None and unmarked.run_id == run_id and not unmarked.exact
+    assert find_run_marker(tmp_path / "checkpoint-9") is None
+    # The file was replaced by one the index does not describe: no marker.
+    single.write_bytes(b"other weights")
+    assert find_run_marker(single) is None
+    run = wandb_offline.run()
+    files = {name for artifact in run.artifacts for name in artifact.files}
+    assert "weights.bin" in files and not any("wandb-bridge-runs" in name for name in files)
+
+
+def test_resume_from_checkpoint_continues_the_run_and_skips_recorded_steps(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "ckpt.pt"
+    with Session(project="resume") as first:  # log_model=False: the checkpoint is still marked
+        for step in range(1, 6):
+            first.log({"loss": float(step)}, step=step)
+            if step == 3:
+                checkpoint.write_bytes(b"weights at 3")
+                first.log_checkpoint(checkpoint, step=3)
+        run_id = first.run_id
+    assert run_id is not None
+    with pytest.warns(UserWarning, match="already recorded"), Session(
+        project="resume", resume_from_checkpoint=checkpoint
+    ) as second:
+        for step in range(4, 9):  # training restarts after the checkpoint's step
+            second.log({"loss": float(step) + 0.5}, step=step)
+        assert second.run_id == run_id
+        assert second.resumed_from is not None and second.resumed_from.step == 3
+    with pytest.warns(UserWarning, match="chosen explicitly"), Session(
+        project="resume", id="explicit1", resume_from_checkpoint=checkpoint
+    ) as third:
+        third.log({"loss": 1.0}, step=1)  # an explicit id wins: its own run, nothing skipped
+    with Session(project="resume", resume="never", resume_from_checkpoint=checkpoint) as fourth:
+        fourth.log({"loss": 2.0}, step=2)  # resume="never" opts out: a new run
+        fresh = fourth.run_id
+    assert fresh not in (None, run_id, "explicit1")
+    by_id: dict[str, list[tuple[int, float]]] = {}
+    for run in wandb_offline.runs():  # offline, each attempt is a folder of its own
+        by_id.setdefault(run.run_id, []).extend((int(s), v) for s, v in run.values("train/loss"))
+    assert sorted(by_id[run_id]) == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 5.0), (6, 6.5), (7, 7.5), (8, 8.5)]
+    assert by_id["explicit1"] == [(1, 1.0)]
+    assert by_id[str(fresh)] == [(2, 2.0)]
