@@ -1,9 +1,10 @@
 """Checkpoint files and folders -> artifact payload: snapshots, filters and digests.
 
-A snapshot hard-links the files a framework wrote into a private staging
-folder next to them. That costs microseconds on the training thread and keeps
-the content even when the framework deletes or overwrites the checkpoint
-before the background worker has hashed and handed it to wandb.
+A snapshot keeps a checkpoint's content even when the framework deletes or
+overwrites the files right after reporting them, at a cost of microseconds on
+the training thread: large files are hard-linked into a private staging folder
+beside them, small files are read into memory (the worker writes them out).
+Hashing and handing the payload to wandb happen in the background worker.
 """
 
 from __future__ import annotations
@@ -11,44 +12,62 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-import shutil
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wandb_bridge.adapters.markers import MARKER_FILE
 
 STAGING_DIR_NAME = ".wandb-bridge-staging"
 _CHUNK = 1 << 20
-# Files up to this size are copied, not linked: a framework that rewrites a file
-# in place (same inode) right after saving it could otherwise change a linked
-# snapshot before the worker hashed it. Copying them costs well under a millisecond.
+# Files below this size are read into memory rather than linked: a framework that
+# rewrites a file in place (same inode) right after saving it would otherwise change
+# a linked snapshot before the worker hashed it. Reading them costs microseconds.
 COPY_BELOW_BYTES = 4 << 20
 
 
 @dataclass
 class Snapshot:
-    """The files of one checkpoint: ``(name inside the artifact, local path)`` pairs."""
+    """The files of one checkpoint: ``(name inside the artifact, local path)`` pairs.
+
+    ``pending`` holds the content of small files until :meth:`materialize`
+    writes it to their staging paths (in the worker, off the training thread).
+    """
 
     source: str
     files: list[tuple[str, str]]
     staging: str | None = None
+    pending: list[tuple[str, bytes]] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
 
     @property
     def size(self) -> int:
         """Total bytes of the payload."""
         return sum(os.path.getsize(p) for _, p in self.files if os.path.exists(p))
 
+    def materialize(self) -> None:
+        """Write the in-memory small files to their staging paths (idempotent)."""
+        pending, self.pending = self.pending, []
+        for target, data in pending:
+            # another snapshot's release may have removed the (then empty) staging folder
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as handle:
+                handle.write(data)
+
     def release(self) -> None:
-        """Remove the private hard links (never the framework's own files)."""
-        if self.staging is None:
-            return
-        shutil.rmtree(self.staging, ignore_errors=True)
-        parent = os.path.dirname(self.staging)
-        try:
-            os.rmdir(parent)  # only succeeds once the staging root is empty
-        except OSError:
-            pass
+        """Remove this snapshot's staged files (never the framework's own files)."""
+        self.pending = []
+        for path in self.created:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self.created = []
+        if self.staging is not None:
+            try:
+                os.rmdir(self.staging)  # only succeeds once the staging folder is empty
+            except OSError:
+                pass
         self.staging = None
 
 
@@ -91,7 +110,7 @@ def snapshot(
     exclude: Sequence[str] = (),
     name: str | None = None,
 ) -> Snapshot:
-    """Hard-link (small files: copy) a checkpoint's files into a private staging folder beside it.
+    """Keep a checkpoint's content: hard-link large files, read small ones into memory.
 
     Falls back to referencing the original files where links are impossible
     (another file system, no permission); the worker then reads them in place.
@@ -101,26 +120,29 @@ def snapshot(
     files = list_payload(path, include, exclude)
     if name is not None and os.path.isfile(path):
         files = [(name, full) for _, full in files]
-    parent = os.path.dirname(os.path.abspath(path.rstrip("/\\")))
-    staging = os.path.join(parent, STAGING_DIR_NAME, uuid.uuid4().hex[:12])
-    linked: list[tuple[str, str]] = []
+    staging = os.path.join(os.path.dirname(os.path.abspath(path.rstrip("/\\"))), STAGING_DIR_NAME)
+    tag = uuid.uuid4().hex[:12]
+    snap = Snapshot(path, [], staging)
     try:
-        for name, full in files:
-            target = os.path.join(staging, name)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.makedirs(staging, exist_ok=True)
+        for index, (inner, full) in enumerate(files):
+            target = os.path.join(staging, f"{tag}-{index}-{os.path.basename(inner)}")
             if os.path.getsize(full) < COPY_BELOW_BYTES:
-                shutil.copyfile(full, target)
+                with open(full, "rb") as handle:
+                    snap.pending.append((target, handle.read()))
             else:
                 os.link(full, target)
-            linked.append((name, target))
+            snap.created.append(target)
+            snap.files.append((inner, target))
     except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
+        snap.release()
         return Snapshot(path, files, None)
-    return Snapshot(path, linked, staging)
+    return snap
 
 
 def digest(snap: Snapshot) -> str:
     """A content digest of the whole payload (names and bytes), computed off the hot path."""
+    snap.materialize()
     total = hashlib.blake2b(digest_size=20)
     for name, full in sorted(snap.files):
         total.update(name.encode())

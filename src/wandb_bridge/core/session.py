@@ -498,7 +498,7 @@ class Session:
         if self._skip_through is not None and step <= self._skip_through:
             self._skip_recorded()
             return
-        self._put((_LOG, step, epoch, stage, dict(metrics), time.perf_counter(), samples))
+        self._put((_LOG, step, epoch, stage, _hand_over(metrics), time.perf_counter(), samples))
 
     def log_config(self, config: Mapping[str, Any]) -> None:
         """Add values to the run config (flattened, JSON-safe, secrets redacted)."""
@@ -655,7 +655,7 @@ class Session:
         if not self._ensure_started():
             return
         path_text = os.fspath(path)
-        self._write_marker(path_text, self._last_step if step is None else int(step), epoch)
+        self._put((_CALL, self._write_marker, path_text, self._last_step if step is None else int(step), epoch))
         if not self.policy.enabled:
             return
         if score is None and metrics:
@@ -774,7 +774,7 @@ class Session:
         )
 
     def _write_marker(self, path: str, step: int | None, epoch: int | None) -> None:
-        """Note beside the checkpoint which run wrote it (a tiny JSON write on this thread)."""
+        """Note beside the checkpoint which run wrote it (a tiny JSON write, in the worker)."""
         handle = self._handle
         if handle is None or not os.path.exists(path):
             return
@@ -954,7 +954,10 @@ class Session:
             if upload.event.sequence not in self._retained or self._finished:
                 snap.release()
 
-    def _upload_files(self, snap: files.Snapshot, name: str, kind: str, aliases: tuple[str, ...], meta: dict[str, Any]) -> None:
+    def _upload_files(
+        self, snap: files.Snapshot, name: str, kind: str, aliases: tuple[str, ...], meta: dict[str, Any]
+    ) -> None:
+        snap.materialize()
         handle = self._handle
         assert handle is not None
         try:
@@ -1020,6 +1023,20 @@ class Session:
 
 
 _FAILED = object()
+
+
+def _hand_over(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy the values for the queue: tensors are detached (their autograd graph is freed now,
+    not when the worker reads them); CPU scalars are read at once (no device sync on CPU), so
+    the queue holds no tensor objects the garbage collector would walk."""
+    values = dict(metrics)
+    for key, value in values.items():
+        if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+            if value.device.type == "cpu" and value.numel() == 1:
+                values[key] = value.item()
+            else:
+                values[key] = value.detach()
+    return values
 
 
 def _reraise(exc: BaseException) -> None:
