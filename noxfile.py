@@ -79,6 +79,62 @@ def examples(session: nox.Session) -> None:
     session.run("python", "-m", "wandb_bridge", "demo", "--dir", f"{tmp}/demo", env=env)
 
 
+# --- Version matrix: the supported versions, proven (docs/versions.md) --------------------------
+# `nox -t matrix` runs all of it (about 10 minutes on 2 cores); `nox -s "matrix_wandb(0.19.0)"` one cell.
+# Each cell pins one package at the oldest or newest version we support and runs the tests that
+# exercise it; everything else resolves to what pip picks for that pin.
+WANDB_VERSIONS = ["0.19.0", "0.31.0"]  # oldest supported, newest release
+LIGHTNING_VERSIONS = ["2.2.5", "2.6.6"]  # oldest and newest supported minor (latest patch of each)
+TRANSFORMERS_VERSIONS = ["4.46.3", "4.57.6", "5.24.0"]  # an old 4.x, the last 4.x, 5.x
+KERAS_VERSIONS = ["3.7.0", "3.15.1"]  # oldest supported, newest; on the torch backend
+WANDB_TESTS = ("tests/test_session.py", "tests/test_core_alone.py", "tests/test_reader.py")
+
+
+@nox.session(tags=["matrix"])
+@nox.parametrize("version", WANDB_VERSIONS, ids=WANDB_VERSIONS)
+def matrix_wandb(session: nox.Session, version: str) -> None:
+    """The core, the SDK adapter and the offline-run reader against one wandb release."""
+    session.install(TORCH)
+    session.install("-e", ".[test]", f"wandb=={version}")
+    session.run("pytest", "-n", "2", *WANDB_TESTS, *session.posargs)
+
+
+@nox.session(tags=["matrix"])
+@nox.parametrize("version", LIGHTNING_VERSIONS, ids=LIGHTNING_VERSIONS)
+def matrix_lightning(session: nox.Session, version: str) -> None:
+    """WandbLogger against one Lightning release (both namespaces, same version)."""
+    session.install(TORCH)
+    # Lightning < 2.4 declares namespace packages through pkg_resources, gone from setuptools 81.
+    old = ["setuptools<81"] if tuple(int(p) for p in version.split(".")[:2]) < (2, 4) else []
+    session.install("-e", ".[lightning,test]", f"lightning=={version}", f"pytorch-lightning=={version}", "pillow", *old)
+    session.run("pytest", "-n", "2", "tests/test_lightning.py", *session.posargs)
+
+
+@nox.session(tags=["matrix"])
+@nox.parametrize("version", TRANSFORMERS_VERSIONS, ids=TRANSFORMERS_VERSIONS)
+def matrix_transformers(session: nox.Session, version: str) -> None:
+    """WandbTrainerCallback against one transformers release (optuna for the hyper-parameter search test)."""
+    session.install(TORCH)
+    session.install("-e", ".[transformers,test]", f"transformers=={version}", "optuna")
+    session.run("pytest", "-n", "2", "tests/test_transformers.py", *session.posargs)
+
+
+@nox.session(tags=["matrix"])
+@nox.parametrize("version", KERAS_VERSIONS, ids=KERAS_VERSIONS)
+def matrix_keras(session: nox.Session, version: str) -> None:
+    """WandbKerasCallback against one Keras 3 release on the torch backend."""
+    session.install(TORCH)
+    session.install("-e", ".[keras,test]", f"keras=={version}")
+    session.run("pytest", "-n", "2", "tests/test_keras.py", *session.posargs, env={"KERAS_BACKEND": "torch"})
+
+
+@nox.session(name="matrix_keras_jax", tags=["matrix"])
+def matrix_keras_jax(session: nox.Session) -> None:
+    """The newest Keras 3 on the JAX backend (CPU jax, no torch, no TensorFlow)."""
+    session.install("-e", ".[keras,test]", f"keras=={KERAS_VERSIONS[-1]}", "jax[cpu]")
+    session.run("pytest", "-n", "2", "tests/test_keras.py", *session.posargs, env={"KERAS_BACKEND": "jax"})
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff."""

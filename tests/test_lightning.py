@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import os
@@ -300,7 +301,8 @@ def test_keyboard_interrupt_records_exit_code_130(wandb_offline, tmp_path):
     trainer = L.Trainer(**trainer_kwargs(str(tmp_path)), logger=logger)
     handler = signal.getsignal(signal.SIGINT)
     try:
-        with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into sys.exit(1) after finalize("failed")
+        # Lightning >= 2.4 turns Ctrl-C into sys.exit(1) after finalize("failed"); older ones return from fit
+        with contextlib.suppress(SystemExit):
             trainer.fit(Interrupted(), *loaders())
     finally:
         signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT from then on
@@ -337,6 +339,8 @@ def test_constructor_and_methods_of_lightning_logger(wandb_offline, tmp_path):
     theirs = inspect.signature(LightningWandbLogger.__init__).parameters
     assert list(theirs) == [*list(ours)[: len(theirs) - 1], "kwargs"]
     for method in ("log_table", "log_text", "log_image", "log_audio", "log_video", "watch", "use_artifact"):
+        if not hasattr(LightningWandbLogger, method):
+            continue  # log_audio / log_video are newer than Lightning 2.1
         assert list(inspect.signature(getattr(WandbLogger, method)).parameters) == list(
             inspect.signature(getattr(LightningWandbLogger, method)).parameters
         )

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -51,7 +53,13 @@ def make_model(seed: int = 0) -> BertForSequenceClassification:
 
 def make_tokenizer() -> BertTokenizer:
     """A word-piece tokenizer over :data:`VOCAB` (``w0`` ... ``w94``)."""
-    return BertTokenizer(vocab={word: i for i, word in enumerate(VOCAB)})
+    vocab = {word: i for i, word in enumerate(VOCAB)}
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return BertTokenizer(vocab=vocab)
+    # transformers 4.x reads the vocabulary from a file only.
+    path = Path(tempfile.mkdtemp(prefix="bert-vocab-"), "vocab.txt")
+    path.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    return BertTokenizer(vocab_file=str(path))
 
 
 class ToyDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]

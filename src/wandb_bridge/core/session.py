@@ -12,35 +12,28 @@ import atexit
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from wandb_bridge._version import __version__
-from wandb_bridge.adapters import files, markers, signals, system, wandb_sdk
-from wandb_bridge.adapters.markers import RunMarker
+from wandb_bridge.adapters import files, signals, system, wandb_sdk
 from wandb_bridge.core import hparams
-from wandb_bridge.core.checkpoints import CheckpointEvent, CheckpointPolicy, Upload, score_from
-from wandb_bridge.core.distributed import RankInfo, detect_rank, shared_group_id
-from wandb_bridge.core.errors import OnceWarner, WandbBridgeWarning
+from wandb_bridge.core.distributed import shared_group_id
+from wandb_bridge.core.errors import WandbBridgeWarning
 from wandb_bridge.core.metrics import (
     EPOCH_KEY,
-    SKIP_REASONS,
     STEP_KEY,
-    KeyNormalizer,
-    RowMerger,
     Stage,
-    convert_rows,
     flatten_metrics,
 )
-from wandb_bridge.core.pipeline import Op, Pipeline
+from wandb_bridge.core.pipeline import Pipeline
+from wandb_bridge.core.session_base import _CALL, _LOG, _reraise
+from wandb_bridge.core.session_checkpoints import CheckpointsMixin
+from wandb_bridge.core.session_worker import WorkerMixin
 from wandb_bridge.core.settings import Settings
 
-_LOG, _CALL, _CHECKPOINT = "log", "call", "checkpoint"
 
-
-class Session:
+class Session(CheckpointsMixin, WorkerMixin):
     """A W&B run seen through wandb-bridge's run contract.
 
     The run starts lazily (first ``log`` or an explicit :meth:`start`). A run
@@ -83,48 +76,6 @@ class Session:
         self.framework_version = framework_version
         self._reset()
 
-    def _reset(self) -> None:
-        settings = self.settings
-        self.rank: RankInfo = detect_rank()
-        self.policy = CheckpointPolicy(settings.log_model, None, settings.monitor_mode)
-        self._monitor_raw = settings.monitor
-        self._handle: wandb_sdk.RunHandle | None = None
-        self._pipeline: Pipeline | None = None
-        self._lock = threading.RLock()
-        self._started = False
-        self._finished = False
-        self._noop = settings.disabled
-        self._error: BaseException | None = None
-        self._last_step: int | None = None
-        self._keys = KeyNormalizer()
-        self._merger = RowMerger()
-        self._warner = OnceWarner()
-        self._retained: dict[int, files.Snapshot] = {}
-        self._digests: set[str] = set()
-        self._alias_holder: dict[str, str] = {}  # alias -> digest of the version that holds it
-        self._sampler: system.SystemSampler | None = None
-        self._timing: tuple[int, float] | None = None
-        self._atexit_registered = False
-        self._pending_summary_keys: list[tuple[str, str]] = []
-        self._end_uploaded: tuple[int, int] | None = None
-        self._sigterm: signals.SigtermHook | None = None
-        self._broken: str | None = None
-        # The last rows handed to wandb: wandb-core buffers its writes, so when it dies
-        # these may be missing from the run file; they are saved with the unsent rows.
-        self._recent: deque[dict[str, Any]] = deque(maxlen=settings.queue_size)
-        self._unsent_path: str | None = None
-        self.preempted = False
-        # Resuming (resume_from_checkpoint): the marker found, and the highest step the
-        # previous attempts recorded; log() does not record those steps again.
-        self._resumed: RunMarker | None = None
-        self._skip_through: int | None = None
-        self._marker_indexes: set[str] = set()
-        self._identity: dict[str, str | None] | None = None
-        self.rows_logged = 0
-        self.checkpoints_uploaded = 0
-        if settings.monitor is not None:
-            self.policy.monitor = self._keys(settings.monitor)
-
     # ------------------------------------------------------------ properties
 
     @property
@@ -151,16 +102,6 @@ class Session:
     def owns_run(self) -> bool:
         """True when this session started the run (and so finishes it)."""
         return self._handle is not None and self._handle.owned
-
-    @property
-    def run_id(self) -> str | None:
-        """The run id, once started."""
-        return None if self._handle is None else self._handle.id
-
-    @property
-    def run_dir(self) -> str | None:
-        """The run's local files folder, once started."""
-        return None if self._handle is None else self._handle.dir
 
     @property
     def sync_command(self) -> str | None:
@@ -303,7 +244,9 @@ class Session:
         assert handle is not None
         self._guard("define the step axis", handle.define_step_axis, STEP_KEY, EPOCH_KEY)
         if self.policy.monitor is not None:
-            self._guard("define the monitored metric", handle.define_summary, self.policy.monitor, self.policy.monitor_mode)
+            self._guard(
+                "define the monitored metric", handle.define_summary, self.policy.monitor, self.policy.monitor_mode
+            )
         if self.settings.system_stats:
             self._sampler = system.SystemSampler(cuda_device=system.current_cuda_device())
         self._pipeline = Pipeline(self._drain, self.settings.queue_size, name=f"wandb-bridge-{handle.id}")
@@ -373,7 +316,9 @@ class Session:
         if worker.is_alive():
             handle = self._handle
             hint = "" if handle is None else f" What was recorded can be uploaded with: {handle.sync_command()}"
-            self._warn(f"timeout:{what}", f"wandb did not {what} within {self.settings.finish_timeout:.0f} s; giving up.{hint}")
+            self._warn(
+                f"timeout:{what}", f"wandb did not {what} within {self.settings.finish_timeout:.0f} s; giving up.{hint}"
+            )
             return
         if outcome:
             error = outcome[0]
@@ -400,23 +345,6 @@ class Session:
                 return
         self.flush()
         self._record_progress()
-
-    def upload_end_checkpoints(self) -> None:
-        """Upload now what ``log_model="end"`` would upload at :meth:`finish`; the run stays open.
-
-        For frameworks whose training ends before the run does (transformers keeps
-        the run open for a later ``evaluate()``/``predict()``). :meth:`finish` does
-        not upload them again unless a checkpoint was reported in between.
-        """
-        if self._noop or self._finished or self._handle is None:
-            return
-        for upload in self.policy.at_end():
-            self._queue_upload(upload)
-        self._end_uploaded = self._end_key()
-
-    def _end_key(self) -> tuple[int, int]:
-        latest, best = self.policy.latest, self.policy.best
-        return (-1 if latest is None else latest.sequence, -1 if best is None else best.sequence)
 
     def close(self, exit_code: int | None = None) -> None:
         """Alias of :meth:`finish`."""
@@ -611,419 +539,6 @@ class Session:
         meta = hparams.to_json_safe(dict(metadata or {}))
         self._put((_CALL, self._upload_files, snap, name, kind, tuple(aliases), meta))
 
-    # ------------------------------------------------------------ checkpoints
-
-    def log_checkpoint(
-        self,
-        path: str | os.PathLike[str],
-        step: int | None = None,
-        epoch: int | None = None,
-        metrics: Mapping[str, Any] | None = None,
-        *,
-        score: float | None = None,
-        is_best: bool | None = None,
-        aliases: Sequence[str] = (),
-        metadata: Mapping[str, Any] | None = None,
-        include: Sequence[str] | None = None,
-        exclude: Sequence[str] = (),
-        payload_name: str | None = None,
-    ) -> None:
-        """Report a checkpoint file or folder the framework wrote.
-
-        The checkpoint policy (``log_model``) decides whether it is uploaded now,
-        at the end, or not at all; aliases and metadata follow DESIGN.md
-        section 3; the same content is never uploaded twice. The training thread
-        only hard-links the files; hashing and handing over happen in the worker.
-
-        Args:
-            path: the checkpoint file or folder.
-            step: the global step it was saved at (default: the last logged).
-            epoch: the epoch, when known.
-            metrics: metrics at save time; the monitored one gives the score.
-            score: the monitored value, when the caller knows it directly.
-            is_best: the framework's own verdict (e.g. Lightning ``best_model_path``).
-            aliases: extra aliases.
-            metadata: extra metadata.
-            include: glob patterns of files to upload from a folder (None: all).
-            exclude: glob patterns of files never to upload.
-            payload_name: for a single-file checkpoint, the file's name inside the
-                artifact (e.g. ``"model.ckpt"``, where the framework's own
-                integration uses a fixed name); its own name is kept in the
-                ``original_filename`` metadata. Same content under the same
-                name is never uploaded twice.
-        """
-        if not self._ensure_started():
-            return
-        path_text = os.fspath(path)
-        self._put((_CALL, self._write_marker, path_text, self._last_step if step is None else int(step), epoch))
-        if not self.policy.enabled:
-            return
-        if score is None and metrics:
-            mapped = {self._keys(str(k)): v for k, v in flatten_metrics(metrics)}
-            score = score_from(mapped, self.policy.monitor)
-        event = CheckpointEvent(
-            path=path_text,
-            step=self._last_step if step is None else int(step),
-            epoch=None if epoch is None else int(epoch),
-            score=None if score is None else float(score),
-            is_best=is_best,
-            aliases=tuple(aliases),
-            metadata=dict(metadata or {}),
-        )
-        uploads, released = self.policy.on_saved(event)
-        latest = self.policy.latest
-        needs_files = bool(uploads) or (self.policy.log_model == "end" and latest is not None)
-        if needs_files:
-            try:
-                snap = files.snapshot(path_text, include, exclude, payload_name)
-            except OSError as exc:
-                self._fault("checkpoint", f"checkpoint {path_text!r} skipped: {exc}")
-                return
-            assert latest is not None
-            self._retained[latest.sequence] = snap
-        for old in released:
-            if old.sequence != (latest.sequence if latest else -1):
-                gone = self._retained.pop(old.sequence, None)
-                if gone is not None:
-                    self._put((_CALL, gone.release))
-        for upload in uploads:
-            self._queue_upload(upload)
-
-    # ---------------------------------------------------------------- resume
-
-    @property
-    def resumed_from(self) -> RunMarker | None:
-        """The marker of the checkpoint this training resumes from (see :meth:`resume_from_checkpoint`)."""
-        return self._resumed
-
-    def resume_from_checkpoint(self, path: str | os.PathLike[str], step: int | None = None) -> RunMarker | None:
-        """Declare that this training resumes from the checkpoint at ``path``: continue its run.
-
-        Every checkpoint reported with :meth:`log_checkpoint` is marked with the
-        run that wrote it (``_wandb-bridge-runs.json`` beside it). Called before
-        the run starts, the session then continues that run (its id with
-        ``resume="allow"``) unless an id, a run or ``resume`` was given
-        explicitly, a run is already active, or ``rank_zero_only=False`` (one
-        run per rank): those win. The ``resume_from_checkpoint=`` argument does
-        the same at start.
-
-        Steps the previous attempts of the same run recorded (up to the last one
-        they logged, which may be after the checkpoint) are not recorded again:
-        :meth:`log` drops rows for them, with one warning, so the history has each
-        step once.
-
-        Args:
-            path: the checkpoint file or folder training resumes from.
-            step: its global step, when known (finds the run of a checkpoint
-                saved without a marker, from the others in its folder).
-
-        Returns:
-            The marker found, or None (no marker: nothing changes).
-        """
-        try:
-            marker = markers.find(os.fspath(path), step)
-        except OSError:
-            marker = None
-        if marker is None:
-            return None
-        with self._lock:
-            settings = self.settings
-            if self._started:
-                target = self.run_id
-            elif (
-                settings.id is None
-                and settings.run is None
-                and settings.resume not in (False, "never")
-                and settings.rank_zero_only
-                and self._guard("find the active run", wandb_sdk.active_run) is None
-            ):
-                changes: dict[str, Any] = {"id": marker.run_id, "resume": settings.resume or "allow"}
-                if settings.project is None and marker.project:
-                    changes["project"] = marker.project
-                if settings.entity is None and marker.entity:
-                    changes["entity"] = marker.entity
-                self.settings = settings.with_changes(**changes)
-                target = marker.run_id
-            else:
-                target = settings.id if settings.run is None else None
-            if target != marker.run_id:
-                # Another run (explicit id or resume="never", an active run, or one that
-                # started before the checkpoint was known): nothing is skipped there.
-                if target is not None:
-                    why = "it started before the checkpoint was known" if self._started else "chosen explicitly"
-                    self._warn(
-                        f"resume:{marker.run_id}",
-                        f"{marker.checkpoint!r} was written by run {marker.run_id}, but this training logs to run "
-                        f"{target} ({why}).",
-                    )
-                return marker
-            self._resumed = marker
-            self._skip_through = marker.recorded_through
-            if marker.step is not None and (self._last_step is None or marker.step > self._last_step):
-                self._last_step = marker.step
-        return marker
-
-    def _skip_recorded(self) -> None:
-        marker = self._resumed
-        at = "?" if marker is None or marker.step is None else str(marker.step)
-        self._warn(
-            "resume:skip",
-            f"This training resumes run {self.run_id} from its checkpoint at step {at}; steps up to "
-            f"{self._skip_through} were already recorded by the run's previous attempt, so this attempt's "
-            "values for them are not recorded again (each step is recorded once).",
-        )
-
-    def _write_marker(self, path: str, step: int | None, epoch: int | None) -> None:
-        """Note beside the checkpoint which run wrote it (a tiny JSON write, in the worker)."""
-        handle = self._handle
-        if handle is None or not os.path.exists(path):
-            return
-        if self._identity is None:
-            self._identity = self._guard("read the run's project", handle.identity) or {}
-        info = {
-            "run_id": handle.id,
-            **self._identity,
-            "step": step,
-            "epoch": None if epoch is None else int(epoch),
-            "framework": self.framework,
-            "wandb_bridge_version": __version__,
-        }
-        try:
-            self._marker_indexes.add(markers.write(path, info, self._last_step))
-        except OSError as exc:
-            self._warn(
-                "marker", f"The run marker beside {path!r} could not be written ({exc}); resuming from it "
-                "needs the run id (id=...)."
-            )
-
-    def _record_progress(self) -> None:
-        """Note the last step this run recorded in the markers of its checkpoints (at SIGTERM and finish)."""
-        handle = self._handle
-        if handle is None or self._last_step is None:
-            return
-        for index in sorted(self._marker_indexes):
-            try:
-                markers.record_progress(index, handle.id, self._last_step)
-            except OSError:
-                pass
-
-    def _queue_upload(self, upload: Upload) -> None:
-        snap = self._retained.get(upload.event.sequence)
-        if snap is None:
-            return
-        if self.policy.log_model != "end" or self._finished:
-            self._retained.pop(upload.event.sequence, None)
-        self._put((_CHECKPOINT, upload, snap))
-
-    # ----------------------------------------------------------- the worker
-
-    def _drain(self, ops: list[Op]) -> None:
-        rows: list[dict[str, Any]] = []
-        for op in ops:
-            kind = op[0]
-            if kind == _LOG:
-                rows.extend(self._merge(op))
-                continue
-            self._emit(rows)
-            rows = []
-            if kind == _CALL:
-                fn = op[1]
-                if getattr(fn, "__self__", None) is self or isinstance(getattr(fn, "__self__", None), files.Snapshot):
-                    fn(*op[2:])  # our own bookkeeping: runs even when wandb is gone
-                else:
-                    self._guard_worker(fn.__name__, fn, *op[2:])
-            elif kind == _CHECKPOINT:
-                self._upload_checkpoint(op[1], op[2])
-        self._emit(rows)
-
-    def _merge(self, op: Op) -> list[dict[str, Any]]:
-        _, step, epoch, stage, values, stamp, samples = op
-        mapped: dict[str, Any] = {}
-        keys = self._keys
-        for key, value in flatten_metrics(values):
-            if not key:
-                self._warn("key:", "An empty metric key was skipped.")
-                continue
-            mapped[keys(key, stage)] = value
-        row_epoch = mapped.pop(EPOCH_KEY, epoch)
-        mapped.pop(STEP_KEY, None)
-        self._time(step, stamp, samples, mapped)
-        return self._merger.add(step, mapped, None if row_epoch is None else float(row_epoch))
-
-    def _time(self, step: int, stamp: float, samples: int | None, mapped: dict[str, Any]) -> None:
-        sampler = self._sampler
-        if sampler is None:
-            return
-        previous = self._timing
-        if previous is None or step <= previous[0]:
-            if previous is None:
-                self._timing = (step, stamp)
-            return
-        if sampler.due():
-            last_step, last_stamp = previous
-            per_step = (stamp - last_stamp) / (step - last_step)
-            mapped["perf/step_time_s"] = per_step
-            if samples:
-                mapped["perf/samples_per_second"] = samples / per_step if per_step > 0 else 0.0
-            mapped.update(sampler.sample())
-        self._timing = (step, stamp)
-
-    def _close_open_row(self) -> None:
-        self._emit(self._merger.drain())
-
-    def _emit(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        report = convert_rows(rows)
-        for key, reason in report.skipped.items():
-            self._warn(f"skip:{key}", f"Metric {key!r} was not recorded: {SKIP_REASONS[reason]}.")
-        for key in report.non_finite:
-            self._warn(f"nan:{key}", f"Metric {key!r} is NaN or infinite; it is recorded as such.")
-        handle = self._handle
-        assert handle is not None
-        for row in rows:
-            if self._broken is None:
-                try:
-                    handle.log(row)
-                    self.rows_logged += 1
-                    self._recent.append(row)
-                    continue
-                except Exception as exc:
-                    if self.settings.on_error == "raise" and self._error is None:
-                        self._error = exc
-                    if isinstance(exc, OSError):  # the connection to wandb-core is gone
-                        self._broken = f"{type(exc).__name__}: {exc}"
-                    else:
-                        self._warn(f"fault:log:{type(exc).__name__}", f"wandb rejected a row ({type(exc).__name__}: {exc}).")
-            self._keep_unsent(row)
-
-    def _keep_unsent(self, row: dict[str, Any]) -> None:
-        """Append a row wandb could not take to a JSON-lines file in the run folder."""
-        import json
-
-        rows = [row]
-        if self._unsent_path is None:
-            folder = self.run_dir or self.settings.dir or "."
-            self._unsent_path = os.path.join(folder, "wandb-bridge-unsent.jsonl")
-            self._warn(
-                "broken",
-                f"wandb did not take a row ({self._broken or 'rejected'}); training goes on, and such rows "
-                f"are kept in {self._unsent_path}.",
-            )
-            if self._broken is not None:
-                rows = [*self._recent, row]
-                self._recent.clear()
-        try:
-            with open(self._unsent_path, "a", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(r, default=str) + "\n" for r in rows)
-        except OSError:
-            pass
-
-    def _summary(self, values: dict[str, Any]) -> None:
-        convert_rows([values])
-        handle = self._handle
-        assert handle is not None
-        handle.update_summary(values)
-
-    def _upload_checkpoint(self, upload: Upload, snap: files.Snapshot) -> None:
-        handle = self._handle
-        assert handle is not None
-        try:
-            digest = files.digest(snap)
-            duplicate = digest in self._digests
-            moving = [a for a in upload.aliases if a in ("latest", "best")]
-            if duplicate and all(self._alias_holder.get(a) == digest for a in moving):
-                return
-            # Same content again but with aliases its version does not hold (e.g. "latest" on a
-            # last.ckpt identical to the best checkpoint): log it again. wandb keeps one version
-            # per content digest and only moves the aliases; no file is uploaded twice.
-            name = self.settings.checkpoint_name or f"model-{handle.id}"
-            meta = self.policy.metadata(
-                upload.event, run_id=handle.id, framework=self.framework, framework_version=self.framework_version
-            )
-            if self._guard_worker("log a checkpoint", handle.log_artifact, name, "model", snap.files, upload.aliases, meta) is _FAILED:
-                return
-            self._alias_holder.update(dict.fromkeys(upload.aliases, digest))
-            if duplicate:
-                return
-            self._digests.add(digest)
-            self.checkpoints_uploaded += 1
-        except OSError as exc:
-            self._warn(f"ckpt:{upload.event.path}", f"Checkpoint {upload.event.path!r} was not uploaded: {exc}")
-        finally:
-            if upload.event.sequence not in self._retained or self._finished:
-                snap.release()
-
-    def _upload_files(
-        self, snap: files.Snapshot, name: str, kind: str, aliases: tuple[str, ...], meta: dict[str, Any]
-    ) -> None:
-        snap.materialize()
-        handle = self._handle
-        assert handle is not None
-        try:
-            handle.log_artifact(name, kind, snap.files, aliases, meta)
-        finally:
-            snap.release()
-
-    # ------------------------------------------------------- error boundary
-
-    def _prepare_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        flat, notes = hparams.prepare_config(config)
-        if notes:
-            self._warn("config-size", f"Config values too large to record were shortened or left out: {', '.join(notes[:10])}")
-        return flat
-
-    def _ensure_started(self) -> bool:
-        if self._noop or self._finished:
-            return False
-        if self._handle is None:
-            self.start()
-        return self._handle is not None and not self._noop
-
-    def _put(self, op: Op) -> None:
-        pipeline = self._pipeline
-        if pipeline is None:
-            return
-        if pipeline.alive:
-            pipeline.put(op)
-
-    def _guard(self, what: str, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except Exception as exc:
-            if self.settings.on_error == "raise":
-                raise
-            self._warn(f"fault:{what}", f"wandb failed to {what} ({type(exc).__name__}: {exc}); training goes on.")
-            return None
-
-    def _guard_worker(self, what: str, fn: Any, *args: Any) -> Any:
-        if self._broken is not None:
-            return _FAILED
-        try:
-            return fn(*args)
-        except Exception as exc:
-            if self.settings.on_error == "raise" and self._error is None:
-                self._error = exc
-            else:
-                self._warn(f"fault:{what}", f"wandb failed to {what} ({type(exc).__name__}: {exc}); training goes on.")
-            return _FAILED
-
-    def _fault(self, what: str, message: str) -> None:
-        if self.settings.on_error == "raise":
-            raise RuntimeError(message)
-        self._warn(f"fault:{what}:{message}", message)
-
-    def _raise_pending(self) -> None:
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
-
-    def _warn(self, key: str, message: str) -> None:
-        self._warner.warn(key, message, stacklevel=4)
-
-
-_FAILED = object()
-
 
 def _hand_over(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Copy the values for the queue: tensors are detached (their autograd graph is freed now,
@@ -1037,10 +552,6 @@ def _hand_over(metrics: Mapping[str, Any]) -> dict[str, Any]:
             else:
                 values[key] = value.detach()
     return values
-
-
-def _reraise(exc: BaseException) -> None:
-    raise exc
 
 
 def exit_code_for(exc: BaseException | None) -> int:

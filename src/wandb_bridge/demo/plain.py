@@ -50,5 +50,6 @@ def train(root: Path) -> str:
             val_loss = mse(val_rows)
             session.log({"val_loss": val_loss}, step=step)  # -> val/loss, in the row of the same step
             checkpoint.write_text(f"w={w}\nb={b}\n")
-            session.log_checkpoint(checkpoint, step=step, epoch=epoch + 1, metrics={"val_loss": val_loss})  # epochs completed
+            # epoch: epochs completed, as the frameworks report it
+            session.log_checkpoint(checkpoint, step=step, epoch=epoch + 1, metrics={"val_loss": val_loss})
         return session.run_id or ""

@@ -657,13 +657,15 @@ class _RunBuilder:
         return best[1] if best else None
 
     def _metric(self, metric: _Proto) -> None:
-        if metric.expanded_from_glob:
+        if getattr(metric, "expanded_from_glob", False):  # the field is newer than wandb 0.19.0
             return
         name = metric.name or metric.glob_name
         if not name:
             return
         summary_ops = [
-            op for op in ("min", "max", "mean", "best", "last", "first", "none", "copy") if getattr(metric.summary, op)
+            op
+            for op in ("min", "max", "mean", "best", "last", "first", "none", "copy")
+            if getattr(metric.summary, op, False)  # "first" is newer than wandb 0.19
         ]
         goal = {1: "minimize", 2: "maximize"}.get(metric.goal)
         new: dict[str, Any] = {

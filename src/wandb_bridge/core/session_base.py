@@ -1,0 +1,153 @@
+"""What the parts of a :class:`~wandb_bridge.core.session.Session` share: its state and its error boundary.
+
+The session is split by job: ``session.py`` (the public API and the run's
+lifecycle), ``session_worker.py`` (what the background worker does with the
+queued operations) and ``session_checkpoints.py`` (checkpoint reports, markers
+and resuming). All of them read and write the state set up here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from wandb_bridge.adapters import files, signals, system, wandb_sdk
+from wandb_bridge.adapters.markers import RunMarker
+from wandb_bridge.core import hparams
+from wandb_bridge.core.checkpoints import CheckpointPolicy
+from wandb_bridge.core.distributed import RankInfo, detect_rank
+from wandb_bridge.core.errors import OnceWarner
+from wandb_bridge.core.metrics import KeyNormalizer, RowMerger
+from wandb_bridge.core.pipeline import Op, Pipeline
+from wandb_bridge.core.settings import Settings
+
+# Operations on the worker's queue.
+_LOG, _CALL, _CHECKPOINT = "log", "call", "checkpoint"
+# What a guarded worker call returns when wandb failed.
+_FAILED = object()
+
+
+class SessionBase:
+    """State and error boundary of a session (see :class:`~wandb_bridge.core.session.Session`)."""
+
+    settings: Settings
+    framework: str | None
+    framework_version: str | None
+
+    def _reset(self) -> None:
+        settings = self.settings
+        self.rank: RankInfo = detect_rank()
+        self.policy = CheckpointPolicy(settings.log_model, None, settings.monitor_mode)
+        self._monitor_raw = settings.monitor
+        self._handle: wandb_sdk.RunHandle | None = None
+        self._pipeline: Pipeline | None = None
+        self._lock = threading.RLock()
+        self._started = False
+        self._finished = False
+        self._noop = settings.disabled
+        self._error: BaseException | None = None
+        self._last_step: int | None = None
+        self._keys = KeyNormalizer()
+        self._merger = RowMerger()
+        self._warner = OnceWarner()
+        self._retained: dict[int, files.Snapshot] = {}
+        self._digests: set[str] = set()
+        self._alias_holder: dict[str, str] = {}  # alias -> digest of the version that holds it
+        self._sampler: system.SystemSampler | None = None
+        self._timing: tuple[int, float] | None = None
+        self._atexit_registered = False
+        self._pending_summary_keys: list[tuple[str, str]] = []
+        self._end_uploaded: tuple[int, int] | None = None
+        self._sigterm: signals.SigtermHook | None = None
+        self._broken: str | None = None
+        # The last rows handed to wandb: wandb-core buffers its writes, so when it dies
+        # these may be missing from the run file; they are saved with the unsent rows.
+        self._recent: deque[dict[str, Any]] = deque(maxlen=settings.queue_size)
+        self._unsent_path: str | None = None
+        self.preempted = False
+        # Resuming (resume_from_checkpoint): the marker found, and the highest step the
+        # previous attempts recorded; log() does not record those steps again.
+        self._resumed: RunMarker | None = None
+        self._skip_through: int | None = None
+        self._marker_indexes: set[str] = set()
+        self._identity: dict[str, str | None] | None = None
+        self.rows_logged = 0
+        self.checkpoints_uploaded = 0
+        if settings.monitor is not None:
+            self.policy.monitor = self._keys(settings.monitor)
+
+    def _prepare_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        flat, notes = hparams.prepare_config(config)
+        if notes:
+            self._warn(
+                "config-size", f"Config values too large to record were shortened or left out: {', '.join(notes[:10])}"
+            )
+        return flat
+
+    def _ensure_started(self) -> bool:
+        if self._noop or self._finished:
+            return False
+        if self._handle is None:
+            self.start()
+        return self._handle is not None and not self._noop
+
+    def _put(self, op: Op) -> None:
+        pipeline = self._pipeline
+        if pipeline is None:
+            return
+        if pipeline.alive:
+            pipeline.put(op)
+
+    def _guard(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if self.settings.on_error == "raise":
+                raise
+            self._warn(f"fault:{what}", f"wandb failed to {what} ({type(exc).__name__}: {exc}); training goes on.")
+            return None
+
+    def _guard_worker(self, what: str, fn: Any, *args: Any) -> Any:
+        if self._broken is not None:
+            return _FAILED
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if self.settings.on_error == "raise" and self._error is None:
+                self._error = exc
+            else:
+                self._warn(f"fault:{what}", f"wandb failed to {what} ({type(exc).__name__}: {exc}); training goes on.")
+            return _FAILED
+
+    def _fault(self, what: str, message: str) -> None:
+        if self.settings.on_error == "raise":
+            raise RuntimeError(message)
+        self._warn(f"fault:{what}:{message}", message)
+
+    def _raise_pending(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _warn(self, key: str, message: str) -> None:
+        self._warner.warn(key, message, stacklevel=4)
+
+    @property
+    def run_id(self) -> str | None:
+        """The run id, once started."""
+        return None if self._handle is None else self._handle.id
+
+    @property
+    def run_dir(self) -> str | None:
+        """The run's local files folder, once started."""
+        return None if self._handle is None else self._handle.dir
+
+    def start(self) -> Any:
+        """Attach to a run (implemented by :class:`~wandb_bridge.core.session.Session`)."""
+        raise NotImplementedError
+
+
+def _reraise(exc: BaseException) -> None:
+    raise exc

@@ -1,0 +1,236 @@
+"""Checkpoint reports, run markers beside checkpoints, and resuming a run from a checkpoint."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from wandb_bridge._version import __version__
+from wandb_bridge.adapters import files, markers, wandb_sdk
+from wandb_bridge.adapters.markers import RunMarker
+from wandb_bridge.core.checkpoints import CheckpointEvent, Upload, score_from
+from wandb_bridge.core.metrics import flatten_metrics
+from wandb_bridge.core.session_base import _CALL, _CHECKPOINT, SessionBase
+
+
+class CheckpointsMixin(SessionBase):
+    """The checkpoint half of the public API (the policy itself is in ``checkpoints.py``)."""
+
+    def upload_end_checkpoints(self) -> None:
+        """Upload now what ``log_model="end"`` would upload at :meth:`finish`; the run stays open.
+
+        For frameworks whose training ends before the run does (transformers keeps
+        the run open for a later ``evaluate()``/``predict()``). :meth:`finish` does
+        not upload them again unless a checkpoint was reported in between.
+        """
+        if self._noop or self._finished or self._handle is None:
+            return
+        for upload in self.policy.at_end():
+            self._queue_upload(upload)
+        self._end_uploaded = self._end_key()
+
+    def _end_key(self) -> tuple[int, int]:
+        latest, best = self.policy.latest, self.policy.best
+        return (-1 if latest is None else latest.sequence, -1 if best is None else best.sequence)
+
+    def log_checkpoint(
+        self,
+        path: str | os.PathLike[str],
+        step: int | None = None,
+        epoch: int | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        *,
+        score: float | None = None,
+        is_best: bool | None = None,
+        aliases: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        payload_name: str | None = None,
+    ) -> None:
+        """Report a checkpoint file or folder the framework wrote.
+
+        The checkpoint policy (``log_model``) decides whether it is uploaded now,
+        at the end, or not at all; aliases and metadata follow DESIGN.md
+        section 3; the same content is never uploaded twice. The training thread
+        only hard-links the files; hashing and handing over happen in the worker.
+
+        Args:
+            path: the checkpoint file or folder.
+            step: the global step it was saved at (default: the last logged).
+            epoch: the epoch, when known.
+            metrics: metrics at save time; the monitored one gives the score.
+            score: the monitored value, when the caller knows it directly.
+            is_best: the framework's own verdict (e.g. Lightning ``best_model_path``).
+            aliases: extra aliases.
+            metadata: extra metadata.
+            include: glob patterns of files to upload from a folder (None: all).
+            exclude: glob patterns of files never to upload.
+            payload_name: for a single-file checkpoint, the file's name inside the
+                artifact (e.g. ``"model.ckpt"``, where the framework's own
+                integration uses a fixed name); its own name is kept in the
+                ``original_filename`` metadata. Same content under the same
+                name is never uploaded twice.
+        """
+        if not self._ensure_started():
+            return
+        path_text = os.fspath(path)
+        self._put((_CALL, self._write_marker, path_text, self._last_step if step is None else int(step), epoch))
+        if not self.policy.enabled:
+            return
+        if score is None and metrics:
+            mapped = {self._keys(str(k)): v for k, v in flatten_metrics(metrics)}
+            score = score_from(mapped, self.policy.monitor)
+        event = CheckpointEvent(
+            path=path_text,
+            step=self._last_step if step is None else int(step),
+            epoch=None if epoch is None else int(epoch),
+            score=None if score is None else float(score),
+            is_best=is_best,
+            aliases=tuple(aliases),
+            metadata=dict(metadata or {}),
+        )
+        uploads, released = self.policy.on_saved(event)
+        latest = self.policy.latest
+        needs_files = bool(uploads) or (self.policy.log_model == "end" and latest is not None)
+        if needs_files:
+            try:
+                snap = files.snapshot(path_text, include, exclude, payload_name)
+            except OSError as exc:
+                self._fault("checkpoint", f"checkpoint {path_text!r} skipped: {exc}")
+                return
+            assert latest is not None
+            self._retained[latest.sequence] = snap
+        for old in released:
+            if old.sequence != (latest.sequence if latest else -1):
+                gone = self._retained.pop(old.sequence, None)
+                if gone is not None:
+                    self._put((_CALL, gone.release))
+        for upload in uploads:
+            self._queue_upload(upload)
+
+    @property
+    def resumed_from(self) -> RunMarker | None:
+        """The marker of the checkpoint this training resumes from (see :meth:`resume_from_checkpoint`)."""
+        return self._resumed
+
+    def resume_from_checkpoint(self, path: str | os.PathLike[str], step: int | None = None) -> RunMarker | None:
+        """Declare that this training resumes from the checkpoint at ``path``: continue its run.
+
+        Every checkpoint reported with :meth:`log_checkpoint` is marked with the
+        run that wrote it (``_wandb-bridge-runs.json`` beside it). Called before
+        the run starts, the session then continues that run (its id with
+        ``resume="allow"``) unless an id, a run or ``resume`` was given
+        explicitly, a run is already active, or ``rank_zero_only=False`` (one
+        run per rank): those win. The ``resume_from_checkpoint=`` argument does
+        the same at start.
+
+        Steps the previous attempts of the same run recorded (up to the last one
+        they logged, which may be after the checkpoint) are not recorded again:
+        :meth:`log` drops rows for them, with one warning, so the history has each
+        step once.
+
+        Args:
+            path: the checkpoint file or folder training resumes from.
+            step: its global step, when known (finds the run of a checkpoint
+                saved without a marker, from the others in its folder).
+
+        Returns:
+            The marker found, or None (no marker: nothing changes).
+        """
+        try:
+            marker = markers.find(os.fspath(path), step)
+        except OSError:
+            marker = None
+        if marker is None:
+            return None
+        with self._lock:
+            settings = self.settings
+            if self._started:
+                target = self.run_id
+            elif (
+                settings.id is None
+                and settings.run is None
+                and settings.resume not in (False, "never")
+                and settings.rank_zero_only
+                and self._guard("find the active run", wandb_sdk.active_run) is None
+            ):
+                changes: dict[str, Any] = {"id": marker.run_id, "resume": settings.resume or "allow"}
+                if settings.project is None and marker.project:
+                    changes["project"] = marker.project
+                if settings.entity is None and marker.entity:
+                    changes["entity"] = marker.entity
+                self.settings = settings.with_changes(**changes)
+                target = marker.run_id
+            else:
+                target = settings.id if settings.run is None else None
+            if target != marker.run_id:
+                # Another run (explicit id or resume="never", an active run, or one that
+                # started before the checkpoint was known): nothing is skipped there.
+                if target is not None:
+                    why = "it started before the checkpoint was known" if self._started else "chosen explicitly"
+                    self._warn(
+                        f"resume:{marker.run_id}",
+                        f"{marker.checkpoint!r} was written by run {marker.run_id}, but this training logs to run "
+                        f"{target} ({why}).",
+                    )
+                return marker
+            self._resumed = marker
+            self._skip_through = marker.recorded_through
+            if marker.step is not None and (self._last_step is None or marker.step > self._last_step):
+                self._last_step = marker.step
+        return marker
+
+    def _skip_recorded(self) -> None:
+        marker = self._resumed
+        at = "?" if marker is None or marker.step is None else str(marker.step)
+        self._warn(
+            "resume:skip",
+            f"This training resumes run {self.run_id} from its checkpoint at step {at}; steps up to "
+            f"{self._skip_through} were already recorded by the run's previous attempt, so this attempt's "
+            "values for them are not recorded again (each step is recorded once).",
+        )
+
+    def _write_marker(self, path: str, step: int | None, epoch: int | None) -> None:
+        """Note beside the checkpoint which run wrote it (a tiny JSON write, in the worker)."""
+        handle = self._handle
+        if handle is None or not os.path.exists(path):
+            return
+        if self._identity is None:
+            self._identity = self._guard("read the run's project", handle.identity) or {}
+        info = {
+            "run_id": handle.id,
+            **self._identity,
+            "step": step,
+            "epoch": None if epoch is None else int(epoch),
+            "framework": self.framework,
+            "wandb_bridge_version": __version__,
+        }
+        try:
+            self._marker_indexes.add(markers.write(path, info, self._last_step))
+        except OSError as exc:
+            self._warn(
+                "marker",
+                f"The run marker beside {path!r} could not be written ({exc}); resuming from it "
+                "needs the run id (id=...).",
+            )
+
+    def _record_progress(self) -> None:
+        """Note the last step this run recorded in the markers of its checkpoints (at SIGTERM and finish)."""
+        handle = self._handle
+        if handle is None or self._last_step is None:
+            return
+        for index in sorted(self._marker_indexes):
+            try:
+                markers.record_progress(index, handle.id, self._last_step)
+            except OSError:
+                pass
+
+    def _queue_upload(self, upload: Upload) -> None:
+        snap = self._retained.get(upload.event.sequence)
+        if snap is None:
+            return
+        if self.policy.log_model != "end" or self._finished:
+            self._retained.pop(upload.event.sequence, None)
+        self._put((_CHECKPOINT, upload, snap))
