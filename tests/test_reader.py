@@ -293,6 +293,11 @@ def test_corrupt_truncated_and_bad_header(wandb_offline: WandbOfflineRuns, tmp_p
     for cut in (3, 200, 20_000):
         cut_file = _copy(src, tmp_path / f"cut{cut}", data[:-cut])
         rec = read_run(cut_file)
+        if not rec.truncated and rec.finished is False:
+            # The cut fell exactly between two records (a complete, shorter log):
+            # one byte more lands inside a record header, which must be flagged.
+            cut_file = _copy(src, tmp_path / f"cut{cut}b", data[: -cut - 1])
+            rec = read_run(cut_file)
         assert rec.truncated is True
         assert rec.finished is False and rec.exit_code is None
         assert rec.run_id == original.run_id
