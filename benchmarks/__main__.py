@@ -1,7 +1,7 @@
 """``python -m benchmarks``: wandb-bridge vs the native W&B integrations, side by side.
 
 Runs every measurement in fresh subprocesses, interleaved, prints the tables and
-writes ``benchmarks/results/latest.json`` (``--out``); ``--doc docs/performance.md``
+writes ``benchmarks/results/latest.json`` (``--out``); ``--doc FILE``
 also rewrites the Markdown page. ``--quick`` is a smoke run (about 2 minutes).
 """
 
@@ -115,7 +115,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the logged steps per window")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latest.json"))
-    parser.add_argument("--doc", default=None, help="also write the Markdown page here (docs/performance.md)")
+    parser.add_argument("--doc", default=None, help="also write the Markdown performance section to this file")
     return parser.parse_args(argv)
 
 

@@ -1,8 +1,8 @@
-"""Statistics, the printed tables, the JSON file and ``docs/performance.md``.
+"""Statistics, the printed tables, the JSON file and the Markdown performance section.
 
 Regenerate the Markdown page from a saved result without measuring again::
 
-    python -m benchmarks.report benchmarks/results/latest.json --doc docs/performance.md
+    python -m benchmarks.report benchmarks/results/latest.json --doc performance.md
 """
 
 from __future__ import annotations
@@ -419,7 +419,7 @@ def text_report(results: Mapping[str, Any]) -> str:
 
 
 def markdown(results: Mapping[str, Any]) -> str:
-    """The README performance section (``docs/performance.md``)."""
+    """The README performance section (Markdown)."""
     meta, config = results["meta"], results["config"]
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     steps = ", ".join(f"{fw.get('title', k)} {fw.get('steps', '?')}" for k, fw in results["training"].items())
@@ -441,7 +441,8 @@ def markdown(results: Mapping[str, Any]) -> str:
         "```",
         "",
         "It writes `benchmarks/results/latest.json` (all raw figures) and prints the tables below; "
-        "`python -m benchmarks --doc docs/performance.md` also rewrites this page.",
+        "`python -m benchmarks --doc FILE` also writes this section as Markdown "
+        "(`python -m benchmarks.report` rebuilds it from the JSON).",
         "",
         "### Method",
         "",

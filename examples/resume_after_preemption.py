@@ -20,9 +20,10 @@ The training process (``--worker``) is a plain PyTorch loop through
 
 Offline, each attempt is its own ``offline-run-*`` folder with the same run id;
 ``wandb sync`` uploads them into one run. Online it is one run from the start.
-The same works with the frameworks: Lightning ``WandbLogger(id=run_id)`` with
-``trainer.fit(ckpt_path=...)``, transformers ``WandbTrainerCallback(id=run_id)``
-with ``trainer.train(resume_from_checkpoint=...)``, Keras ``initial_epoch``.
+With the frameworks no run id is passed at all: each callback finds it in the
+marker beside the checkpoint when Lightning resumes with ``trainer.fit(ckpt_path=...)``,
+transformers with ``trainer.train(resume_from_checkpoint=...)`` and Keras with
+``fit(initial_epoch=...)`` (see README, "Resume after pre-emption").
 
 Run (offline unless WANDB_MODE says otherwise; about 15 s on CPU)::
 
