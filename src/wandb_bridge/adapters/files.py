@@ -40,11 +40,6 @@ class Snapshot:
     pending: list[tuple[str, bytes]] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
 
-    @property
-    def size(self) -> int:
-        """Total bytes of the payload."""
-        return sum(os.path.getsize(p) for _, p in self.files if os.path.exists(p))
-
     def materialize(self) -> None:
         """Write the in-memory small files to their staging paths (idempotent)."""
         pending, self.pending = self.pending, []

@@ -23,11 +23,6 @@ def load() -> ModuleType:
         raise ImportError(f"wandb-bridge needs the wandb package: {INSTALL_HINT}") from exc
 
 
-def version() -> str:
-    """The installed wandb version."""
-    return str(load().__version__)
-
-
 def active_run() -> Any:
     """The run wandb considers active in this process (``wandb.run``), or None."""
     import sys
@@ -103,11 +98,6 @@ def download_artifact(name: str, root: str | None, kind: str | None, use: bool) 
     else:
         artifact = wandb.Api().artifact(name, type=kind)
     return str(artifact.download(root=root))
-
-
-def is_wandb_object(value: object) -> bool:
-    """True for an object of a wandb data type."""
-    return type(value).__module__.startswith("wandb")
 
 
 class RunHandle:

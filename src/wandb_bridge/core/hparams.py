@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -198,8 +197,3 @@ def clean_tags(tags: Sequence[str]) -> tuple[tuple[str, ...], list[str]]:
         notes.append(f"{len(out)} tags given, kept the first {MAX_TAGS}")
         out = out[:MAX_TAGS]
     return tuple(out), notes
-
-
-def is_finite_number(value: Any) -> bool:
-    """True for an int or a finite float."""
-    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))

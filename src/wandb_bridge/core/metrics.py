@@ -19,7 +19,6 @@ Stage = Literal["train", "val", "test"]
 STEP_KEY = "trainer/global_step"
 EPOCH_KEY = "trainer/epoch"
 STEP_KEYS = frozenset({STEP_KEY, EPOCH_KEY})
-MAX_KEY_LENGTH = 256
 
 _STAGE_PREFIXES: tuple[tuple[str, Stage], ...] = (
     ("validation_", "val"),
@@ -254,11 +253,6 @@ class RowMerger:
         self._row: dict[str, Any] = {}
         self.last_epoch: float | None = None
         self.late_rows = 0
-
-    @property
-    def open_step(self) -> int | None:
-        """The step of the row still being filled, if any."""
-        return self._step
 
     def add(self, step: int, values: Mapping[str, Any], epoch: float | None = None) -> list[dict[str, Any]]:
         """Add ``values`` recorded at ``step``.

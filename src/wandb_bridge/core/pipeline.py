@@ -47,11 +47,6 @@ class Pipeline:
         """True while the worker thread runs."""
         return self._thread.is_alive()
 
-    @property
-    def pending(self) -> int:
-        """Number of queued operations."""
-        return len(self._items)
-
     def put(self, op: Op) -> None:
         """Queue an operation; waits while ``maxsize`` operations are queued."""
         if len(self._items) >= self._maxsize:

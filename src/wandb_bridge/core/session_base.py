@@ -40,7 +40,6 @@ class SessionBase:
         settings = self.settings
         self.rank: RankInfo = detect_rank()
         self.policy = CheckpointPolicy(settings.log_model, None, settings.monitor_mode)
-        self._monitor_raw = settings.monitor
         self._handle: wandb_sdk.RunHandle | None = None
         self._pipeline: Pipeline | None = None
         self._lock = threading.RLock()
@@ -58,7 +57,6 @@ class SessionBase:
         self._sampler: system.SystemSampler | None = None
         self._timing: tuple[int, float] | None = None
         self._atexit_registered = False
-        self._pending_summary_keys: list[tuple[str, str]] = []
         self._end_uploaded: tuple[int, int] | None = None
         self._sigterm: signals.SigtermHook | None = None
         self._broken: str | None = None
