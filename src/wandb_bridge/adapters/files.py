@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import itertools
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +24,7 @@ _CHUNK = 1 << 20
 # rewrites a file in place (same inode) right after saving it would otherwise change
 # a linked snapshot before the worker hashed it. Reading them costs microseconds.
 COPY_BELOW_BYTES = 4 << 20
+_COUNTER = itertools.count()
 
 
 @dataclass
@@ -116,16 +117,16 @@ def snapshot(
     if name is not None and os.path.isfile(path):
         files = [(name, full) for _, full in files]
     staging = os.path.join(os.path.dirname(os.path.abspath(path.rstrip("/\\"))), STAGING_DIR_NAME)
-    tag = uuid.uuid4().hex[:12]
+    tag = f"{os.getpid()}-{next(_COUNTER)}"
     snap = Snapshot(path, [], staging)
     try:
-        os.makedirs(staging, exist_ok=True)
         for index, (inner, full) in enumerate(files):
             target = os.path.join(staging, f"{tag}-{index}-{os.path.basename(inner)}")
             if os.path.getsize(full) < COPY_BELOW_BYTES:
                 with open(full, "rb") as handle:
                     snap.pending.append((target, handle.read()))
             else:
+                os.makedirs(staging, exist_ok=True)  # only links need the folder now
                 os.link(full, target)
             snap.created.append(target)
             snap.files.append((inner, target))
