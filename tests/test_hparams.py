@@ -7,7 +7,7 @@ import enum
 import json
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from wandb_bridge.core.hparams import REDACTED, clean_tags, prepare_config, to_json_safe
 
@@ -27,7 +27,7 @@ def test_flatten_json_safe_and_redact() -> None:
     cyclic["self"] = cyclic
     flat, notes = prepare_config(
         {
-            "model": {"layers": 2, "dtype": torch.float16},
+            "model": {"layers": 2, "dtype": np.dtype("float16")},
             "opt": Opt(),
             "color": Color.RED,
             "tags": {"b", "a"},
@@ -46,7 +46,7 @@ def test_flatten_json_safe_and_redact() -> None:
     assert notes == []
     json.dumps(flat)
     assert flat["model/layers"] == 2
-    assert flat["model/dtype"] == "torch.float16"
+    assert flat["model/dtype"] == "float16"
     assert flat["opt/lr"] == 0.1 and flat["opt/path"] == "/tmp/x"
     assert flat["color"] == "red"
     assert flat["tags"] == ["a", "b"]
@@ -80,6 +80,4 @@ def test_tags_capped() -> None:
 
 
 def test_numpy_scalar_config_value() -> None:
-    import numpy as np
-
     assert to_json_safe({"v": np.float64(0.5)}) == {"v": 0.5}
