@@ -25,7 +25,6 @@ graceful fallback when it is missing):
 
 from __future__ import annotations
 
-import atexit
 import glob
 import importlib.util
 import inspect
@@ -231,7 +230,6 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self._last_epoch: int | None = None
         self._samples: tuple[Any, Any] | None = None
         self._samples_logged = False
-        self._atexit = False
         self._user_config_keys: frozenset[str] = frozenset()
         if self._every:
             # Only with batch logging does this object get per-batch hooks (as
@@ -267,9 +265,6 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             exit_code: the run's exit code; by default 1 when called while a
                 ``fit`` is still running (it raised), else 0.
         """
-        if self._atexit:
-            atexit.unregister(self._at_exit)
-            self._atexit = False
         if exit_code is None:
             exit_code = 1 if self._in_fit else 0
         self._session.finish(exit_code)
@@ -306,9 +301,6 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         session.start()
         if not session.enabled:
             return
-        if not self._atexit:
-            atexit.register(self._at_exit)
-            self._atexit = True
         model = self.model
         self._bind_optimizer(model)
         _, raw = self._read_step()
@@ -727,13 +719,6 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         finally:
             del frame
         return siblings, found
-
-    def _at_exit(self) -> None:
-        self._atexit = False
-        try:
-            self._session.finish(1 if self._in_fit else None)
-        except Exception:
-            pass
 
     def _fault(self, what: str, exc: Exception) -> None:
         if self._session.settings.on_error == "raise":
