@@ -271,6 +271,34 @@ def write_result(path: str, result: Mapping[str, Any]) -> None:
     Path(path).write_text(json.dumps(dict(result)))
 
 
+def finish_and_report(result_path: str, variant: str, ours: Any, window: Any, t_end: float, **extra: float) -> None:
+    """Finish the run of ``variant`` (native: ``wandb.run``; ours: ``ours.finish()``), then write the figures.
+
+    ``tail_s`` is the time from the start of the last timed step to the end of training,
+    ``finish_s`` the time finishing the run took (the background backlog is drained there).
+    """
+    if variant == "native":
+        import wandb
+
+        if wandb.run is not None:
+            wandb.run.finish()
+    elif ours is not None:
+        ours.finish()
+    finish_s = time.perf_counter() - t_end
+    assert window.t1 is not None
+    write_result(
+        result_path,
+        {
+            "variant": variant,
+            **window.figures(),
+            "tail_s": t_end - window.t1,
+            **extra,
+            "finish_s": finish_s,
+            **process_figures(),
+        },
+    )
+
+
 # ------------------------------------------------------------------ parent side
 
 

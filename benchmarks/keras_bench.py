@@ -21,11 +21,10 @@ from benchmarks._harness import (
     IN_FEATURES,
     LR,
     Window,
+    finish_and_report,
     make_data,
-    process_figures,
     setup_torch,
     worker_args,
-    write_result,
 )
 
 NAME = "keras"
@@ -93,26 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=LR), loss="mse")
     model.fit(xs, ys, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=callbacks)
     t_end = time.perf_counter()
-    if args.variant == "native":
-        import wandb
-
-        if wandb.run is not None:
-            wandb.run.finish()
-    elif logger is not None:
-        logger.finish()
-    finish_s = time.perf_counter() - t_end
-    assert window.t1 is not None
-    write_result(
-        args.result,
-        {
-            "variant": args.variant,
-            **window.figures(),
-            "tail_s": t_end - window.t1,
-            "init_s": init_s,
-            "finish_s": finish_s,
-            **process_figures(),
-        },
-    )
+    finish_and_report(args.result, args.variant, logger, window, t_end, init_s=init_s)
 
 
 if __name__ == "__main__":

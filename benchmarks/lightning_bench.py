@@ -19,12 +19,11 @@ from benchmarks._harness import (
     BATCH,
     LR,
     Window,
+    finish_and_report,
     make_data,
     make_mlp,
-    process_figures,
     setup_torch,
     worker_args,
-    write_result,
 )
 
 NAME = "lightning"
@@ -43,18 +42,6 @@ def unavailable() -> dict[str, str]:
         return {"ours": f"{OURS_MODULE} does not exist yet"}
     return {}
 
-
-def finish_logger(variant: str, logger: Any) -> None:
-    """Finish the run the logger started (Lightning's own logger leaves it open)."""
-    if logger is None:
-        return
-    if variant == "native":
-        import wandb
-
-        if wandb.run is not None:
-            wandb.run.finish()
-        return
-    logger.finish()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -121,20 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     trainer.fit(Module(), train_dataloaders=loader)
     t_end = time.perf_counter()
-    finish_logger(args.variant, logger if logger is not False else None)
-    finish_s = time.perf_counter() - t_end
-    assert window.t1 is not None
-    write_result(
-        args.result,
-        {
-            "variant": args.variant,
-            **window.figures(),
-            "tail_s": t_end - window.t1,
-            "init_s": init_s,
-            "finish_s": finish_s,
-            **process_figures(),
-        },
-    )
+    finish_and_report(args.result, args.variant, logger if logger is not False else None, window, t_end, init_s=init_s)
 
 
 if __name__ == "__main__":

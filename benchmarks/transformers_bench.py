@@ -23,12 +23,11 @@ from benchmarks._harness import (
     BATCH,
     LR,
     Window,
+    finish_and_report,
     make_data,
     make_mlp,
-    process_figures,
     setup_torch,
     worker_args,
-    write_result,
 )
 
 NAME = "transformers"
@@ -114,26 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     trainer = Trainer(model=Model(), args=training_args, train_dataset=Data(), callbacks=callbacks)
     trainer.train()
     t_end = time.perf_counter()
-    if args.variant == "native":
-        import wandb
-
-        if wandb.run is not None:
-            wandb.run.finish()
-    elif ours is not None:
-        ours.finish()
-    finish_s = time.perf_counter() - t_end
-    assert window.t1 is not None
-    write_result(
-        args.result,
-        {
-            "variant": args.variant,
-            **window.figures(),
-            # from the start of the last timed step to the end of fit, plus finishing the run
-            "tail_s": t_end - window.t1,
-            "finish_s": finish_s,
-            **process_figures(),
-        },
-    )
+    finish_and_report(args.result, args.variant, ours, window, t_end)
 
 
 if __name__ == "__main__":
