@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from wandb_bridge.callbacks._require import require
 from wandb_bridge.core.checkpoints import find_run_marker
-from wandb_bridge.core.errors import OnceWarner, WandbBridgeWarning
+from wandb_bridge.core.errors import OnceWarner, WandbBridgeWarning, hook_failed
 from wandb_bridge.core.session import Session, exit_code_for
 from wandb_bridge.core.settings import Settings, infer_monitor_mode
 
@@ -721,11 +721,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         return siblings, found
 
     def _fault(self, what: str, exc: Exception) -> None:
-        if self._session.settings.on_error == "raise":
-            raise exc
-        self._warn(
-            f"fault:{what}", f"WandbKerasCallback failed to {what} ({type(exc).__name__}: {exc}); training goes on."
-        )
+        hook_failed(self._warner, self._session.settings.on_error, "WandbKerasCallback", what, exc)
 
     def _warn(self, key: str, message: str) -> None:
         self._warner.warn(key, message, stacklevel=4)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from wandb_bridge.callbacks._require import require
 from wandb_bridge.core import hparams
-from wandb_bridge.core.errors import OnceWarner
+from wandb_bridge.core.errors import OnceWarner, hook_failed
 from wandb_bridge.core.session import Session
 from wandb_bridge.core.settings import Settings
 
@@ -89,13 +89,7 @@ def _guarded(hook: _F) -> _F:
         try:
             return hook(self, *args, **kwargs)
         except Exception as exc:
-            if self.settings.on_error == "raise":
-                raise
-            self._warner.warn(
-                f"hook:{hook.__name__}:{type(exc).__name__}",
-                f"WandbTrainerCallback.{hook.__name__} failed ({type(exc).__name__}: {exc}); "
-                "training goes on.",
-            )
+            hook_failed(self._warner, self.settings.on_error, "WandbTrainerCallback", f"run {hook.__name__}", exc)
             return None
 
     return wrapper  # type: ignore[return-value]

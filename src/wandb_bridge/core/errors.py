@@ -29,3 +29,25 @@ class OnceWarner:
             self._seen.add(key)
         warnings.warn(message, WandbBridgeWarning, stacklevel=stacklevel)
         return True
+
+
+def hook_failed(warner: OnceWarner, on_error: str, owner: str, what: str, exc: Exception) -> None:
+    """The callbacks' error boundary: training goes on after a failed hook unless ``on_error="raise"``.
+
+    Args:
+        warner: the callback's warn-once bookkeeping (one warning per hook and error type).
+        on_error: ``"warn"`` or ``"raise"``.
+        owner: the callback's class name, for the message.
+        what: what the hook was doing.
+        exc: the error.
+
+    Raises:
+        Exception: ``exc`` itself, with ``on_error="raise"``.
+    """
+    if on_error == "raise":
+        raise exc
+    warner.warn(
+        f"hook:{what}:{type(exc).__name__}",
+        f"{owner} failed to {what} ({type(exc).__name__}: {exc}); training goes on.",
+        stacklevel=4,
+    )
