@@ -419,7 +419,7 @@ class WandbLogger(_LoggerBase):
         trainer = self._trainer()
         stage = _stage(trainer)
         values: dict[str, Any] = dict(metrics)
-        row_step = self._row_step(trainer, step, values)
+        row_step = self._row_step(trainer, step, values, stage)
         if "epoch" in values:
             epochs = _epochs_done(trainer)
             if epochs is not None:
@@ -430,14 +430,14 @@ class WandbLogger(_LoggerBase):
             values = {self._recorded_key(session, str(k), stage): v for k, v in values.items()}
         session.log(values, row_step, stage=stage)
 
-    def _row_step(self, trainer: Any, step: int | None, metrics: Mapping[str, Any]) -> int | None:
+    def _row_step(self, trainer: Any, step: int | None, metrics: Mapping[str, Any], stage: Stage) -> int | None:
         if trainer is None:
             # No Trainer seen (logger used on its own): Lightning's step is 0-based.
             return None if step is None else int(step) + 1
         global_step = int(trainer.global_step)
         if step is None or _fn(trainer) != "fit":
             return global_step
-        if _stage(trainer) == "val" and "epoch" not in metrics:
+        if stage == "val" and "epoch" not in metrics:
             # Per-batch validation values (self.log(on_step=True) in validation_step):
             # Lightning passes the evaluation batch count, which is no training step.
             if not self._warned_eval_steps:
