@@ -30,6 +30,18 @@ def sigterm(directory: Path) -> None:
         time.sleep(0.001)
 
 
+def until_signal(directory: Path) -> None:
+    """Log every millisecond until a signal ends the process (no checkpoint)."""
+    session = Session(project="faults", dir=str(directory))
+    step = 0
+    while True:
+        step += 1
+        session.log({"loss": 1.0 / step}, step=step)
+        if step == 100:
+            print("ready", flush=True)
+        time.sleep(0.001)
+
+
 def disk_full(directory: Path) -> None:
     """Checkpoint staging hits the file-size limit (EFBIG, like a full disk); training goes on."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -52,4 +64,4 @@ def no_api_key(directory: Path) -> None:
 
 if __name__ == "__main__":
     scenario, folder = sys.argv[1], Path(sys.argv[2])
-    {"sigterm": sigterm, "disk_full": disk_full, "no_api_key": no_api_key}[scenario](folder)
+    {"sigterm": sigterm, "until_signal": until_signal, "disk_full": disk_full, "no_api_key": no_api_key}[scenario](folder)

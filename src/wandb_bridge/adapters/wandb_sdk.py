@@ -100,6 +100,16 @@ def download_artifact(name: str, root: str | None, kind: str | None, use: bool) 
     return str(artifact.download(root=root))
 
 
+def attach(shared: bytes) -> RunHandle:
+    """The run :meth:`RunHandle.share` packed in another process, attached in this one."""
+    import pickle
+
+    load()
+    handle = RunHandle(pickle.loads(shared), owned=False)
+    handle.id  # noqa: B018 - reading a property of a pickled run attaches it; fail here, not at the first row
+    return handle
+
+
 class RunHandle:
     """The operations the core performs on one wandb run."""
 
@@ -164,6 +174,29 @@ class RunHandle:
     def define_summary(self, key: str, mode: str) -> None:
         """Keep the ``mode`` ("min"/"max") value of ``key`` in the summary."""
         self.run.define_metric(key, summary=mode)
+
+    def share(self) -> bytes | None:
+        """The run packed for another process (wandb attaches it there), or None when wandb cannot share it.
+
+        wandb runs pickle to the id of their wandb-core connection (service mode,
+        every wandb >= 0.18); a disabled run, or a run object that is not wandb's,
+        cannot be shared.
+        """
+        import pickle
+
+        run = self.run
+        if self.disabled or not type(run).__module__.startswith("wandb."):
+            return None
+        try:
+            if not run.__getstate__():
+                return None
+            return pickle.dumps(run)
+        except Exception:
+            return None
+
+    def wait_recorded(self) -> None:
+        """Return once wandb-core has handled everything this process sent (a summary round trip)."""
+        self.run.summary.keys()
 
     def log(self, row: Mapping[str, Any]) -> None:
         """Record one history row (the step column is part of the row)."""

@@ -167,6 +167,7 @@ class Session(CheckpointsMixin, WorkerMixin):
         self._handle = self._attach()
         if self._handle is None:
             self._noop = True
+            self._close_rows_out(1.0)
             return
         self._after_attach()
 
@@ -182,6 +183,7 @@ class Session(CheckpointsMixin, WorkerMixin):
             return handle
         kwargs = self._init_kwargs()
         gpu = self.rank.local_rank if self.rank.distributed else None
+        self._spawn_rows_out()
         try:
             run = wandb_sdk.init(kwargs, system_stats=settings.system_stats, gpu_index=gpu)
         except Exception as exc:
@@ -249,6 +251,7 @@ class Session(CheckpointsMixin, WorkerMixin):
             )
         if self.settings.system_stats:
             self._sampler = system.SystemSampler(cuda_device=system.current_cuda_device())
+        self._start_rows_out()
         self._pipeline = Pipeline(self._drain, self.settings.queue_size, name=f"wandb-bridge-{handle.id}")
         self._pipeline.start()
         if self.settings.handle_sigterm:
@@ -290,6 +293,8 @@ class Session(CheckpointsMixin, WorkerMixin):
                 f"wandb-bridge could not hand everything to wandb within {self.settings.finish_timeout:.0f} s; "
                 f"what was recorded so far can be uploaded with: {handle.sync_command()}",
             )
+            self._rows_out_state = "off"  # the worker is stuck: stop the logging process, do not wait for it
+        self._close_rows_out(self.settings.finish_timeout)
         for snap in self._retained.values():
             snap.release()
         self._retained.clear()

@@ -15,6 +15,7 @@ from typing import Any
 
 from wandb_bridge.adapters import files, signals, system, wandb_sdk
 from wandb_bridge.adapters.markers import RunMarker
+from wandb_bridge.adapters.row_process import RowProcess
 from wandb_bridge.core import hparams
 from wandb_bridge.core.checkpoints import CheckpointPolicy
 from wandb_bridge.core.distributed import RankInfo, detect_rank
@@ -25,6 +26,8 @@ from wandb_bridge.core.settings import Settings
 
 # Operations on the worker's queue.
 _LOG, _CALL, _CHECKPOINT = "log", "call", "checkpoint"
+# Rows wandb could not take are kept in this JSON-lines file in the run folder.
+UNSENT_FILE = "wandb-bridge-unsent.jsonl"
 # What a guarded worker call returns when wandb failed.
 _FAILED = object()
 
@@ -64,6 +67,11 @@ class SessionBase:
         # these may be missing from the run file; they are saved with the unsent rows.
         self._recent: deque[dict[str, Any]] = deque(maxlen=settings.queue_size)
         self._unsent_path: str | None = None
+        # The helper process that logs plain rows (settings.log_process); started by the
+        # worker with the first row. ``_rows_out_state``: "new", "on", or "off" (not
+        # wanted, not possible, or ended: rows are logged from this process then).
+        self._rows_out: RowProcess | None = None
+        self._rows_out_state = "new"
         self.preempted = False
         # Resuming (resume_from_checkpoint): the marker found, and the highest step the
         # previous attempts recorded; log() does not record those steps again.

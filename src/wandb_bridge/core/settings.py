@@ -62,6 +62,7 @@ class Settings:
     queue_size: int = 10_000
     finish_timeout: float = 60.0
     handle_sigterm: bool = True
+    log_process: bool = True
     resume_from_checkpoint: str | None = None
     init_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
@@ -128,8 +129,11 @@ class Settings:
         finish_timeout = float(args.get("finish_timeout") or 60.0)
         if finish_timeout <= 0:
             raise ValueError(f"finish_timeout must be > 0 seconds, got {finish_timeout!r}")
-        for flag in ("system_stats", "rank_zero_only"):
-            value = args.get(flag)
+        log_process = args.get("log_process")
+        if log_process is None:
+            log_process = _env_flag(environ, "WANDB_BRIDGE_LOG_PROCESS", default=True)
+        for flag in ("system_stats", "rank_zero_only", "log_process"):
+            value = log_process if flag == "log_process" else args.get(flag)
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"{flag} must be True or False, got {value!r}")
         config = args.get("config")
@@ -161,6 +165,7 @@ class Settings:
             queue_size=queue_size,
             finish_timeout=finish_timeout,
             handle_sigterm=args.get("handle_sigterm", True) is not False,
+            log_process=log_process,
             resume_from_checkpoint=_optional_path(args.get("resume_from_checkpoint")),
             init_kwargs=init_kwargs,
         )
@@ -248,3 +253,16 @@ def _config_from_object(config: Any) -> Mapping[str, Any]:
     if hasattr(config, "__dict__"):
         return dict(vars(config))
     raise ValueError(f"config must be a mapping or an object with attributes, got {config!r}")
+
+
+def _env_flag(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """A boolean environment variable; a value that is not a boolean word is a ValueError."""
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    text = raw.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{name} must be one of {sorted(_TRUE | _FALSE)}, got {raw!r}")

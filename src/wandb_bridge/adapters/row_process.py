@@ -1,0 +1,241 @@
+"""History rows handed to a helper process that logs them into the same wandb run.
+
+One wandb row costs about 100 µs of Python CPU (building the record, the
+socket round trip to wandb-core). In a background thread that CPU still
+competes with the training loop for the GIL; in a second process it runs on
+another core. wandb supports this: a run object, pickled, attaches to the
+same run in another process (wandb's documented multiprocessing support).
+
+Protocol. Parent -> child, on the child's stdin: frames of a 4-byte length
+and a pickle. The first frame is the header (the pickled run, the unsent-rows
+file, how many recent rows to keep); then ``("rows", seq, rows)`` and
+``("sync", token)``. End of input means: finish logging, then exit. Child ->
+parent, on its stdout: one JSON object per line: ``{"ack": seq, "logged": n}``
+after each batch, ``{"synced": token}``, ``{"broken": reason, "path": file}``
+or ``{"rejected": reason, "path": file}`` when wandb did not take a row, and
+``{"done": n}`` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+_LENGTH = struct.Struct("<I")
+_CHILD = "wandb_bridge.adapters.row_process_child"
+_PLAIN = (float, int, str, bool, type(None))
+
+
+def plain(row: dict[str, Any]) -> bool:
+    """True when every value of ``row`` is a number, string, bool or None (safe to hand to the child)."""
+    return all(type(value) in _PLAIN or _plain_nested(value) for value in row.values())
+
+
+def _plain_nested(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_nested(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_plain_nested(v) for v in value)
+    return isinstance(value, _PLAIN)
+
+
+class RowProcessGone(Exception):
+    """The helper process ended early; ``rows`` were handed to it but not confirmed."""
+
+    def __init__(self, message: str, rows: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.rows = rows
+
+
+class RowProcess:
+    """The parent's end of the helper process (used by the session's worker thread only)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], on_message: Callable[[dict[str, Any]], None]) -> None:
+        self._proc = proc
+        self._on_message = on_message
+        self._out = proc.stdout
+        assert proc.stdin is not None and self._out is not None
+        self._in = proc.stdin
+        self._fd = self._out.fileno()
+        os.set_blocking(self._fd, False)
+        self._buffer = b""
+        self._seq = 0
+        self._tokens = 0
+        self._synced = 0
+        self._unconfirmed: deque[tuple[int, list[dict[str, Any]]]] = deque()
+        self.done: int | None = None
+        self.gone: str | None = None
+
+    @classmethod
+    def spawn(cls, on_message: Callable[[dict[str, Any]], None]) -> RowProcess:
+        """Start the helper process; it imports wandb and waits for :meth:`attach`.
+
+        Spawning it before ``wandb.init`` lets both start-ups run at the same time.
+
+        Args:
+            on_message: called with every message the child sends except syncs.
+        """
+        env = dict(os.environ)  # a copy, for the child only: it needs our import path
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", _CHILD],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+        )
+        return cls(proc, on_message)
+
+    def attach(self, shared_run: bytes, unsent_path: str, keep_recent: int) -> None:
+        """Send the header: the run to log into (:meth:`RunHandle.share`), and where to keep unsent rows.
+
+        wandb's own variables (the address of wandb-core among them, set by
+        ``wandb.init``) travel with it: the child may have started before them.
+
+        Args:
+            shared_run: the pickled wandb run.
+            unsent_path: where the child keeps rows wandb did not take.
+            keep_recent: how many recently logged rows the child saves too when wandb-core dies.
+        """
+        wandb_env = {k: v for k, v in os.environ.items() if k.startswith("WANDB_")}
+        self._write(("header", shared_run, unsent_path, keep_recent, wandb_env))
+
+    @property
+    def pid(self) -> int:
+        """The helper's process id."""
+        return self._proc.pid
+
+    def send(self, rows: list[dict[str, Any]]) -> None:
+        """Hand rows over (waits only while the pipe is full).
+
+        Raises:
+            RowProcessGone: the child ended; the exception carries the rows it did not confirm.
+        """
+        self._seq += 1
+        self._unconfirmed.append((self._seq, rows))
+        self._write(("rows", self._seq, rows))
+        self._read(0.0)
+
+    def sync(self, timeout: float) -> bool:
+        """Wait until the child logged everything sent so far.
+
+        Raises:
+            RowProcessGone: the child ended first.
+        """
+        self._tokens += 1
+        token = self._tokens
+        self._write(("sync", token))
+        deadline = time.monotonic() + timeout
+        while self._synced < token:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._read(left)
+        return True
+
+    def close(self, timeout: float) -> int | None:
+        """End input, wait for the child to log what it has, and return how many rows it logged.
+
+        Returns:
+            None when the child did not finish within ``timeout`` (it is killed then).
+
+        Raises:
+            RowProcessGone: the child ended before confirming some rows (they travel with it).
+        """
+        try:
+            self._in.close()
+        except OSError:
+            pass
+        deadline = time.monotonic() + timeout
+        lost: RowProcessGone | None = None
+        try:
+            while self.done is None and self.gone is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._read(left)
+        except RowProcessGone as exc:
+            lost = exc
+        try:
+            self._proc.wait(max(0.0, deadline - time.monotonic()) + 1.0)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._out.close()  # type: ignore[union-attr]
+        if lost is not None and lost.rows:
+            raise lost
+        return self.done
+
+    def kill(self) -> None:
+        """Stop the child at once (a hung wandb)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+
+    def _write(self, message: tuple[Any, ...]) -> None:
+        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self._in.write(_LENGTH.pack(len(payload)) + payload)
+            self._in.flush()
+        except (OSError, ValueError) as exc:
+            self._lost(f"{type(exc).__name__}: {exc}")
+
+    def _read(self, timeout: float) -> None:
+        if timeout > 0:
+            ready, _, _ = select.select([self._fd], [], [], timeout)
+            if not ready:
+                return
+        ended = False
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                ended = True
+                break
+            self._buffer += chunk
+            if len(chunk) < 65536:
+                break
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            if line:
+                self._handle(json.loads(line))
+        if ended:
+            self._lost("it exited")
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        if "ack" in message:
+            seq = message["ack"]
+            unconfirmed = self._unconfirmed
+            while unconfirmed and unconfirmed[0][0] <= seq:
+                unconfirmed.popleft()
+            self._on_message(message)
+        elif "synced" in message:
+            self._synced = max(self._synced, int(message["synced"]))
+        else:
+            if "done" in message:
+                self.done = int(message["done"])
+            self._on_message(message)
+
+    def _lost(self, why: str) -> None:
+        if self.done is not None:
+            return
+        code = self._proc.poll()
+        if code is None:
+            try:
+                code = self._proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                code = None
+        self.gone = f"the logging process ended ({why}; exit code {code})"
+        rows = [row for _, batch in self._unconfirmed for row in batch]
+        self._unconfirmed.clear()
+        raise RowProcessGone(self.gone, rows)

@@ -1,0 +1,118 @@
+"""The helper process of :mod:`wandb_bridge.adapters.row_process`: log the rows it is handed.
+
+Run as ``python -m wandb_bridge.adapters.row_process_child`` by the parent,
+never by users. It ignores SIGINT and SIGTERM: Ctrl-C and pre-emption reach
+the whole process group, and the parent decides when logging ends (it closes
+this process's input after its last row), so no queued row is lost to them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import struct
+import sys
+from collections import deque
+from typing import IO, Any
+
+from wandb_bridge.adapters import wandb_sdk
+
+_LENGTH = struct.Struct("<I")
+
+
+def _frames(stream: IO[bytes]) -> Any:
+    while True:
+        head = stream.read(_LENGTH.size)
+        if len(head) < _LENGTH.size:
+            return
+        (size,) = _LENGTH.unpack(head)
+        body = stream.read(size)
+        if len(body) < size:
+            return
+        yield pickle.loads(body)
+
+
+class _Logger:
+    """Logs rows into the attached run; keeps what wandb did not take in the unsent-rows file."""
+
+    def __init__(self, handle: wandb_sdk.RunHandle, unsent_path: str, keep_recent: int, out: IO[str]) -> None:
+        self.handle = handle
+        self.unsent_path = unsent_path
+        self.recent: deque[dict[str, Any]] = deque(maxlen=keep_recent)
+        self.out = out
+        self.logged = 0
+        self.broken: str | None = None
+        self.reported = False
+
+    def say(self, message: dict[str, Any]) -> None:
+        self.out.write(json.dumps(message, default=str) + "\n")
+        self.out.flush()
+
+    def log(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            if self.broken is None:
+                try:
+                    self.handle.log(row)
+                    self.logged += 1
+                    self.recent.append(row)
+                    continue
+                except OSError as exc:  # the connection to wandb-core is gone
+                    self.broken = f"{type(exc).__name__}: {exc}"
+                    self._keep([*self.recent, row], {"broken": self.broken})
+                    self.recent.clear()
+                    continue
+                except Exception as exc:
+                    self._keep([row], {"rejected": f"{type(exc).__name__}: {exc}"})
+                    continue
+            self._keep([row], None)
+
+    def _keep(self, rows: list[dict[str, Any]], report: dict[str, Any] | None) -> None:
+        try:
+            with open(self.unsent_path, "a", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(r, default=str) + "\n" for r in rows)
+        except OSError:
+            pass
+        if report is not None:
+            self.say({**report, "path": self.unsent_path})
+
+    def finish(self) -> None:
+        if self.broken is None:
+            try:
+                self.handle.wait_recorded()
+            except Exception:
+                pass
+        self.say({"done": self.logged})
+
+
+def main() -> int:
+    """Read the header and the rows from stdin until it ends; report on stdout."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    wandb_sdk.load()  # while the parent is still busy starting
+    frames = _frames(sys.stdin.buffer)
+    out = sys.stdout
+    header = next(frames, None)
+    if header is None:
+        return 0
+    _, shared, unsent_path, keep_recent, wandb_env = header
+    os.environ.update(wandb_env)  # this helper's own environment, as wandb.init left the parent's
+    try:
+        logger = _Logger(wandb_sdk.attach(shared), unsent_path, keep_recent, out)
+    except Exception as exc:
+        out.write(json.dumps({"fatal": f"{type(exc).__name__}: {exc}"}) + "\n")
+        out.flush()
+        return 1
+    for frame in frames:
+        if frame[0] == "rows":
+            logger.log(frame[2])
+            logger.say({"ack": frame[1], "logged": logger.logged})
+        elif frame[0] == "sync":
+            logger.say({"synced": frame[1]})
+    logger.finish()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

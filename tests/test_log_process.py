@@ -1,0 +1,140 @@
+"""The logging process: rows are logged into the run by a helper process (``log_process=True``).
+
+Everything here is real: the helper is a real child process attached to the
+real offline run, faults are real signals, and the run is read back from its file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import psutil
+import pytest
+
+from wandb_bridge import Session, WandbBridgeWarning
+from wandb_bridge.adapters.row_process import plain
+from wandb_bridge.core.settings import Settings
+from wandb_bridge.testing import WandbOfflineRuns, read_run
+
+SCRIPTS = Path(__file__).with_name("fault_scripts.py")
+
+
+def _helpers() -> list[psutil.Process]:
+    out = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "row_process_child" in " ".join(proc.cmdline()):
+                out.append(proc)
+        except psutil.Error:
+            pass
+    return out
+
+
+def _ours(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, WandbBridgeWarning)]
+
+
+def _child_env(wandb_offline: WandbOfflineRuns) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(wandb_offline.env)
+    return env
+
+
+def test_rows_are_logged_by_a_helper_process_in_order(wandb_offline: WandbOfflineRuns) -> None:
+    with Session(project="proc") as session:
+        for step in range(1, 301):
+            session.log({"loss": 1.0 / step, "acc": step / 300}, step=step)
+        assert session.flush()
+        helpers = _helpers()
+        assert len(helpers) == 1
+        assert session.rows_logged == 300
+        session.log_summary({"best": 1.0})
+    assert not helpers[0].is_running() or helpers[0].status() == psutil.STATUS_ZOMBIE
+    run = wandb_offline.run()
+    assert [s for s, _ in run.values("train/loss")] == list(range(1, 301))
+    assert run.values("train/acc")[-1] == (300, 1.0)
+    assert run.summary["train/best"] == 1.0 and run.exit_code == 0
+
+
+def test_log_process_false_logs_from_the_training_process(wandb_offline: WandbOfflineRuns) -> None:
+    with Session(project="proc", log_process=False) as session:
+        session.log({"loss": 1.0}, step=1)
+        session.flush()
+        assert _helpers() == []
+    assert wandb_offline.run().values("train/loss") == [(1, 1.0)]
+
+
+def test_env_variable_switches_the_helper_off_and_bad_values_are_errors() -> None:
+    assert Settings.resolve(env={}).log_process is True
+    assert Settings.resolve(env={"WANDB_BRIDGE_LOG_PROCESS": "false"}).log_process is False
+    assert Settings.resolve(env={"WANDB_BRIDGE_LOG_PROCESS": "false"}, log_process=True).log_process is True
+    with pytest.raises(ValueError, match="WANDB_BRIDGE_LOG_PROCESS"):
+        Settings.resolve(env={"WANDB_BRIDGE_LOG_PROCESS": "maybe"})
+    with pytest.raises(ValueError, match="log_process"):
+        Settings.resolve(env={}, log_process="yes")
+
+
+def test_plain_rows_go_to_the_helper_and_media_rows_stay() -> None:
+    assert plain({"a": 1.0, "b": 2, "c": "x", "d": None, "e": True, "f": {"g": [1, 2.0]}})
+    assert not plain({"a": 1.0, "img": object()})
+    assert not plain({"a": {"b": object()}})
+
+
+def test_media_rows_keep_their_place_between_plain_rows(wandb_offline: WandbOfflineRuns) -> None:
+    with Session(project="proc") as session:
+        for step in range(1, 11):
+            values: dict[str, object] = {"loss": float(step)}
+            if step in (4, 7):
+                values["page"] = session.wandb_type("Html", f"<b>{step}</b>")
+            session.log(values, step=step)
+    run = wandb_offline.run()
+    steps = [row["trainer/global_step"] for row in run.history if "train/loss" in row]
+    assert steps == list(range(1, 11))
+    assert [row["trainer/global_step"] for row in run.history if "train/page._type" in row] == [4, 7]
+
+
+def test_helper_killed_mid_run_loses_no_row(wandb_offline: WandbOfflineRuns) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Session(project="proc") as session:
+            for step in range(1, 51):
+                session.log({"loss": float(step)}, step=step)
+            session.flush()
+            (helper,) = _helpers()
+            helper.kill()
+            helper.wait(10)
+            for step in range(51, 101):
+                session.log({"loss": float(step)}, step=step)
+    assert sum("logging process ended" in m for m in _ours(caught)) == 1
+    steps = [s for s, _ in wandb_offline.run().values("train/loss")]
+    assert sorted(set(steps)) == list(range(1, 101))  # every row; the last unconfirmed batch may repeat
+    assert steps == sorted(steps)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code", "exit_code"), [(signal.SIGTERM, -signal.SIGTERM, 143), (signal.SIGINT, -signal.SIGINT, 130)])
+def test_signal_to_the_whole_process_group_loses_no_row(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path, sig: signal.Signals, code: int, exit_code: int
+) -> None:
+    # Slurm, Kubernetes and a terminal's Ctrl-C signal every process of the job at once:
+    # the helper ignores the signal and logs every row the training process hands it.
+    child = subprocess.Popen(
+        [sys.executable, str(SCRIPTS), "until_signal", str(tmp_path)],
+        env=_child_env(wandb_offline), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(0.3)
+    os.killpg(child.pid, sig)
+    assert child.wait(timeout=60) == code
+    run = read_run(next(tmp_path.glob("wandb/offline-run-*")))
+    steps = [s for s, _ in run.values("train/loss")]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 100
+    assert run.exit_code == exit_code
