@@ -69,6 +69,7 @@ class RowProcess:
         os.set_blocking(self._fd, False)
         self._buffer = b""
         self._seq = 0
+        self._seq_synced = 0
         self._tokens = 0
         self._synced = 0
         self._unconfirmed: deque[tuple[int, list[dict[str, Any]]]] = deque()
@@ -110,6 +111,11 @@ class RowProcess:
         self._write(("header", shared_run, unsent_path, keep_recent, wandb_env))
 
     @property
+    def used(self) -> bool:
+        """True once rows were sent (before that, it can be stopped without waiting)."""
+        return self._seq > 0
+
+    @property
     def pid(self) -> int:
         """The helper's process id."""
         return self._proc.pid
@@ -131,6 +137,9 @@ class RowProcess:
         Raises:
             RowProcessGone: the child ended first.
         """
+        if self._seq == self._seq_synced:
+            return True  # nothing sent since the last sync
+        self._seq_synced = self._seq
         self._tokens += 1
         token = self._tokens
         self._write(("sync", token))

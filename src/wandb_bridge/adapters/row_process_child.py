@@ -20,6 +20,8 @@ from typing import IO, Any
 from wandb_bridge.adapters import wandb_sdk
 
 _LENGTH = struct.Struct("<I")
+# Logging yields the CPU to training when cores are short; on an idle core it runs as fast as ever.
+_NICENESS = 10
 
 
 def _frames(stream: IO[bytes]) -> Any:
@@ -88,6 +90,10 @@ class _Logger:
 
 def main() -> int:
     """Read the header and the rows from stdin until it ends; report on stdout."""
+    try:
+        os.nice(_NICENESS)
+    except OSError:
+        pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     wandb_sdk.load()  # while the parent is still busy starting
@@ -111,7 +117,9 @@ def main() -> int:
         elif frame[0] == "sync":
             logger.say({"synced": frame[1]})
     logger.finish()
-    return 0
+    # Everything this process sent is recorded (finish() waited for wandb-core); skip the
+    # interpreter's teardown (wandb's exit hooks: ~0.1 s), which the parent would wait for.
+    os._exit(0)
 
 
 if __name__ == "__main__":

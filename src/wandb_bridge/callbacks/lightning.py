@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from typing_extensions import override
 
 from wandb_bridge.callbacks._require import require
-from wandb_bridge.core.errors import WandbBridgeWarning
+from wandb_bridge.core.errors import OnceWarner, WandbBridgeWarning, guarded_hook
 from wandb_bridge.core.metrics import STEP_KEYS, Stage
 from wandb_bridge.core.session import Session, exit_code_for
 from wandb_bridge.core.settings import Settings
@@ -103,6 +103,9 @@ def _finish_idle(current: WandbLogger) -> None:
         if other is not current:
             _IDLE.discard(other)
             other.finish(0)
+
+
+_guarded = guarded_hook("WandbLogger")
 
 
 class WandbLogger(_LoggerBase):
@@ -242,6 +245,7 @@ class WandbLogger(_LoggerBase):
         if settings.project is None:
             settings = settings.with_changes(project=_DEFAULT_PROJECT)
         self._settings = settings
+        self._warner = OnceWarner()
         self._save_dir = None if directory is None else os.fspath(directory)
         self._prefix = prefix
         self.add_file_policy = add_file_policy
@@ -348,6 +352,7 @@ class WandbLogger(_LoggerBase):
     # ------------------------------------------------------------ logging
 
     @override
+    @_guarded
     def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
         """Add hyper-parameters to the run config (flattened, JSON-safe, secrets redacted)."""
         session = self._active()
@@ -405,6 +410,7 @@ class WandbLogger(_LoggerBase):
         return mapped
 
     @override
+    @_guarded
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record metrics; Lightning's step is mapped onto ``trainer/global_step``.
 
@@ -533,6 +539,7 @@ class WandbLogger(_LoggerBase):
     # -------------------------------------------------------- checkpoints
 
     @override
+    @_guarded
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """Report the files ``checkpoint_callback`` wrote since it was last seen.
 

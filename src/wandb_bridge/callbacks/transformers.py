@@ -13,16 +13,15 @@ calls; key names, the step axis, aliases and ownership are decided by the core.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import glob
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from wandb_bridge.callbacks._require import require
 from wandb_bridge.core import hparams
-from wandb_bridge.core.errors import OnceWarner, hook_failed
+from wandb_bridge.core.errors import OnceWarner, guarded_hook
 from wandb_bridge.core.session import Session
 from wandb_bridge.core.settings import Settings
 
@@ -79,20 +78,8 @@ FINAL_MODEL_DIR = "wandb-final-model"
 # Keys of the log dict the Trainer writes once, at the end of train().
 _END_OF_TRAINING = ("train_runtime", "total_flos")
 
-_F = TypeVar("_F", bound=Callable[..., Any])
 
-def _guarded(hook: _F) -> _F:
-    """Keep training alive when a hook fails (unless ``on_error="raise"``)."""
-
-    @functools.wraps(hook)
-    def wrapper(self: WandbTrainerCallback, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return hook(self, *args, **kwargs)
-        except Exception as exc:
-            hook_failed(self._warner, self.settings.on_error, "WandbTrainerCallback", f"run {hook.__name__}", exc)
-            return None
-
-    return wrapper  # type: ignore[return-value]
+_guarded = guarded_hook("WandbTrainerCallback")
 
 
 class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]

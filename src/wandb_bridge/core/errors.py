@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class WandbBridgeWarning(UserWarning):
@@ -15,6 +20,14 @@ class OnceWarner:
 
     def __init__(self) -> None:
         self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Callbacks holding one travel into spawned workers (ddp_spawn); locks do not pickle.
+        return {"seen": set(self._seen)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._seen = set(state["seen"])
         self._lock = threading.Lock()
 
     def warn(self, key: str, message: str, stacklevel: int = 3) -> bool:
@@ -51,3 +64,27 @@ def hook_failed(warner: OnceWarner, on_error: str, owner: str, what: str, exc: E
         f"{owner} failed to {what} ({type(exc).__name__}: {exc}); training goes on.",
         stacklevel=4,
     )
+
+
+def guarded_hook(owner: str) -> Callable[[_F], _F]:
+    """Decorate a callback method with :func:`hook_failed`: a failing hook warns once and returns None.
+
+    The instance must have ``_warner`` (an :class:`OnceWarner`) and ``settings``
+    (with ``on_error``).
+
+    Args:
+        owner: the callback's class name, for the message.
+    """
+
+    def decorate(hook: _F) -> _F:
+        @functools.wraps(hook)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return hook(self, *args, **kwargs)
+            except Exception as exc:
+                hook_failed(self._warner, self.settings.on_error, owner, f"run {hook.__name__}", exc)
+                return None
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

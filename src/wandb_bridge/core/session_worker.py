@@ -191,7 +191,8 @@ class WorkerMixin(SessionBase):
         if out is None:
             return
         self._rows_out = None
-        wanted = self._rows_out_state == "on"  # otherwise idle, or stuck: no waiting for it
+        # Not waited for when it never got a row, was never attached, or is stuck.
+        wanted = self._rows_out_state == "on" and out.used
         self._rows_out_state = "off"
         if not wanted:
             out.kill()
