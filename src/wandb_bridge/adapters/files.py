@@ -13,6 +13,7 @@ import fnmatch
 import hashlib
 import itertools
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -113,6 +114,13 @@ def snapshot(
     ``name``, for a single-file checkpoint, is the file's name inside the
     artifact (default: its own name).
     """
+    small = _read_small_file(path)
+    if small is not None:
+        inner = name or os.path.basename(path)
+        if (include is None or _matches(inner, include)) and not _matches(inner, exclude):
+            staging = os.path.join(os.path.dirname(os.path.abspath(path)), STAGING_DIR_NAME)
+            target = os.path.join(staging, f"{os.getpid()}-{next(_COUNTER)}-0-{os.path.basename(inner)}")
+            return Snapshot(path, [(inner, target)], staging, [(target, small)], [target])
     files = list_payload(path, include, exclude)
     if name is not None and os.path.isfile(path):
         files = [(name, full) for _, full in files]
@@ -134,6 +142,31 @@ def snapshot(
         snap.release()
         return Snapshot(path, files, None)
     return snap
+
+
+def _read_small_file(path: str) -> bytes | None:
+    """The content of ``path`` when it is a regular file under :data:`COPY_BELOW_BYTES`, else None.
+
+    The common case (one small checkpoint file) in a few system calls: this runs on the
+    training thread.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size >= COPY_BELOW_BYTES:
+            return None
+        chunks, left = [], info.st_size
+        while left > 0 and (chunk := os.read(fd, left)):
+            chunks.append(chunk)
+            left -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def digest(snap: Snapshot) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping
@@ -99,7 +100,8 @@ class CheckpointPolicy:
             (no longer needed for a later upload).
         """
         self._count += 1
-        event = _with_sequence(event, self._count)
+        if event.sequence != self._count:  # callers that know it (the session) build it in: no copy
+            event = dataclasses.replace(event, sequence=self._count)
         previous_latest, previous_best = self.latest, self.best
         best = self.judge(event)
         self.latest = event
@@ -194,12 +196,6 @@ def score_from(metrics: Mapping[str, Any] | None, monitor: str | None) -> float 
         return float(value)
     except (TypeError, ValueError):
         return None
-
-
-def _with_sequence(event: CheckpointEvent, sequence: int) -> CheckpointEvent:
-    from dataclasses import replace
-
-    return replace(event, sequence=sequence)
 
 
 def _unique(events: list[CheckpointEvent]) -> list[CheckpointEvent]:

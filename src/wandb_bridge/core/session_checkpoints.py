@@ -90,6 +90,7 @@ class CheckpointsMixin(SessionBase):
             is_best=is_best,
             aliases=tuple(aliases),
             metadata=dict(metadata or {}),
+            sequence=self.policy.seen + 1,
         )
         uploads, released = self.policy.on_saved(event)
         latest = self.policy.latest
