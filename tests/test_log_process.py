@@ -6,6 +6,7 @@ real offline run, faults are real signals, and the run is read back from its fil
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -138,3 +139,28 @@ def test_signal_to_the_whole_process_group_loses_no_row(
     steps = [s for s, _ in run.values("train/loss")]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 100
     assert run.exit_code == exit_code
+
+
+def test_frozen_helper_never_hangs_and_keeps_its_rows(wandb_offline: WandbOfflineRuns) -> None:
+    session = Session(project="proc", finish_timeout=2)
+    for step in range(1, 21):
+        session.log({"loss": float(step)}, step=step)
+    assert session.flush()
+    (helper,) = _helpers()
+    helper.suspend()
+    try:
+        started = time.monotonic()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for step in range(21, 61):
+                session.log({"loss": float(step)}, step=step)
+            session.finish()
+        assert time.monotonic() - started < 15
+    finally:
+        if helper.is_running():
+            helper.kill()
+    assert sum("took no row" in m and "wandb sync" in m for m in _ours(caught)) == 1
+    unsent = Path(session.run_dir or "", "wandb-bridge-unsent.jsonl")
+    kept = [json.loads(line)["trainer/global_step"] for line in unsent.read_text().splitlines()]
+    assert kept == list(range(21, 61))
+    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 21))

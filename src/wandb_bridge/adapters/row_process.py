@@ -184,10 +184,12 @@ class RowProcess:
             raise lost
         return self.done
 
-    def kill(self) -> None:
-        """Stop the child at once (a hung wandb)."""
+    def kill(self) -> list[dict[str, Any]]:
+        """Stop the child at once (a hung wandb); return the rows it had not confirmed."""
         if self._proc.poll() is None:
             self._proc.kill()
+        batches, self._unconfirmed = self._unconfirmed, deque()  # one swap: two threads may kill it
+        return [row for _, batch in batches for row in batch]
 
     def _write(self, message: tuple[Any, ...]) -> None:
         payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)

@@ -175,13 +175,19 @@ class WorkerMixin(SessionBase):
             return
         try:
             if not out.sync(self.settings.finish_timeout):
+                # wandb took no row for finish_timeout seconds: stop waiting for it. The rows it
+                # did not confirm, and every later one, go to the unsent-rows file.
+                self._rows_out_state = "off"
+                self._broken = f"wandb took no row for {self.settings.finish_timeout:.0f} s"
+                hint = self._handle.sync_command() if self._handle else ""
                 self._warn(
                     "rows-out-stuck",
-                    f"The logging process did not take rows for {self.settings.finish_timeout:.0f} s "
-                    "(is wandb-core stuck?); it is stopped, and later rows are logged from this process.",
+                    f"{self._broken} (is wandb-core stuck?); training goes on, rows are kept in "
+                    f"{self._unsent_file()}, and what was recorded can be uploaded with: {hint}",
                 )
-                out.kill()
-                self._rows_out_state = "off"
+                self._unsent_path = self._unsent_file()  # (warned above)
+                for row in out.kill():
+                    self._keep_unsent(row)
         except row_process.RowProcessGone as gone:
             self._rows_out_gone(gone)
 
@@ -195,7 +201,14 @@ class WorkerMixin(SessionBase):
         wanted = self._rows_out_state == "on" and out.used
         self._rows_out_state = "off"
         if not wanted:
-            out.kill()
+            left = out.kill()
+            if left:  # stuck: what it did not confirm is kept, not lost
+                self._broken = self._broken or "the logging process was stopped"
+                if self._unsent_path is None:
+                    self._unsent_path = self._unsent_file()
+                    self._warn("unsent-stuck", f"Rows wandb did not take are kept in {self._unsent_path}.")
+                for row in left:
+                    self._keep_unsent(row)
         try:
             done = out.close(timeout if wanted else 1.0)
         except row_process.RowProcessGone as gone:
