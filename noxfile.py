@@ -87,7 +87,12 @@ WANDB_VERSIONS = ["0.19.0", "0.31.0"]  # oldest supported, newest release
 LIGHTNING_VERSIONS = ["2.2.5", "2.6.6"]  # oldest and newest supported minor (latest patch of each)
 TRANSFORMERS_VERSIONS = ["4.46.3", "4.57.6", "5.24.0"]  # an old 4.x, the last 4.x, 5.x
 KERAS_VERSIONS = ["3.7.0", "3.15.1"]  # oldest supported, newest; on the torch backend
-WANDB_TESTS = ("tests/test_session.py", "tests/test_core_alone.py", "tests/test_reader.py")
+WANDB_TESTS = (
+    "tests/test_session.py",
+    "tests/test_core_alone.py",
+    "tests/test_reader.py",
+    "tests/test_log_process.py",
+)
 
 
 @nox.session(tags=["matrix"])

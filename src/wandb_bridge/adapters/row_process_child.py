@@ -53,6 +53,7 @@ class _Logger:
         self.out.flush()
 
     def log(self, rows: list[dict[str, Any]]) -> None:
+        """Log a batch, then wait until wandb-core has handled it (so that an ack means recorded)."""
         for row in rows:
             if self.broken is None:
                 try:
@@ -69,6 +70,23 @@ class _Logger:
                     self._keep([row], {"rejected": f"{type(exc).__name__}: {exc}"})
                     continue
             self._keep([row], None)
+        self.settle()
+
+    def settle(self) -> None:
+        """Wait for wandb-core to handle what this process sent (one round trip per batch, not per row).
+
+        wandb's ``run.log`` may return before wandb-core has the row (older wandb
+        buffers it in this process): without this an ack, a sync, or this process's
+        exit could come before the row is safe.
+        """
+        if self.broken is not None:
+            return
+        try:
+            self.handle.wait_recorded()
+        except Exception as exc:
+            self.broken = f"{type(exc).__name__}: {exc}"
+            self._keep(list(self.recent), {"broken": self.broken})  # (this batch's rows are in it)
+            self.recent.clear()
 
     def _keep(self, rows: list[dict[str, Any]], report: dict[str, Any] | None) -> None:
         try:
@@ -80,11 +98,6 @@ class _Logger:
             self.say({**report, "path": self.unsent_path})
 
     def finish(self) -> None:
-        if self.broken is None:
-            try:
-                self.handle.wait_recorded()
-            except Exception:
-                pass
         self.say({"done": self.logged})
 
 

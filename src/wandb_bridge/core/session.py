@@ -300,7 +300,7 @@ class Session(CheckpointsMixin, WorkerMixin):
         self._retained.clear()
         self._record_progress()
         self._raise_pending()
-        if handle.owned and self._broken is None:
+        if handle.owned and (self._broken is None or self._stuck):
             self._bounded("finish the run", handle.finish, exit_code)
         if self._unsent_path is not None:
             self._warn("unsent", f"Rows wandb could not take were kept in {self._unsent_path}.")

@@ -63,6 +63,9 @@ class SessionBase:
         self._end_uploaded: tuple[int, int] | None = None
         self._sigterm: signals.SigtermHook | None = None
         self._broken: str | None = None
+        # Set with _broken when the logging process stopped taking rows: wandb-core may be
+        # alive, so finish() still tries (with its deadline) to finish the run.
+        self._stuck = False
         # The last rows handed to wandb: wandb-core buffers its writes, so when it dies
         # these may be missing from the run file; they are saved with the unsent rows.
         self._recent: deque[dict[str, Any]] = deque(maxlen=settings.queue_size)

@@ -178,6 +178,7 @@ class WorkerMixin(SessionBase):
                 # wandb took no row for finish_timeout seconds: stop waiting for it. The rows it
                 # did not confirm, and every later one, go to the unsent-rows file.
                 self._rows_out_state = "off"
+                self._stuck = True
                 self._broken = f"wandb took no row for {self.settings.finish_timeout:.0f} s"
                 hint = self._handle.sync_command() if self._handle else ""
                 self._warn(
@@ -203,7 +204,8 @@ class WorkerMixin(SessionBase):
         if not wanted:
             left = out.kill()
             if left:  # stuck: what it did not confirm is kept, not lost
-                self._broken = self._broken or "the logging process was stopped"
+                if self._broken is None:
+                    self._broken, self._stuck = "the logging process was stopped", True
                 if self._unsent_path is None:
                     self._unsent_path = self._unsent_file()
                     self._warn("unsent-stuck", f"Rows wandb did not take are kept in {self._unsent_path}.")
