@@ -207,8 +207,7 @@ class WorkerMixin(SessionBase):
                 if self._broken is None:
                     self._broken, self._stuck = "the logging process was stopped", True
                 if self._unsent_path is None:
-                    self._unsent_path = self._unsent_file()
-                    self._warn("unsent-stuck", f"Rows wandb did not take are kept in {self._unsent_path}.")
+                    self._unsent_path = self._unsent_file()  # finish() names it in its warning
                 for row in left:
                     self._keep_unsent(row)
         try:
