@@ -128,7 +128,7 @@ class Session(CheckpointsMixin, WorkerMixin):
     @property
     def has_checkpoints(self) -> bool:
         """True once any checkpoint was reported with :meth:`log_checkpoint`."""
-        return self.policy.seen > 0
+        return self._reported > 0
 
     # ------------------------------------------------------------- lifecycle
 
@@ -283,9 +283,7 @@ class Session(CheckpointsMixin, WorkerMixin):
         handle, pipeline = self._handle, self._pipeline
         if handle is None or pipeline is None:
             return
-        if self._end_uploaded != self._end_key():
-            for upload in self.policy.at_end():
-                self._queue_upload(upload)
+        self._put((_CALL, self._upload_end, True))
         self._put((_CALL, self._close_open_row))
         if not pipeline.stop(self.settings.finish_timeout):
             self._warn(

@@ -17,7 +17,7 @@ from wandb_bridge.adapters import files, signals, system, wandb_sdk
 from wandb_bridge.adapters.markers import RunMarker
 from wandb_bridge.adapters.row_process import RowProcess
 from wandb_bridge.core import hparams
-from wandb_bridge.core.checkpoints import CheckpointPolicy
+from wandb_bridge.core.checkpoints import CheckpointPolicy, Upload
 from wandb_bridge.core.distributed import RankInfo, detect_rank
 from wandb_bridge.core.errors import OnceWarner
 from wandb_bridge.core.metrics import KeyNormalizer, RowMerger
@@ -25,7 +25,7 @@ from wandb_bridge.core.pipeline import Op, Pipeline
 from wandb_bridge.core.settings import Settings
 
 # Operations on the worker's queue.
-_LOG, _CALL, _CHECKPOINT = "log", "call", "checkpoint"
+_LOG, _CALL = "log", "call"
 # Rows wandb could not take are kept in this JSON-lines file in the run folder.
 UNSENT_FILE = "wandb-bridge-unsent.jsonl"
 # What a guarded worker call returns when wandb failed.
@@ -83,6 +83,7 @@ class SessionBase:
         self._marker_indexes: set[str] = set()
         self._identity: dict[str, str | None] | None = None
         self.rows_logged = 0
+        self._reported = 0  # checkpoints reported (training thread; the policy counts in the worker)
         self.checkpoints_uploaded = 0
         if settings.monitor is not None:
             self.policy.monitor = self._keys(settings.monitor)
@@ -155,6 +156,10 @@ class SessionBase:
 
     def start(self) -> Any:
         """Attach to a run (implemented by :class:`~wandb_bridge.core.session.Session`)."""
+        raise NotImplementedError
+
+    def _upload_checkpoint(self, upload: Upload, snap: files.Snapshot) -> None:
+        """Upload one checkpoint (worker; implemented in ``session_worker.py``)."""
         raise NotImplementedError
 
 

@@ -11,7 +11,7 @@ from wandb_bridge.adapters import files, markers, wandb_sdk
 from wandb_bridge.adapters.markers import RunMarker
 from wandb_bridge.core.checkpoints import CheckpointEvent, Upload, score_from
 from wandb_bridge.core.metrics import flatten_metrics
-from wandb_bridge.core.session_base import _CALL, _CHECKPOINT, SessionBase
+from wandb_bridge.core.session_base import _CALL, SessionBase
 
 
 class CheckpointsMixin(SessionBase):
@@ -25,6 +25,12 @@ class CheckpointsMixin(SessionBase):
         not upload them again unless a checkpoint was reported in between.
         """
         if self._noop or self._finished or self._handle is None:
+            return
+        self._put((_CALL, self._upload_end))
+
+    def _upload_end(self, only_if_new: bool = False) -> None:
+        """Upload the end-of-run checkpoints (in the worker, after every checkpoint reported before)."""
+        if only_if_new and self._end_uploaded == self._end_key():
             return
         for upload in self.policy.at_end():
             self._queue_upload(upload)
@@ -54,7 +60,9 @@ class CheckpointsMixin(SessionBase):
         The checkpoint policy (``log_model``) decides whether it is uploaded now,
         at the end, or not at all; aliases and metadata follow DESIGN.md
         section 3; the same content is never uploaded twice. The training thread
-        only hard-links the files; hashing and handing over happen in the worker.
+        only keeps the files' content (small files read into memory, large ones
+        hard-linked); the policy, the run marker, hashing and the upload run in
+        the worker, in order with everything logged before.
 
         Args:
             path: the checkpoint file or folder.
@@ -76,38 +84,57 @@ class CheckpointsMixin(SessionBase):
         if not self._ensure_started():
             return
         path_text = os.fspath(path)
-        self._put((_CALL, self._write_marker, path_text, self._last_step if step is None else int(step), epoch))
-        if not self.policy.enabled:
-            return
-        if score is None and metrics:
-            mapped = {self._keys(str(k)): v for k, v in flatten_metrics(metrics)}
-            score = score_from(mapped, self.policy.monitor)
-        event = CheckpointEvent(
-            path=path_text,
-            step=self._last_step if step is None else int(step),
-            epoch=None if epoch is None else int(epoch),
-            score=None if score is None else float(score),
-            is_best=is_best,
-            aliases=tuple(aliases),
-            metadata=dict(metadata or {}),
-            sequence=self.policy.seen + 1,
-        )
-        uploads, released = self.policy.on_saved(event)
-        latest = self.policy.latest
-        needs_files = bool(uploads) or (self.policy.log_model == "end" and latest is not None)
-        if needs_files:
+        at = self._last_step if step is None else int(step)
+        snap = None
+        if self.policy.enabled:
+            # The training thread only keeps the content (the framework may overwrite or delete
+            # the files next); the policy, the marker and the upload run in the worker.
             try:
                 snap = files.snapshot(path_text, include, exclude, payload_name)
             except OSError as exc:
+                self._put((_CALL, self._write_marker, path_text, at, epoch))
                 self._fault("checkpoint", f"checkpoint {path_text!r} skipped: {exc}")
                 return
+        self._reported += 1
+        saved = (path_text, at, epoch, metrics and dict(metrics), score, is_best, tuple(aliases), metadata)
+        self._put((_CALL, self._checkpoint_saved, saved, snap))
+
+    def _checkpoint_saved(self, saved: tuple[Any, ...], snap: files.Snapshot | None) -> None:
+        """The worker's half of :meth:`log_checkpoint`: marker, policy, uploads."""
+        path, step, epoch, metrics, score, is_best, aliases, metadata = saved
+        self._write_marker(path, step, epoch)
+        if snap is None:
+            return
+        try:
+            if score is None and metrics:
+                mapped = {self._keys(str(k)): v for k, v in flatten_metrics(metrics)}
+                score = score_from(mapped, self.policy.monitor)
+            event = CheckpointEvent(
+                path=path,
+                step=step,
+                epoch=None if epoch is None else int(epoch),
+                score=None if score is None else float(score),
+                is_best=is_best,
+                aliases=aliases,
+                metadata=dict(metadata or {}),
+                sequence=self.policy.seen + 1,
+            )
+        except (TypeError, ValueError) as exc:
+            snap.release()
+            self._warn(f"ckpt:{path}", f"Checkpoint {path!r} was not uploaded: {exc}")
+            return
+        uploads, released = self.policy.on_saved(event)
+        latest = self.policy.latest
+        if uploads or (self.policy.log_model == "end" and latest is not None):
             assert latest is not None
             self._retained[latest.sequence] = snap
+        else:
+            snap.release()
         for old in released:
             if old.sequence != (latest.sequence if latest else -1):
                 gone = self._retained.pop(old.sequence, None)
                 if gone is not None:
-                    self._put((_CALL, gone.release))
+                    gone.release()
         for upload in uploads:
             self._queue_upload(upload)
 
@@ -234,4 +261,4 @@ class CheckpointsMixin(SessionBase):
             return
         if self.policy.log_model != "end" or self._finished:
             self._retained.pop(upload.event.sequence, None)
-        self._put((_CHECKPOINT, upload, snap))
+        self._upload_checkpoint(upload, snap)

@@ -10,7 +10,7 @@ from wandb_bridge.adapters import files, row_process
 from wandb_bridge.core.checkpoints import Upload
 from wandb_bridge.core.metrics import EPOCH_KEY, SKIP_REASONS, STEP_KEY, convert_rows, flatten_metrics
 from wandb_bridge.core.pipeline import Op
-from wandb_bridge.core.session_base import _CALL, _CHECKPOINT, _FAILED, _LOG, UNSENT_FILE, SessionBase
+from wandb_bridge.core.session_base import _CALL, _FAILED, _LOG, UNSENT_FILE, SessionBase
 
 
 class WorkerMixin(SessionBase):
@@ -28,12 +28,13 @@ class WorkerMixin(SessionBase):
             if kind == _CALL:
                 fn = op[1]
                 if getattr(fn, "__self__", None) is self or isinstance(getattr(fn, "__self__", None), files.Snapshot):
-                    fn(*op[2:])  # our own bookkeeping: runs even when wandb is gone
+                    try:
+                        fn(*op[2:])  # our own bookkeeping: runs even when wandb is gone
+                    except Exception as exc:  # a bug of ours must not cost the rows queued after it
+                        self._warn(f"worker:{fn.__name__}", f"wandb-bridge failed in {fn.__name__} ({exc!r}).")
                 else:
                     self._sync_rows_out()  # wandb calls from here come after the rows before them
                     self._guard_worker(fn.__name__, fn, *op[2:])
-            elif kind == _CHECKPOINT:
-                self._upload_checkpoint(op[1], op[2])
         self._emit(rows)
 
     def _merge(self, op: Op) -> list[dict[str, Any]]:
