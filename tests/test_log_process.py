@@ -7,6 +7,7 @@ real offline run, faults are real signals, and the run is read back from its fil
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -164,3 +165,22 @@ def test_frozen_helper_never_hangs_and_keeps_its_rows(wandb_offline: WandbOfflin
     kept = [json.loads(line)["trainer/global_step"] for line in unsent.read_text().splitlines()]
     assert kept == list(range(21, 61))
     assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 21))
+
+
+def test_a_process_forked_during_training_does_not_hold_up_finish(wandb_offline: WandbOfflineRuns) -> None:
+    # A fork (a DataLoader worker, say) inherits a copy of the helper's input pipe, so the
+    # helper would never see end of input while the fork lives: finish() ends it explicitly.
+    session = Session(project="proc", finish_timeout=30)
+    session.log({"loss": 1.0}, step=1)
+    assert session.flush()
+    forked = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,), daemon=True)
+    forked.start()
+    try:
+        session.log({"loss": 0.5}, step=2)
+        started = time.monotonic()
+        session.finish()
+        assert time.monotonic() - started < 10
+    finally:
+        forked.kill()
+        forked.join()
+    assert wandb_offline.run().values("train/loss") == [(1, 1.0), (2, 0.5)]

@@ -9,7 +9,7 @@ same run in another process (wandb's documented multiprocessing support).
 Protocol. Parent -> child, on the child's stdin: frames of a 4-byte length
 and a pickle. The first frame is the header (the pickled run, the unsent-rows
 file, how many recent rows to keep); then ``("rows", seq, rows)`` and
-``("sync", token)``. End of input means: finish logging, then exit. Child ->
+``("sync", token)``; ``("end",)`` (or the end of input) means: finish logging, then exit. Child ->
 parent, on its stdout: one JSON object per line: ``{"ack": seq, "logged": n}``
 after each batch, ``{"synced": token}``, ``{"broken": reason, "path": file}``
 or ``{"rejected": reason, "path": file}`` when wandb did not take a row, and
@@ -160,12 +160,18 @@ class RowProcess:
         Raises:
             RowProcessGone: the child ended before confirming some rows (they travel with it).
         """
+        lost: RowProcessGone | None = None
+        try:
+            # An explicit end, not only end of input: a process forked from ours meanwhile (a
+            # DataLoader worker) holds a copy of this pipe, and the child would see no EOF.
+            self._write(("end",))
+        except RowProcessGone as exc:
+            lost = exc
         try:
             self._in.close()
         except OSError:
             pass
         deadline = time.monotonic() + timeout
-        lost: RowProcessGone | None = None
         try:
             while self.done is None and self.gone is None:
                 left = deadline - time.monotonic()

@@ -129,6 +129,8 @@ def main() -> int:
             logger.say({"ack": frame[1], "logged": logger.logged})
         elif frame[0] == "sync":
             logger.say({"synced": frame[1]})
+        elif frame[0] == "end":
+            break
     logger.finish()
     # Everything this process sent is recorded (finish() waited for wandb-core); skip the
     # interpreter's teardown (wandb's exit hooks: ~0.1 s), which the parent would wait for.
