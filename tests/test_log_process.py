@@ -146,7 +146,7 @@ def test_frozen_helper_never_hangs_and_keeps_its_rows(wandb_offline: WandbOfflin
     session = Session(project="proc", finish_timeout=2)
     for step in range(1, 21):
         session.log({"loss": float(step)}, step=step)
-    assert session.flush()
+    assert session.flush(timeout=60)  # the helper's start may take longer than 2 s on a loaded machine
     (helper,) = _helpers()
     helper.suspend()
     try:
@@ -172,7 +172,7 @@ def test_a_process_forked_during_training_does_not_hold_up_finish(wandb_offline:
     # helper would never see end of input while the fork lives: finish() ends it explicitly.
     session = Session(project="proc", finish_timeout=30)
     session.log({"loss": 1.0}, step=1)
-    assert session.flush()
+    assert session.flush(timeout=60)
     forked = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,), daemon=True)
     forked.start()
     try:

@@ -33,6 +33,8 @@ from typing import Any
 _LENGTH = struct.Struct("<I")
 _CHILD = "wandb_bridge.adapters.row_process_child"
 _PLAIN = (float, int, str, bool, type(None))
+# The least time a sync waits for a child that has not confirmed anything yet (it is starting).
+STARTUP_S = 30.0
 
 
 def plain(row: dict[str, Any]) -> bool:
@@ -72,6 +74,7 @@ class RowProcess:
         self._seq_synced = 0
         self._tokens = 0
         self._synced = 0
+        self._acked = False
         self._unconfirmed: deque[tuple[int, list[dict[str, Any]]]] = deque()
         self.done: int | None = None
         self.gone: str | None = None
@@ -143,12 +146,17 @@ class RowProcess:
         self._tokens += 1
         token = self._tokens
         self._write(("sync", token))
-        deadline = time.monotonic() + timeout
+        # "Stuck" means no progress for ``timeout`` seconds: every ack restarts the wait. Before
+        # its first ack the child is still starting (importing wandb, attaching), which a loaded
+        # machine can make slow: that gets at least STARTUP_S.
+        wait = timeout if self._acked else max(timeout, STARTUP_S)
+        deadline = time.monotonic() + wait
         while self._synced < token:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            self._read(left)
+            if self._read(left):
+                deadline = time.monotonic() + (timeout if self._acked else wait)
         return True
 
     def close(self, timeout: float) -> int | None:
@@ -205,11 +213,12 @@ class RowProcess:
         except (OSError, ValueError) as exc:
             self._lost(f"{type(exc).__name__}: {exc}")
 
-    def _read(self, timeout: float) -> None:
+    def _read(self, timeout: float) -> bool:
+        """Handle what the child said (waiting up to ``timeout`` for it); True when it said anything."""
         if timeout > 0:
             ready, _, _ = select.select([self._fd], [], [], timeout)
             if not ready:
-                return
+                return False
         ended = False
         while True:
             try:
@@ -228,9 +237,11 @@ class RowProcess:
                 self._handle(json.loads(line))
         if ended:
             self._lost("it exited")
+        return bool(lines)
 
     def _handle(self, message: dict[str, Any]) -> None:
         if "ack" in message:
+            self._acked = True
             seq = message["ack"]
             unconfirmed = self._unconfirmed
             while unconfirmed and unconfirmed[0][0] <= seq:
