@@ -2,8 +2,10 @@
 
 The session is split by job: ``session.py`` (the public API and the run's
 lifecycle), ``session_worker.py`` (what the background worker does with the
-queued operations) and ``session_checkpoints.py`` (checkpoint reports, markers
-and resuming). All of them read and write the state set up here.
+queued operations), ``session_rows.py`` (where finished rows go: the logging
+process, wandb in this process, or the unsent-rows file) and
+``session_checkpoints.py`` (checkpoint reports, markers and resuming). All of
+them read and write the state set up here.
 """
 
 from __future__ import annotations
