@@ -184,3 +184,26 @@ def test_a_process_forked_during_training_does_not_hold_up_finish(wandb_offline:
         forked.kill()
         forked.join()
     assert wandb_offline.run().values("train/loss") == [(1, 1.0), (2, 0.5)]
+
+
+@pytest.mark.slow
+def test_helper_ends_quietly_when_the_training_process_is_killed(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, str(SCRIPTS), "until_signal", str(tmp_path)],
+        env=_child_env(wandb_offline), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout.readline().strip() == "ready"
+    helpers = [
+        p for p in psutil.Process(child.pid).children() if "row_process_child" in " ".join(p.cmdline())
+    ]
+    assert len(helpers) == 1
+    child.kill()  # SIGKILL: no finish(), no exit hook
+    child.wait(timeout=30)
+    helpers[0].wait(timeout=30)  # the helper sees its input end and exits by itself
+    # wandb-core ends with the training process, so the helper's wandb reports errors: they go to
+    # the run's logs folder, not to the user's terminal.
+    assert "Traceback" not in child.stderr.read()
+    child.stdout.close()
+    child.stderr.close()
+    assert next(tmp_path.glob("wandb/offline-run-*/logs/wandb-bridge-helper.log")).exists()

@@ -99,7 +99,7 @@ class RowProcess:
         )
         return cls(proc, on_message)
 
-    def attach(self, shared_run: bytes, unsent_path: str, keep_recent: int) -> None:
+    def attach(self, shared_run: bytes, unsent_path: str, keep_recent: int, log_path: str | None = None) -> None:
         """Send the header: the run to log into (:meth:`RunHandle.share`), and where to keep unsent rows.
 
         wandb's own variables (the address of wandb-core among them, set by
@@ -109,9 +109,11 @@ class RowProcess:
             shared_run: the pickled wandb run.
             unsent_path: where the child keeps rows wandb did not take.
             keep_recent: how many recently logged rows the child saves too when wandb-core dies.
+            log_path: a file for the child's stderr from now on (wandb's own error output
+                there would otherwise reach the user's terminal twice); None keeps it inherited.
         """
         wandb_env = {k: v for k, v in os.environ.items() if k.startswith("WANDB_")}
-        self._write(("header", shared_run, unsent_path, keep_recent, wandb_env))
+        self._write(("header", shared_run, unsent_path, keep_recent, wandb_env, log_path))
 
     @property
     def used(self) -> bool:

@@ -46,11 +46,13 @@ class _Logger:
         self.out = out
         self.logged = 0
         self.broken: str | None = None
-        self.reported = False
 
     def say(self, message: dict[str, Any]) -> None:
-        self.out.write(json.dumps(message, default=str) + "\n")
-        self.out.flush()
+        try:
+            self.out.write(json.dumps(message, default=str) + "\n")
+            self.out.flush()
+        except (OSError, ValueError):
+            pass  # the parent is gone (killed): nobody to tell, keep logging what was handed over
 
     def log(self, rows: list[dict[str, Any]]) -> None:
         """Log a batch, then wait until wandb-core has handled it (so that an ack means recorded)."""
@@ -101,6 +103,17 @@ class _Logger:
         self.say({"done": self.logged})
 
 
+def _stderr_to(path: str) -> None:
+    """Send this process's stderr to ``path`` (the run's logs folder), when it can be opened."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        return
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def main() -> int:
     """Read the header and the rows from stdin until it ends; report on stdout."""
     try:
@@ -115,8 +128,10 @@ def main() -> int:
     header = next(frames, None)
     if header is None:
         return 0
-    _, shared, unsent_path, keep_recent, wandb_env = header
+    _, shared, unsent_path, keep_recent, wandb_env, log_path = header
     os.environ.update(wandb_env)  # this helper's own environment, as wandb.init left the parent's
+    if log_path:
+        _stderr_to(log_path)
     try:
         logger = _Logger(wandb_sdk.attach(shared), unsent_path, keep_recent, out)
     except Exception as exc:
@@ -132,8 +147,9 @@ def main() -> int:
         elif frame[0] == "end":
             break
     logger.finish()
-    # Everything this process sent is recorded (finish() waited for wandb-core); skip the
-    # interpreter's teardown (wandb's exit hooks: ~0.1 s), which the parent would wait for.
+    # Every batch was settled with wandb-core before its ack, so nothing is left in this
+    # process: skip the interpreter's teardown (wandb's exit hooks: ~0.1 s), which the
+    # parent would wait for.
     os._exit(0)
 
 

@@ -71,6 +71,11 @@ class RowsMixin(SessionBase):
     def _unsent_file(self) -> str:
         return os.path.join(self.run_dir or self.settings.dir or ".", UNSENT_FILE)
 
+    def _helper_log(self) -> str | None:
+        """The logging process's stderr file: ``logs/wandb-bridge-helper.log`` in the run's folder."""
+        run_dir = self.run_dir
+        return None if not run_dir else os.path.join(os.path.dirname(run_dir), "logs", "wandb-bridge-helper.log")
+
     def _spawn_rows_out(self) -> None:
         """Start the logging process before ``wandb.init``: the two start-ups overlap."""
         if self.settings.log_process and os.name == "posix":  # the pipe protocol needs POSIX select on pipes
@@ -95,7 +100,7 @@ class RowsMixin(SessionBase):
         try:
             if out is None:
                 out = row_process.RowProcess.spawn(self._on_rows_out_message)
-            out.attach(shared, self._unsent_file(), self.settings.queue_size)
+            out.attach(shared, self._unsent_file(), self.settings.queue_size, self._helper_log())
         except (OSError, row_process.RowProcessGone) as exc:
             self._warn("rows-out", f"The logging process did not start ({exc}); rows are logged from this process.")
             if out is not None:
