@@ -275,20 +275,29 @@ def write_result(path: str, result: Mapping[str, Any]) -> None:
     Path(path).write_text(json.dumps(dict(result)))
 
 
+def finish_timed(run: Any, session: Any) -> float:
+    """Finish the native ``run`` or our ``session`` (whichever the variant has); return the seconds it took."""
+    started = time.perf_counter()
+    if run is not None:
+        run.finish()
+    elif session is not None:
+        session.finish()
+    return time.perf_counter() - started
+
+
 def finish_and_report(result_path: str, variant: str, ours: Any, window: Any, t_end: float, **extra: float) -> None:
     """Finish the run of ``variant`` (native: ``wandb.run``; ours: ``ours.finish()``), then write the figures.
 
     ``tail_s`` is the time from the start of the last timed step to the end of training,
     ``finish_s`` the time finishing the run took (the background backlog is drained there).
     """
+    native = None
     if variant == "native":
         import wandb
 
-        if wandb.run is not None:
-            wandb.run.finish()
-    elif ours is not None:
-        ours.finish()
-    finish_s = time.perf_counter() - t_end
+        native = wandb.run
+    finish_timed(native, ours)
+    finish_s = time.perf_counter() - t_end  # counted from the end of training, not from here
     assert window.t1 is not None
     write_result(
         result_path,

@@ -24,6 +24,7 @@ from typing import Any
 from benchmarks._harness import (
     BATCH,
     LR,
+    finish_timed,
     make_data,
     make_mlp,
     process_figures,
@@ -97,12 +98,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             session.log_checkpoint(path, step=step, epoch=save, metrics={"val_loss": val})
         blocking.append(time.perf_counter() - start)
 
-    t_finish = time.perf_counter()
-    if run is not None:
-        run.finish()
-    elif session is not None:
-        session.finish()
-    finish_s = time.perf_counter() - t_finish
+    finish_s = finish_timed(run, session)
     write_result(
         args.result,
         {

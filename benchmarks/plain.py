@@ -14,6 +14,7 @@ from benchmarks._harness import (
     BATCH,
     LR,
     Window,
+    finish_timed,
     make_data,
     make_mlp,
     process_figures,
@@ -75,12 +76,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif session is not None:
             session.log({"loss": loss if args.variant == "ours" else loss.item(), "lr": LR}, step=step)
 
-    t_finish = time.perf_counter()
-    if run is not None:
-        run.finish()
-    elif session is not None:
-        session.finish()
-    finish_s = time.perf_counter() - t_finish
+    finish_s = finish_timed(run, session)
     write_result(
         args.result,
         {

@@ -120,11 +120,6 @@ class RowProcess:
         """True once rows were sent (before that, it can be stopped without waiting)."""
         return self._seq > 0
 
-    @property
-    def pid(self) -> int:
-        """The helper's process id."""
-        return self._proc.pid
-
     def send(self, rows: list[dict[str, Any]]) -> None:
         """Hand rows over (waits only while the pipe is full).
 

@@ -48,6 +48,7 @@ class RowsMixin(SessionBase):
     def _log_here(self, rows: list[dict[str, Any]]) -> None:
         handle = self._handle
         assert handle is not None
+        unsent: list[dict[str, Any]] = []
         for row in rows:
             if self._broken is None:
                 try:
@@ -64,7 +65,9 @@ class RowsMixin(SessionBase):
                         self._warn(
                             f"fault:log:{type(exc).__name__}", f"wandb rejected a row ({type(exc).__name__}: {exc})."
                         )
-            self._keep_unsent(row)
+            unsent.append(row)
+        if unsent:
+            self._keep_unsent(unsent)
 
     # ------------------------------------------------ the logging process
 
@@ -76,9 +79,14 @@ class RowsMixin(SessionBase):
         run_dir = self.run_dir
         return None if not run_dir else os.path.join(os.path.dirname(run_dir), "logs", "wandb-bridge-helper.log")
 
+    @property
+    def _wants_rows_out(self) -> bool:
+        # (the pipe protocol needs POSIX select on pipes)
+        return self.settings.log_process and os.name == "posix"
+
     def _spawn_rows_out(self) -> None:
         """Start the logging process before ``wandb.init``: the two start-ups overlap."""
-        if self.settings.log_process and os.name == "posix":  # the pipe protocol needs POSIX select on pipes
+        if self._wants_rows_out:
             try:
                 self._rows_out = row_process.RowProcess.spawn(self._on_rows_out_message)
             except OSError:
@@ -90,7 +98,7 @@ class RowsMixin(SessionBase):
             return None
         self._rows_out_state = "off"
         out, handle = self._rows_out, self._handle
-        usable = self.settings.log_process and os.name == "posix" and handle is not None and self._broken is None
+        usable = self._wants_rows_out and self._broken is None
         shared = handle.share() if usable and handle is not None else None
         if shared is None:
             if out is not None:
@@ -141,8 +149,7 @@ class RowsMixin(SessionBase):
                     f"{self._unsent_file()}, and what was recorded can be uploaded with: {hint}",
                 )
                 self._unsent_path = self._unsent_file()  # (warned above)
-                for row in out.kill():
-                    self._keep_unsent(row)
+                self._keep_unsent(out.kill())
         except row_process.RowProcessGone as gone:
             self._rows_out_gone(gone)
 
@@ -162,8 +169,7 @@ class RowsMixin(SessionBase):
                     self._broken, self._stuck = "the logging process was stopped", True
                 if self._unsent_path is None:
                     self._unsent_path = self._unsent_file()  # finish() names it in its warning
-                for row in left:
-                    self._keep_unsent(row)
+                self._keep_unsent(left)
         try:
             done = out.close(timeout if wanted else 1.0)
         except row_process.RowProcessGone as gone:
@@ -209,10 +215,10 @@ class RowsMixin(SessionBase):
             f"are kept in {self._unsent_path}.",
         )
 
-    def _keep_unsent(self, row: dict[str, Any]) -> None:
-        """Append a row wandb could not take to a JSON-lines file in the run folder."""
-
-        rows = [row]
+    def _keep_unsent(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows wandb could not take to a JSON-lines file in the run folder (one write)."""
+        if not rows:
+            return
         if self._unsent_path is None:
             self._unsent_path = self._unsent_file()
             self._warn(
@@ -221,7 +227,7 @@ class RowsMixin(SessionBase):
                 f"are kept in {self._unsent_path}.",
             )
             if self._broken is not None:
-                rows = [*self._recent, row]
+                rows = [*self._recent, *rows]
                 self._recent.clear()
         try:
             with open(self._unsent_path, "a", encoding="utf-8") as handle:
