@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
+from wandb_bridge.core import health
+
 LogModel = Literal[False, "end", "best", "all"]
 Mode = Literal["online", "offline", "disabled"]
 MonitorMode = Literal["min", "max"]
@@ -64,6 +66,10 @@ class Settings:
     handle_sigterm: bool = True
     log_process: bool = True
     resume_from_checkpoint: str | None = None
+    log_health: bool = False
+    health_every: int = 50
+    health_groups: Mapping[str, str] | None = None
+    health_histograms: int | None = None
     init_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -140,6 +146,9 @@ class Settings:
         if config is not None and not isinstance(config, Mapping):
             config = _config_from_object(config)
         directory = pick("dir", "WANDB_DIR")
+        log_health, health_every, health_groups, health_histograms = health.validate(
+            args.get("log_health"), args.get("health_every"), args.get("health_groups"), args.get("health_histograms")
+        )
         return cls(
             project=pick("project", "WANDB_PROJECT"),
             entity=pick("entity", "WANDB_ENTITY"),
@@ -167,6 +176,10 @@ class Settings:
             handle_sigterm=args.get("handle_sigterm", True) is not False,
             log_process=log_process,
             resume_from_checkpoint=_optional_path(args.get("resume_from_checkpoint")),
+            log_health=log_health,
+            health_every=health_every,
+            health_groups=health_groups,
+            health_histograms=health_histograms,
             init_kwargs=init_kwargs,
         )
 
