@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from wandb_bridge.adapters import files, signals, system, wandb_sdk
-from wandb_bridge.core import hparams
+from wandb_bridge.core import health, hparams
 from wandb_bridge.core.distributed import shared_group_id
 from wandb_bridge.core.errors import WandbBridgeWarning
 from wandb_bridge.core.metrics import (
@@ -496,6 +496,30 @@ class Session(CheckpointsMixin, WorkerMixin):
             handle = self._handle
             assert handle is not None
             self._guard("watch the model", handle.watch, model, log, log_freq)
+
+    def health_monitor(self, owner: str = "Session") -> Any:
+        """A torch health monitor recording into this session, or None when ``log_health`` is off.
+
+        Call its ``before_step(step, model)`` right before ``optimizer.step()`` and
+        its ``after_step()`` right after (docs/health.md); the figures land under
+        ``health/`` in the row of ``step``. It costs nothing between health steps.
+        """
+        return health.monitor(self.settings, self.hand_over_health, owner=owner)
+
+    def hand_over_health(self, step: int, keys: Sequence[str], values: Any, histograms: Mapping[str, Any]) -> None:
+        """Queue a health vector (one device tensor, one number per key) for ``step``; the worker reads it."""
+        if not self._ensure_started() or (self._skip_through is not None and step <= self._skip_through):
+            return
+        self._put((_CALL, self._health_row, step, tuple(keys), values, dict(histograms)))
+
+    def _health_row(self, step: int, keys: tuple[str, ...], values: Any, histograms: dict[str, Any]) -> None:
+        from wandb_bridge.adapters import torch_health
+
+        numbers, hists = torch_health.read(values, histograms)  # the one device read, on the worker
+        row: dict[str, Any] = dict(zip(keys, numbers, strict=True))
+        for key, counts_edges in hists.items():
+            row[key] = wandb_sdk.make("Histogram", np_histogram=counts_edges)
+        self._emit(self._merger.add(step, row, None))
 
     def use_artifact(self, name: str, kind: str | None = None, aliases: Sequence[str] | None = None) -> Any:
         """Declare an artifact as an input of the run and return it (None when a no-op)."""

@@ -1,0 +1,260 @@
+"""Training health (issue 16): recorded norms against torch's own on the same gradients, in every framework."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from wandb_bridge import Session
+from wandb_bridge.core.health import HealthPolicy
+from wandb_bridge.core.settings import Settings
+from wandb_bridge.testing import WandbOfflineRuns
+
+TOL = 1e-5
+
+
+class TwoPart(nn.Module):
+    """A tiny model with two top-level modules: the default groups are ``encoder`` and ``head``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8))
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+def _batches(n: int, seed: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        x = torch.randn(16, 4, generator=gen)
+        yield x, x.sum(dim=1, keepdim=True)
+
+
+def _norm(tensors: list[torch.Tensor]) -> float:
+    return float(torch.nn.utils.get_total_norm(tensors))
+
+
+def expected_before(model: nn.Module, groups: dict[str, list[str]]) -> dict[str, Any]:
+    """What the health keys of the gradients must hold, computed by torch on the same gradients."""
+    params = dict(model.named_parameters())
+    grads = [p.grad for p in params.values() if p.grad is not None]
+    out: dict[str, Any] = {"health/grad_norm": _norm(grads)}
+    for group, names in groups.items():
+        out[f"health/grad_norm/{group}"] = _norm([params[n].grad for n in names])
+    out["health/nonfinite_grads"] = int(sum((~torch.isfinite(g)).sum() for g in grads))
+    out["_before"] = {n: p.detach().clone() for n, p in params.items()}
+    return out
+
+
+def expected_after(model: nn.Module, groups: dict[str, list[str]], before: dict[str, Any]) -> dict[str, Any]:
+    """The weight norms and update ratios after the step."""
+    params = dict(model.named_parameters())
+    old = before.pop("_before")
+    out = dict(before)
+    out["health/weight_norm"] = _norm([p.detach() for p in params.values()])
+    out["health/update_ratio"] = _norm([params[n].detach() - old[n] for n in params]) / _norm(list(old.values()))
+    for group, names in groups.items():
+        out[f"health/weight_norm/{group}"] = _norm([params[n].detach() for n in names])
+        out[f"health/update_ratio/{group}"] = _norm([params[n].detach() - old[n] for n in names]) / _norm(
+            [old[n] for n in names]
+        )
+    return out
+
+
+def default_groups(model: nn.Module) -> dict[str, list[str]]:
+    """The default grouping: the first name component after those all names share."""
+    groups: dict[str, list[str]] = {}
+    for name, _ in model.named_parameters():
+        groups.setdefault(name.split(".")[0], []).append(name)
+    return groups
+
+
+def assert_health(row: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Every expected key recorded in ``row``, equal to 1e-5 (relative), counts exactly."""
+    for key, value in expected.items():
+        assert key in row, f"{key} missing from {sorted(k for k in row if k.startswith('health'))}"
+        if key == "health/nonfinite_grads":
+            assert row[key] == value
+        elif math.isinf(value):
+            assert math.isinf(row[key])
+        else:
+            assert row[key] == pytest.approx(value, rel=TOL, abs=1e-9), key
+
+
+def health_rows(history: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Rows holding health keys, by ``trainer/global_step`` (merged when a step has several rows)."""
+    rows: dict[int, dict[str, Any]] = {}
+    for row in history:
+        if any(k.startswith("health/") for k in row):
+            rows.setdefault(int(row["trainer/global_step"]), {}).update(row)
+    return rows
+
+
+# ------------------------------------------------------------------- policy
+
+
+def test_policy_steps_groups_and_names() -> None:
+    policy = HealthPolicy(every=3, histograms=4)
+    assert [s for s in range(13) if policy.due(s)] == [3, 4, 6, 8, 9, 12]
+    assert [s for s in range(13) if policy.histogram_due(s)] == [4, 8, 12]
+    names = ["_orig_mod.model.encoder.0.weight", "_orig_mod.model.encoder.0.bias", "_orig_mod.model.head.weight"]
+    assert policy.group_names(names) == ["encoder", "encoder", "head"]
+    assert HealthPolicy().group_names(["dense/kernel", "dense_1/kernel"]) == ["dense", "dense_1"]
+    assert HealthPolicy().group_names(["weight", "bias"]) == ["weight", "bias"]
+    mapped = HealthPolicy(groups=(("*.bias", "biases"), ("encoder.*", "enc ode/r")))
+    assert mapped.group_names(["encoder.0.weight", "encoder.0.bias", "head.weight"]) == ["enc_ode_r", "biases", None]
+
+
+def test_settings_are_validated_with_clear_errors() -> None:
+    settings = Settings.resolve(log_health=True, health_every=5, health_groups={"enc*": "enc"}, health_histograms=10)
+    assert (settings.log_health, settings.health_every, settings.health_histograms) == (True, 5, 10)
+    assert dict(settings.health_groups or {}) == {"enc*": "enc"}
+    assert Settings.resolve().log_health is False
+    assert Settings.resolve().health_every == 50
+    with pytest.raises(ValueError, match="health_every must be an int >= 1"):
+        Settings.resolve(health_every=0)
+    with pytest.raises(ValueError, match="log_health must be True or False"):
+        Settings.resolve(log_health="yes")
+    with pytest.raises(ValueError, match="health_groups must be a non-empty mapping"):
+        Settings.resolve(health_groups=["encoder"])
+    with pytest.raises(ValueError, match="health_histograms must be None or an int"):
+        Settings.resolve(health_histograms=True)
+
+
+def test_monitor_is_none_when_off(wandb_offline: WandbOfflineRuns) -> None:
+    with Session(project="demo") as session:
+        assert session.health_monitor() is None
+
+
+# ------------------------------------------------------------------ session
+
+
+def _train_session(
+    session: Session,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    groups: dict[str, list[str]],
+    *,
+    accumulate: int = 1,
+    plant_inf_at: int | None = None,
+) -> dict[int, dict[str, Any]]:
+    """A hand-written loop with the health monitor; returns what torch computed at the health steps."""
+    monitor = session.health_monitor()
+    assert monitor is not None
+    expected: dict[int, dict[str, Any]] = {}
+    batches = _batches(steps * accumulate)
+    for step in range(1, steps + 1):
+        optimizer.zero_grad()
+        for _ in range(accumulate):
+            x, y = next(batches)
+            loss = nn.functional.mse_loss(model(x), y) / accumulate
+            loss.backward()
+        if step == plant_inf_at:
+            grad = model.head.weight.grad  # type: ignore[union-attr]
+            assert grad is not None
+            grad[0, 0] = math.inf
+        before = expected_before(model, groups) if monitor.due(step) else None
+        monitor.before_step(step, model)
+        if step != plant_inf_at:
+            optimizer.step()
+        monitor.after_step()
+        if before is not None:
+            expected[step] = expected_after(model, groups, before)
+        session.log({"loss": loss.detach()}, step=step)
+    return expected
+
+
+def test_session_norms_equal_torch_at_health_steps(wandb_offline: WandbOfflineRuns) -> None:
+    model = TwoPart()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    with Session(project="demo", log_health=True, health_every=3) as session:
+        expected = _train_session(session, model, optimizer, 7, default_groups(model))
+    run = wandb_offline.run()
+    rows = health_rows(run.history)
+    assert sorted(rows) == [3, 6] == sorted(expected)
+    for step, values in expected.items():
+        assert_health(rows[step], values)
+        assert "train/loss" in rows[step]  # the health figures share the row of their step
+    assert {k for k in rows[3] if k.startswith("health/")} == set(expected[3])
+    assert run.exit_code == 0
+
+
+def test_session_gradient_accumulation_and_two_optimizer_groups(wandb_offline: WandbOfflineRuns) -> None:
+    model = TwoPart()
+    optimizer = torch.optim.SGD(
+        [{"params": model.encoder.parameters(), "lr": 0.05}, {"params": model.head.parameters(), "lr": 0.2}],
+        momentum=0.9,
+    )
+    with Session(project="demo", log_health=True, health_every=2) as session:
+        expected = _train_session(session, model, optimizer, 4, default_groups(model), accumulate=3)
+    rows = health_rows(wandb_offline.run().history)
+    assert sorted(rows) == [2, 4]
+    for step, values in expected.items():
+        assert_health(rows[step], values)
+
+
+def test_user_groups_by_pattern(wandb_offline: WandbOfflineRuns) -> None:
+    model = TwoPart()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    groups = {"biases": [n for n, _ in model.named_parameters() if n.endswith("bias")]}
+    groups["weights"] = [n for n, _ in model.named_parameters() if n.endswith("weight")]
+    with Session(
+        project="demo", log_health=True, health_every=1, health_groups={"*.bias": "biases", "*": "weights"}
+    ) as session:
+        expected = _train_session(session, model, optimizer, 2, groups)
+    rows = health_rows(wandb_offline.run().history)
+    assert sorted(rows) == [1, 2]
+    for step, values in expected.items():
+        assert_health(rows[step], values)
+    assert "health/grad_norm/encoder" not in rows[1]
+
+
+def test_planted_inf_is_counted(wandb_offline: WandbOfflineRuns) -> None:
+    model = TwoPart()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the NaN/inf values warn once per key
+        with Session(project="demo", log_health=True, health_every=2) as session:
+            expected = _train_session(session, model, optimizer, 4, default_groups(model), plant_inf_at=4)
+    rows = health_rows(wandb_offline.run().history)
+    assert rows[2]["health/nonfinite_grads"] == 0
+    assert rows[4]["health/nonfinite_grads"] == 1 == expected[4]["health/nonfinite_grads"]
+    assert math.isinf(rows[4]["health/grad_norm"])
+    assert math.isinf(rows[4]["health/grad_norm/head"])
+    assert rows[4]["health/grad_norm/encoder"] == pytest.approx(expected[4]["health/grad_norm/encoder"], rel=TOL)
+    assert rows[4]["health/update_ratio"] == 0.0  # the step was skipped: the weights did not move
+
+
+def test_histograms_and_loss_scale(wandb_offline: WandbOfflineRuns) -> None:
+    model = TwoPart()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Session(project="demo", log_health=True, health_every=2, health_histograms=4) as session:
+        monitor = session.health_monitor()
+        assert monitor is not None
+        for step, (x, y) in enumerate(_batches(4), start=1):
+            optimizer.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            monitor.before_step(step, model, scaler=torch.tensor(1024.0))
+            optimizer.step()
+            monitor.after_step()
+    rows = health_rows(wandb_offline.run().history)
+    assert sorted(rows) == [2, 4]
+    assert rows[2]["health/loss_scale"] == 1024.0
+    hist_keys = {k.split(".")[0] for k in rows[4] if k.startswith("health/hist/")}
+    assert hist_keys == {
+        "health/hist/grad/encoder",
+        "health/hist/grad/head",
+        "health/hist/weight/encoder",
+        "health/hist/weight/head",
+    }
+    assert not any(k.startswith("health/hist/") for k in rows[2])
