@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from wandb_bridge._version import __version__
 
 if TYPE_CHECKING:
+    from wandb_bridge.callbacks.accelerate import WandbTracker
     from wandb_bridge.callbacks.keras import WandbKerasCallback
     from wandb_bridge.callbacks.lightning import WandbLogger
     from wandb_bridge.callbacks.transformers import WandbTrainerCallback, apply_sweep
@@ -27,6 +28,7 @@ _LAZY = {
     "WandbLogger": "wandb_bridge.callbacks.lightning",
     "WandbTrainerCallback": "wandb_bridge.callbacks.transformers",
     "WandbKerasCallback": "wandb_bridge.callbacks.keras",
+    "WandbTracker": "wandb_bridge.callbacks.accelerate",
     "apply_sweep": "wandb_bridge.callbacks.transformers",
 }
 
@@ -36,6 +38,7 @@ __all__ = [
     "WandbBridgeWarning",
     "WandbKerasCallback",
     "WandbLogger",
+    "WandbTracker",
     "WandbTrainerCallback",
     "__version__",
     "apply_sweep",

@@ -1,0 +1,184 @@
+"""Hugging Face accelerate: :class:`WandbTracker`, an accelerate ``GeneralTracker`` on wandb-bridge's core.
+
+Used the way accelerate documents its trackers::
+
+    accelerator = Accelerator(log_with=[WandbTracker(project="demo", log_model="all")])
+    accelerator.init_trackers("demo", config=cfg)       # starts the run, records the config
+    accelerator.log({"loss": loss}, step=completed_steps)  # -> train/loss at trainer/global_step
+    tracker = accelerator.get_tracker("wandb")           # this object; unwrap=True: the wandb run
+    tracker.log_checkpoint(accelerator.save_state(), metrics={"val_loss": v})
+    accelerator.end_training()                           # finishes the run (exit code 0)
+
+The tracker only hands accelerate's calls to a :class:`~wandb_bridge.Session`: key
+names, the step axis, checkpoint aliases and metadata, ownership and ranks are
+the core's. accelerate calls trackers on its main process only.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from wandb_bridge.callbacks._require import require
+from wandb_bridge.core.errors import OnceWarner, guarded_hook
+from wandb_bridge.core.session import Session
+from wandb_bridge.core.settings import Settings
+
+accelerate = require("accelerate", "accelerate", "wandb_bridge.WandbTracker")
+_GeneralTracker: Any = require("accelerate.tracking", "accelerate", "wandb_bridge.WandbTracker").GeneralTracker
+_guarded = guarded_hook("WandbTracker")
+
+__all__ = ["WandbTracker"]
+
+
+class WandbTracker(_GeneralTracker):  # type: ignore[misc]
+    """Record an accelerate training in W&B through wandb-bridge's run contract.
+
+    ``step=`` of ``accelerator.log`` is taken as ``trainer/global_step``: pass the
+    optimizer steps completed (``completed_steps`` in accelerate's examples; the
+    first training row is then 1). Without ``step`` a call gets the step after
+    the last one logged. Values logged for one step from several calls land in
+    one row; ``val_loss``/``eval_loss`` become ``val/loss``, ``loss`` becomes
+    ``train/loss``, ``epoch`` becomes ``trainer/epoch``.
+
+    Args:
+        project: W&B project; when neither it nor ``WANDB_PROJECT`` is set, the
+            ``project_name`` given to ``accelerator.init_trackers`` is used.
+        **kwargs: the shared arguments (``entity``, ``name``, ``log_model``,
+            ``monitor``, ``rank_zero_only``, ``resume_from_checkpoint``,
+            ``on_error``, ...); other names go to ``wandb.init``.
+    """
+
+    name = "wandb"  # what accelerator.get_tracker("wandb") looks for, as with accelerate's WandBTracker
+    requires_logging_directory = False
+    main_process_only = False  # which ranks log is the core's decision (rank_zero_only)
+
+    def __init__(self, project: str | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        self.settings = Settings.resolve(project=project, **kwargs)
+        self._warner = OnceWarner()
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        """The :class:`~wandb_bridge.Session` behind this tracker (reading it starts nothing)."""
+        if self._session is None:
+            settings = self.settings
+            if settings.project is None:
+                project = _init_trackers_project()
+                settings = settings if project is None else settings.with_changes(project=project)
+            self._session = Session(
+                bridge_settings=settings, framework="accelerate", framework_version=accelerate.__version__
+            )
+        return self._session
+
+    @property
+    def tracker(self) -> Any:
+        """The wandb run (what ``get_tracker("wandb", unwrap=True)`` returns); None on a process that does not log."""
+        return self.session.run
+
+    @property
+    def run(self) -> Any:
+        """Same as :attr:`tracker` (accelerate's ``WandBTracker.run``)."""
+        return self.session.run
+
+    @_guarded
+    def start(self) -> None:
+        """Start the run (``accelerator.init_trackers`` calls this)."""
+        self.session.start()
+
+    @_guarded
+    def store_init_configuration(self, values: Mapping[str, Any]) -> None:
+        """Add ``init_trackers(config=...)`` to the run config (flattened, JSON-safe, secrets redacted)."""
+        self.session.log_config(dict(values))
+
+    @_guarded
+    def log(self, values: Mapping[str, Any], step: int | None = None, **kwargs: Any) -> None:
+        """Record ``values`` at ``step`` (optimizer steps completed); ``kwargs`` of ``wandb.log`` are not used."""
+        del kwargs  # commit=/sync=: rows are merged per step by the core
+        self.session.log(values, None if step is None else int(step))
+
+    @_guarded
+    def log_images(self, values: Mapping[str, Sequence[Any]], step: int | None = None, **kwargs: Any) -> None:
+        """Record lists of images (arrays or PIL images) as ``wandb.Image`` lists."""
+        del kwargs
+        session = self.session
+        images = {k: [session.wandb_type("Image", image) for image in v] for k, v in values.items()}
+        session.log(images, None if step is None else int(step))
+
+    @_guarded
+    def log_table(
+        self,
+        table_name: str,
+        columns: list[str] | None = None,
+        data: list[list[Any]] | None = None,
+        dataframe: Any = None,
+        step: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Record a ``wandb.Table`` (from ``columns`` and ``data``, or a ``dataframe``)."""
+        del kwargs
+        session = self.session
+        table = session.wandb_type("Table", columns=columns, data=data, dataframe=dataframe)
+        session.log({table_name: table}, None if step is None else int(step))
+
+    @_guarded
+    def log_checkpoint(
+        self,
+        path: str | os.PathLike[str],
+        step: int | None = None,
+        epoch: int | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Report a checkpoint folder (what ``accelerator.save_state()`` returns) or file.
+
+        ``log_model`` decides what is uploaded; aliases (``latest``, ``best``,
+        ``step-<S>``, ``epoch-<E>``) and metadata come from the core. Call it on
+        every process after ``accelerator.wait_for_everyone()`` (the other ranks'
+        files are then complete); only the process that logs reports it.
+
+        Args:
+            path: the checkpoint folder or file.
+            step: its global step (default: the last step logged).
+            epoch: epochs completed, when known.
+            metrics: metrics at save time; the monitored one picks ``best``.
+            **kwargs: ``score``, ``is_best``, ``aliases``, ``metadata``, ``include``,
+                ``exclude`` of :meth:`~wandb_bridge.Session.log_checkpoint`.
+        """
+        self.session.log_checkpoint(path, step, epoch, metrics, **kwargs)
+
+    def resume_from_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Continue the run that wrote the checkpoint at ``path``; call it before ``init_trackers``.
+
+        ``accelerator.load_state`` runs after ``init_trackers`` in accelerate's
+        examples, once the run has started: name the checkpoint here (or with
+        ``resume_from_checkpoint=``) so the run is continued, not a new one.
+        """
+        self.session.resume_from_checkpoint(path)
+
+    @_guarded
+    def finish(self) -> None:
+        """Flush and finish the run if this tracker started it (``accelerator.end_training`` calls this)."""
+        self.session.finish(0)
+
+
+def _init_trackers_project(depth: int = 6) -> str | None:
+    """The ``project_name`` of a running ``Accelerator.init_trackers`` call, read up the call stack.
+
+    accelerate hands its ``project_name`` only to the trackers it builds itself, not
+    to a tracker object given in ``log_with``; nothing found (another accelerate
+    version, a direct call): None.
+    """
+    frame = inspect.currentframe()
+    try:
+        while frame is not None and depth > 0:
+            if frame.f_code.co_name == "init_trackers":
+                name = frame.f_locals.get("project_name")
+                return name if isinstance(name, str) and name else None
+            frame, depth = frame.f_back, depth - 1
+    finally:
+        del frame
+    return None
