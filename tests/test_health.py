@@ -258,3 +258,80 @@ def test_histograms_and_loss_scale(wandb_offline: WandbOfflineRuns) -> None:
         "health/hist/weight/head",
     }
     assert not any(k.startswith("health/hist/") for k in rows[2])
+
+
+# ---------------------------------------------------------------- lightning
+
+
+class _Recorder:
+    """Computes what the health keys must hold, with torch, on the Trainer's own gradients."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.expected: dict[int, dict[str, Any]] = {}
+        self._open: tuple[int, dict[str, Any]] | None = None
+
+    def before(self, step: int, model: nn.Module) -> None:
+        if step % self.every == 0:
+            self._open = (step, expected_before(model, default_groups(model)))
+
+    def after(self, model: nn.Module) -> None:
+        if self._open is not None:
+            step, before = self._open
+            self.expected[step] = expected_after(model, default_groups(model), before)
+            self._open = None
+
+
+def test_lightning_norms_with_accumulation(wandb_offline: WandbOfflineRuns, tmp_path: Any) -> None:
+    pl = pytest.importorskip("lightning.pytorch")
+    from wandb_bridge import WandbLogger
+
+    class Module(pl.LightningModule):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.encoder = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+            self.head = nn.Linear(8, 1)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            loss = nn.functional.mse_loss(self.head(self.encoder(x)), y)
+            self.log("loss", loss)
+            return loss
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(
+                [{"params": self.encoder.parameters(), "lr": 0.05}, {"params": self.head.parameters(), "lr": 0.1}],
+                momentum=0.9,
+            )
+
+    recorder = _Recorder(every=2)
+
+    class Record(pl.Callback):  # type: ignore[misc, name-defined]
+        def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+            recorder.before(int(trainer.global_step) + 1, pl_module)
+
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+            recorder.after(pl_module)
+
+    data = torch.utils.data.TensorDataset(*[torch.cat(t) for t in zip(*_batches(12), strict=True)])
+    loader = torch.utils.data.DataLoader(data, batch_size=16)
+    logger = WandbLogger(project="demo", log_health=True, health_every=2)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accumulate_grad_batches=2,
+        logger=logger,
+        callbacks=[Record()],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(Module(), loader)
+    logger.finish()
+    rows = health_rows(wandb_offline.run().history)
+    assert sorted(rows) == [2, 4, 6] == sorted(recorder.expected)  # 12 batches, 2 per optimizer step
+    for step, values in recorder.expected.items():
+        assert_health(rows[step], values)
+    assert "train/loss" in rows[2]

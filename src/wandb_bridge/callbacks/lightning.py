@@ -375,6 +375,10 @@ class WandbLogger(_LoggerBase):
         if trainer is None:
             return
         self._trainer_ref = weakref.ref(trainer)
+        if self._settings.log_health:  # every rank: sharded parameters are reduced across ranks
+            from wandb_bridge.callbacks import lightning_health
+
+            lightning_health.attach(self, trainer)
         session = self._active()
         if session is None:
             return
