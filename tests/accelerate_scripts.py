@@ -100,6 +100,8 @@ def train_fabric(logger: Any, root: Path, *, devices: int = 1, save: bool = True
     from lightning.fabric import Fabric
     from torch.utils.data import DataLoader, TensorDataset
 
+    from wandb_bridge import WandbLogger
+
     fabric = Fabric(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", loggers=[logger])
     fabric.launch()
     fabric.seed_everything(0)
@@ -128,7 +130,10 @@ def train_fabric(logger: Any, root: Path, *, devices: int = 1, save: bool = True
             saved.append(str(path))
             logger.session.log_checkpoint(path, epoch=epoch + 1, metrics={"val_loss": val_loss})
     logger.finalize("success")
-    logger.finish()
+    if isinstance(logger, WandbLogger):
+        logger.finish()
+    else:  # Lightning's own WandbLogger has no finish: its run is the process's to finish
+        logger.experiment.finish()
     return {
         "rank": fabric.global_rank,
         "world": fabric.world_size,
