@@ -335,3 +335,60 @@ def test_lightning_norms_with_accumulation(wandb_offline: WandbOfflineRuns, tmp_
     for step, values in recorder.expected.items():
         assert_health(rows[step], values)
     assert "train/loss" in rows[2]
+
+
+# -------------------------------------------------------------- transformers
+
+
+def test_transformers_norms_with_accumulation(wandb_offline: WandbOfflineRuns, tmp_path: Any) -> None:
+    transformers = pytest.importorskip("transformers")
+    from wandb_bridge import WandbTrainerCallback
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.encoder = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+            self.head = nn.Linear(8, 1)
+
+        def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"loss": nn.functional.mse_loss(self.head(self.encoder(x)), labels)}
+
+    recorder = _Recorder(every=2)
+
+    class Record(transformers.TrainerCallback):  # type: ignore[misc]
+        def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            recorder.before(state.global_step + 1, kwargs["model"])
+
+        def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            recorder.after(kwargs["model"])
+
+    rows = [{"x": x[i], "labels": y[i]} for x, y in _batches(6) for i in range(16)]
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        num_train_epochs=1,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=2,
+        learning_rate=0.05,
+        optim="adamw_torch",
+        lr_scheduler_type="constant",
+        logging_steps=2,
+        save_strategy="no",
+        seed=0,
+        dataloader_num_workers=0,
+    )
+    callback = WandbTrainerCallback(project="demo", log_health=True, health_every=2)
+    trainer = transformers.Trainer(model=Model(), args=args, train_dataset=rows, callbacks=[Record(), callback])
+    trainer.remove_callback(transformers.PrinterCallback)
+    trainer.train()
+    callback.finish()
+    history = wandb_offline.run().history
+    found = health_rows(history)
+    assert trainer.state.global_step == 6  # 96 samples / (8 x 2)
+    assert sorted(found) == [2, 4, 6] == sorted(recorder.expected)
+    for step, values in recorder.expected.items():
+        assert_health(found[step], values)
+    assert "train/loss" in found[2] and "train/grad_norm" in found[2]  # the Trainer's own values share the row

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from wandb_bridge.callbacks._require import require
-from wandb_bridge.core import hparams
+from wandb_bridge.core import health, hparams
 from wandb_bridge.core.errors import OnceWarner, guarded_hook
 from wandb_bridge.core.session import Session
 from wandb_bridge.core.settings import Settings
@@ -161,12 +161,14 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         self._recorded: tuple[int, int] | None = None
         self._last_eval: tuple[int, dict[str, Any]] | None = None
         self._warner = OnceWarner()
+        self._health: Any = None  # the log_health monitor (every rank), made at the first optimizer step
 
     def __getstate__(self) -> dict[str, Any]:
         # Trainers are pickled (Ray Tune): the settings travel, a live run does not.
         state = dict(self.__dict__)
         state["_session"] = None
         state["_warner"] = None
+        state["_health"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -345,6 +347,33 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         elif stage == "train" and "loss" in values:
             samples = int(args.train_batch_size) * int(args.gradient_accumulation_steps) * int(args.world_size)
         session.log(values, step=state.global_step, stage=stage, samples=samples)
+
+    @override
+    @_guarded
+    def on_pre_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """``log_health``: measure the gradients of the step being taken (after clipping, before the step)."""
+        if not self.settings.log_health:
+            return
+        if self._health is None:
+            self._health = health.monitor(self.settings, self._hand_over_health, owner="WandbTrainerCallback")
+        if self._health.due(state.global_step + 1) and kwargs.get("model") is not None:
+            self._health.before_step(state.global_step + 1, kwargs["model"])
+
+    @override
+    @_guarded
+    def on_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """``log_health``: measure the weights after the step and hand the figures over."""
+        if self._health is not None:
+            self._health.after_step()
+
+    def _hand_over_health(self, step: int, keys: Sequence[str], values: Any, histograms: Mapping[str, Any]) -> None:
+        session = self._session
+        if session is not None and session.enabled:
+            session.hand_over_health(step, keys, values, histograms)
 
     @override
     @_guarded
