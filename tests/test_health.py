@@ -392,3 +392,79 @@ def test_transformers_norms_with_accumulation(wandb_offline: WandbOfflineRuns, t
     for step, values in recorder.expected.items():
         assert_health(found[step], values)
     assert "train/loss" in found[2] and "train/grad_norm" in found[2]  # the Trainer's own values share the row
+
+
+# -------------------------------------------------------------------- keras
+
+
+def _keras_expected(
+    groups: dict[str, list[int]], grads: list[torch.Tensor], before: list[torch.Tensor], after: list[torch.Tensor]
+) -> dict[str, Any]:
+    everything = list(range(len(grads)))
+    out: dict[str, Any] = {
+        "health/grad_norm": _norm(grads),
+        "health/weight_norm": _norm(after),
+        "health/update_ratio": _norm([a - b for a, b in zip(after, before, strict=True)]) / _norm(before),
+        "health/nonfinite_grads": int(sum((~torch.isfinite(g)).sum() for g in grads)),
+    }
+    for group, rows in {**groups, "": everything}.items():
+        if not group:
+            continue
+        out[f"health/grad_norm/{group}"] = _norm([grads[i] for i in rows])
+        out[f"health/weight_norm/{group}"] = _norm([after[i] for i in rows])
+        out[f"health/update_ratio/{group}"] = _norm([after[i] - before[i] for i in rows]) / _norm(
+            [before[i] for i in rows]
+        )
+    return out
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_keras_torch_backend_norms(wandb_offline: WandbOfflineRuns, accumulation: int) -> None:
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported; tests only
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("the torch backend exposes the gradients")
+    from wandb_bridge import WandbKerasCallback
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8, activation="tanh", name="encoder"),
+            keras.layers.Dense(1, name="head"),
+        ]
+    )
+    optimizer = keras.optimizers.Adam(0.01, gradient_accumulation_steps=accumulation if accumulation > 1 else None)
+    model.compile(optimizer=optimizer, loss="mse")
+    every = 2
+    expected: dict[int, dict[str, Any]] = {}
+
+    class Record(keras.callbacks.Callback):  # type: ignore[misc]
+        """By hand: the micro-batch gradients summed over the accumulation window, divided by its length."""
+
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            if batch % accumulation == 0:
+                self.before = [v.value.detach().clone() for v in model.trainable_weights]
+                self.sum = [torch.zeros_like(v.value) for v in model.trainable_weights]
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.sum = [s + v.value.grad for s, v in zip(self.sum, model.trainable_weights, strict=True)]
+            step, done = divmod(batch + 1, accumulation)
+            if done == 0 and step % every == 0:
+                paths = [v.path for v in model.trainable_weights]
+                groups = {g: [i for i, p in enumerate(paths) if f"/{g}/" in p] for g in ("encoder", "head")}
+                grads = [s / accumulation for s in self.sum]
+                after = [v.value.detach().clone() for v in model.trainable_weights]
+                expected[step] = _keras_expected(groups, grads, self.before, after)
+
+    x, y = (torch.cat(t).numpy() for t in zip(*_batches(8), strict=True))
+    callback = WandbKerasCallback(project="demo", log_health=True, health_every=every)
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[Record(), callback])
+    callback.finish()
+    found = health_rows(wandb_offline.run().history)
+    steps = 8 // accumulation
+    assert sorted(found) == list(range(every, steps + 1, every)) == sorted(expected)
+    for step, values in expected.items():
+        assert_health(found[step], values)

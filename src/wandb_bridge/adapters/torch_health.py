@@ -108,6 +108,7 @@ class TorchHealth:
         *,
         grads: Sequence[Any | None] | None = None,
         scaler: Any = None,
+        weights_before: Sequence[Any] | None = None,
     ) -> None:
         """Measure the gradients of optimizer step ``step`` and keep a copy of the weights.
 
@@ -118,6 +119,9 @@ class TorchHealth:
             grads: the gradients, one per parameter (None: each parameter's ``.grad``).
             scaler: a ``torch.amp.GradScaler`` (its scale is recorded when enabled)
                 or a number / tensor holding the loss scale.
+            weights_before: copies of the weights before the update, one per
+                parameter, when the caller made them earlier (Keras: the update
+                already happened); they are used up.
         """
         if not self.policy.due(step):
             return
@@ -127,7 +131,7 @@ class TorchHealth:
         if not named:
             return
         with torch.no_grad():
-            self._pending = self._measure_grads(step, fetch, named, grads, scaler)
+            self._pending = self._measure_grads(step, fetch, named, grads, scaler, weights_before)
 
     def after_step(self) -> None:
         """Measure the weights after the step and hand the health vector over."""
@@ -183,7 +187,13 @@ class TorchHealth:
         return layout
 
     def _measure_grads(
-        self, step: int, fetch: Callable[[], Named], named: Named, grads: Sequence[Any | None] | None, scaler: Any
+        self,
+        step: int,
+        fetch: Callable[[], Named],
+        named: Named,
+        grads: Sequence[Any | None] | None,
+        scaler: Any,
+        weights_before: Sequence[Any] | None,
     ) -> _Pending | None:
         layout = self._layout(named)
         if grads is None:
@@ -213,7 +223,9 @@ class TorchHealth:
             grad_rows=rows,
             grad_sq=grad_sq,
             nonfinite=nonfinite,
-            before=list(torch._foreach_mul(weights, 1.0)),
+            before=list(torch._foreach_mul(weights, 1.0))
+            if weights_before is None
+            else [_local(w) for w in weights_before],
             loss_scale=_loss_scale(scaler, device, dtype),
             histograms=hists,
         )

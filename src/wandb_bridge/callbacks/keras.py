@@ -239,6 +239,10 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             self.on_train_batch_end = self._train_batch_end
             if keras.backend.backend() == "jax":
                 self.on_train_batch_begin = self._train_batch_begin
+        if settings.log_health:  # chained before the batch hooks above (callbacks/keras_health.py)
+            from wandb_bridge.callbacks import keras_health
+
+            keras_health.install(self, keras.backend.backend())
 
     #: Lets Keras's ``CallbackList`` run batch ends (and its reading of the
     #: logs) in a thread pool when the other callbacks allow it too (thread-safe
