@@ -468,3 +468,36 @@ def test_keras_torch_backend_norms(wandb_offline: WandbOfflineRuns, accumulation
     assert sorted(found) == list(range(every, steps + 1, every)) == sorted(expected)
     for step, values in expected.items():
         assert_health(found[step], values)
+
+
+# --------------------------------------------------------------- FSDP (gloo)
+
+
+@pytest.mark.slow
+def test_fsdp2_two_gloo_ranks_record_the_global_norms(wandb_offline: WandbOfflineRuns, tmp_path: Any) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("health_dist_script.py")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(wandb_offline.env)
+    out = tmp_path / "expected.json"
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "rendezvous"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = {int(k): v for k, v in json.loads(out.read_text()).items()}
+    runs = wandb_offline.runs()
+    assert len(runs) == 1  # rank 0 records; rank 1 only takes part in the reduction
+    found = health_rows(runs[0].history)
+    assert sorted(found) == [1, 2, 3] == sorted(expected)
+    for step, values in expected.items():
+        assert_health(found[step], values)
+        assert not any(k.startswith("health/rank-") for k in found[step])

@@ -1,0 +1,77 @@
+"""Worker for test_health: 2 gloo processes training an FSDP2 (``fully_shard``) model with ``log_health``.
+
+Usage: python health_dist_script.py RENDEZVOUS_FILE EXPECTED_JSON
+
+Every rank measures (the sharded norms are reduced across ranks); rank 0 records
+the run and writes what ``torch.nn.utils.get_total_norm`` gives on the same
+DTensor gradients and weights to EXPECTED_JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.distributed.fsdp import fully_shard
+
+from wandb_bridge import Session
+
+STEPS = 3
+
+
+def _norm(tensors: list[Any]) -> float:
+    total = torch.nn.utils.get_total_norm(tensors)
+    return float(total.full_tensor() if hasattr(total, "full_tensor") else total)
+
+
+def _work(rank: int, world: int, rendezvous: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    fully_shard(model[0])
+    fully_shard(model[2])
+    fully_shard(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    groups = {"0": ["0.weight", "0.bias"], "2": ["2.weight", "2.bias"]}
+    expected: dict[int, dict[str, float]] = {}
+    gen = torch.Generator().manual_seed(100 + rank)  # each rank its own data
+    with Session(project="dist", log_health=True, health_every=1) as session:
+        monitor = session.health_monitor()
+        assert monitor is not None
+        for step in range(1, STEPS + 1):
+            optimizer.zero_grad()
+            x = torch.randn(16, 4, generator=gen)
+            loss = nn.functional.mse_loss(model(x), x.sum(dim=1, keepdim=True))
+            loss.backward()
+            params = dict(model.named_parameters())
+            grads = {n: p.grad for n, p in params.items()}
+            before = {n: p.detach().clone() for n, p in params.items()}
+            row = {"health/grad_norm": _norm(list(grads.values()))}
+            for group, names in groups.items():
+                row[f"health/grad_norm/{group}"] = _norm([grads[n] for n in names])
+            monitor.before_step(step, model)
+            optimizer.step()
+            monitor.after_step()
+            row["health/weight_norm"] = _norm([p.detach() for p in params.values()])
+            row["health/update_ratio"] = _norm([params[n].detach() - before[n] for n in params]) / _norm(
+                list(before.values())
+            )
+            for group, names in groups.items():
+                row[f"health/weight_norm/{group}"] = _norm([params[n].detach() for n in names])
+            expected[step] = row
+            session.log({"loss": loss.detach()}, step=step)
+        assert session.enabled == (rank == 0)
+    if rank == 0:
+        with open(out, "w") as handle:
+            json.dump(expected, handle)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    mp.spawn(_work, args=(2, sys.argv[1], sys.argv[2]), nprocs=2, join=True)
