@@ -52,6 +52,22 @@ def keras(session: nox.Session) -> None:
     session.run("pytest", "-n", "2", "tests/test_keras.py", *session.posargs, env={"KERAS_BACKEND": "torch"})
 
 
+@nox.session
+def accelerate(session: nox.Session) -> None:
+    """Hugging Face accelerate."""
+    session.install(TORCH)
+    session.install("-e", ".[accelerate,test]")
+    session.run("pytest", "-n", "2", "tests/test_accelerate.py", *session.posargs)
+
+
+@nox.session
+def fabric(session: nox.Session) -> None:
+    """Lightning Fabric."""
+    session.install(TORCH)
+    session.install("-e", ".[fabric,test]")
+    session.run("pytest", "-n", "2", "tests/test_fabric.py", *session.posargs)
+
+
 @nox.session(name="keras-jax")
 def keras_jax(session: nox.Session) -> None:
     """Keras 3 on the JAX backend (no torch, no TensorFlow)."""
@@ -87,6 +103,8 @@ WANDB_VERSIONS = ["0.19.0", "0.31.0"]  # oldest supported, newest release
 LIGHTNING_VERSIONS = ["2.2.5", "2.6.6"]  # oldest and newest supported minor (latest patch of each)
 TRANSFORMERS_VERSIONS = ["4.46.3", "4.57.6", "5.24.0"]  # an old 4.x, the last 4.x, 5.x
 KERAS_VERSIONS = ["3.7.0", "3.15.1"]  # oldest supported, newest; on the torch backend
+ACCELERATE_VERSIONS = ["0.26.1", "1.15.0"]  # oldest supported, newest
+FABRIC_VERSIONS = LIGHTNING_VERSIONS  # Fabric ships inside the lightning package
 WANDB_TESTS = (
     "tests/test_session.py",
     "tests/test_core_alone.py",
@@ -131,6 +149,25 @@ def matrix_keras(session: nox.Session, version: str) -> None:
     session.install(TORCH)
     session.install("-e", ".[keras,test]", f"keras=={version}")
     session.run("pytest", "-n", "2", "tests/test_keras.py", *session.posargs, env={"KERAS_BACKEND": "torch"})
+
+
+@nox.session(tags=["matrix"])
+@nox.parametrize("version", ACCELERATE_VERSIONS, ids=ACCELERATE_VERSIONS)
+def matrix_accelerate(session: nox.Session, version: str) -> None:
+    """WandbTracker against one accelerate release (one process and two gloo processes)."""
+    session.install(TORCH)
+    session.install("-e", ".[accelerate,test]", f"accelerate=={version}")
+    session.run("pytest", "-n", "2", "tests/test_accelerate.py", *session.posargs)
+
+
+@nox.session(tags=["matrix"])
+@nox.parametrize("version", FABRIC_VERSIONS, ids=FABRIC_VERSIONS)
+def matrix_fabric(session: nox.Session, version: str) -> None:
+    """WandbLogger under Lightning Fabric, against one lightning release."""
+    session.install(TORCH)
+    old = ["setuptools<81"] if tuple(int(p) for p in version.split(".")[:2]) < (2, 4) else []
+    session.install("-e", ".[fabric,test]", f"lightning=={version}", *old)
+    session.run("pytest", "-n", "2", "tests/test_fabric.py", *session.posargs)
 
 
 @nox.session(name="matrix_keras_jax", tags=["matrix"])

@@ -34,7 +34,8 @@ def _steps(run: Any, key: str) -> list[Any]:
 
 
 def _launch(wandb_offline: WandbOfflineRuns, folder: Path, mode: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **wandb_offline.env, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, **wandb_offline.env, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, str(HERE / "accelerate_scripts.py"), "accelerate", str(folder), mode],
         env=env,

@@ -88,7 +88,8 @@ def test_side_by_side_with_lightnings_own_logger_under_fabric(wandb_offline: Wan
 
 
 def test_two_gloo_processes_give_one_run_from_rank_zero(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
-    env = {**os.environ, **wandb_offline.env, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, **wandb_offline.env, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, str(HERE / "accelerate_scripts.py"), "fabric", str(tmp_path), "zero"],
         env=env,
