@@ -501,3 +501,45 @@ def test_fsdp2_two_gloo_ranks_record_the_global_norms(wandb_offline: WandbOfflin
     for step, values in expected.items():
         assert_health(found[step], values)
         assert not any(k.startswith("health/rank-") for k in found[step])
+
+
+# ------------------------------------------------------- no sync, no cost
+
+
+class _TorchCalls(torch.overrides.TorchFunctionMode):
+    """Every torch function and tensor method the code inside the mode calls (torch's own dispatch hook)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.names.append(getattr(func, "__name__", str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+#: Calls that make the host wait for the device (a read of a value, a data-dependent shape).
+_SYNCING = {"item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "nonzero", "masked_select"}
+
+
+def test_training_thread_reads_nothing_and_idle_steps_cost_nothing(wandb_offline: WandbOfflineRuns) -> None:
+    model = TwoPart()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Session(project="demo", log_health=True, health_every=2, health_histograms=2) as session:
+        monitor = session.health_monitor()
+        assert monitor is not None
+        calls: dict[int, list[str]] = {}
+        for step, (x, y) in enumerate(_batches(4), start=1):
+            optimizer.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            with _TorchCalls() as mode:
+                monitor.before_step(step, model)
+            optimizer.step()
+            with _TorchCalls() as after:
+                monitor.after_step()
+            calls[step] = mode.names + after.names
+    assert calls[1] == [] and calls[3] == []  # between health steps: not one torch call
+    for step in (2, 4):
+        assert "_foreach_norm" in calls[step]
+        assert not _SYNCING & set(calls[step]), sorted(_SYNCING & set(calls[step]))
+    assert sorted(health_rows(wandb_offline.run().history)) == [2, 4]
