@@ -105,8 +105,8 @@ def worker(argv: Sequence[str]) -> None:
     write_result(args.result, {"variant": args.variant, **window.figures(), "finish_s": finish_s})
 
 
-def _ms_per_step(result: dict[str, Any]) -> float:
-    return 1000.0 * float(result["window_s"]) / int(result["steps"])
+def _ms_per_step(result: dict[str, Any], figure: str = "window_s") -> float:
+    return 1000.0 * float(result[figure]) / int(result["steps"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps, warmup = (200, 30) if args.quick else (600, 60)
     common = ["--worker", "--steps", str(steps), "--warmup", str(warmup), "--device", args.device]
     times: dict[str, list[float]] = {v: [] for v in variants()}
+    cpu: dict[str, list[float]] = {v: [] for v in variants()}  # CPU of the training thread alone
     errors: dict[str, str] = {}
     for order in rotation(variants(), reps):
         for variant in order:
@@ -141,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"health {variant}: FAILED {outcome.error}")
                 continue
             times[variant].append(_ms_per_step(outcome.result))
-            log(f"health {variant}: {times[variant][-1]:.3f} ms/step")
+            cpu[variant].append(_ms_per_step(outcome.result, "window_thread_cpu_s"))
+            log(f"health {variant}: {times[variant][-1]:.3f} ms/step, training-thread CPU {cpu[variant][-1]:.3f}")
     syncs: dict[str, Any] = {}
     if cuda:
         for variant in variants():
@@ -153,34 +155,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "other_threads_per_step": (sum(counts.values()) - counts.get("MainThread", 0)) / steps,
                     "sources": outcome.result.get("sync_sources", {}),
                 }
-    median = {v: statistics.median(t) for v, t in times.items() if t}
-    base = median.get("session")
-    rows = []
-    for n in FREQUENCIES:
-        health, watch = median.get(f"health-{n}"), median.get(f"watch-{n}")
-        if base is None or health is None or watch is None:
-            continue
-        extra_h, extra_w = health - base, watch - base
-        rows.append(
-            {
-                "every": n,
-                "session_ms": base,
-                "health_ms": health,
-                "watch_ms": watch,
-                "health_overhead_ms": extra_h,
-                "watch_overhead_ms": extra_w,
-                "health_overhead_pct": 100.0 * extra_h / base,
-                "watch_overhead_pct": 100.0 * extra_w / base,
-                "watch_over_health": extra_w / extra_h if extra_h > 0 else None,
-            }
-        )
+    rows = [*_table(times, "wall"), *_table(cpu, "training thread CPU")]
     print(f"\nlog_health vs watch(log='gradients'), {args.device}, median of {reps} runs of {steps} steps (ms/step)")
-    print("| every | Session.log only | log_health | watch | health overhead | watch overhead | watch/health |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| figure | every | Session.log only | log_health | watch | health overhead | watch overhead | watch/health |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         ratio = "-" if r["watch_over_health"] is None else f"{r['watch_over_health']:.1f}x"
         print(
-            f"| {r['every']} | {r['session_ms']:.3f} | {r['health_ms']:.3f} | {r['watch_ms']:.3f} | "
+            f"| {r['figure']} | {r['every']} | {r['session_ms']:.3f} | {r['health_ms']:.3f} | {r['watch_ms']:.3f} | "
             f"{r['health_overhead_ms']:+.3f} ({r['health_overhead_pct']:+.1f}%) | "
             f"{r['watch_overhead_ms']:+.3f} ({r['watch_overhead_pct']:+.1f}%) | {ratio} |"
         )
@@ -200,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "steps": steps,
                 "model": f"mlp {FEATURES}-{WIDTH}x{DEPTH}-1, batch {BATCH}, Adam",
                 "ms_per_step": times,
+                "thread_cpu_ms_per_step": cpu,
                 "table": rows,
                 "syncs": syncs,
                 "errors": errors,
@@ -208,6 +193,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     return 1 if errors else 0
+
+
+def _table(samples: dict[str, list[float]], figure: str) -> list[dict[str, Any]]:
+    """Per frequency: the medians, the overheads against ``session`` and their ratio."""
+    median = {v: statistics.median(t) for v, t in samples.items() if t}
+    base = median.get("session")
+    rows = []
+    for n in FREQUENCIES:
+        health, watch = median.get(f"health-{n}"), median.get(f"watch-{n}")
+        if base is None or health is None or watch is None:
+            continue
+        extra_h, extra_w = health - base, watch - base
+        rows.append(
+            {
+                "figure": figure,
+                "every": n,
+                "session_ms": base,
+                "health_ms": health,
+                "watch_ms": watch,
+                "health_overhead_ms": extra_h,
+                "watch_overhead_ms": extra_w,
+                "health_overhead_pct": 100.0 * extra_h / base,
+                "watch_overhead_pct": 100.0 * extra_w / base,
+                "watch_over_health": extra_w / extra_h if extra_h > 0 else None,
+            }
+        )
+    return rows
 
 
 if __name__ == "__main__":

@@ -355,7 +355,11 @@ def _accumulation_dtype(device: Any) -> Any:
 
 
 def _stack_on(tensors: Iterable[Any], device: Any, dtype: Any) -> Any:
-    return torch.stack([t.reshape(()).to(device=device, dtype=dtype, non_blocking=True) for t in tensors])
+    """One 1-D tensor of 0-d values on ``device`` (a single stack when they share a device)."""
+    values = list(tensors)
+    if all(t.device == device for t in values):
+        return torch.stack(values).reshape(-1).to(dtype)
+    return torch.stack([t.reshape(()).to(device=device, dtype=dtype, non_blocking=True) for t in values])
 
 
 def _replica_mask(layout: _Layout, rows: tuple[int, ...], device: Any, dtype: Any) -> Any:
