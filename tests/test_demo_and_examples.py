@@ -19,7 +19,7 @@ from wandb_bridge.testing import RunRecord, WandbOfflineRuns, read_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-FRAMEWORK_LABELS = ("plain loop", "Lightning", "transformers", "Keras")
+FRAMEWORK_LABELS = ("plain loop", "Lightning", "transformers", "Keras", "accelerate", "Fabric")
 
 
 def _run(wandb_offline: WandbOfflineRuns, *args: str, extra_env: dict[str, str] | None = None) -> str:
@@ -57,25 +57,26 @@ def test_demo_trains_every_framework_and_prints_one_table(wandb_offline: WandbOf
         assert re.search(rf"^  {re.escape(label)}\.+ +\d+\.\d s  done$", output, re.MULTILINE), output
     lines = output.splitlines()
     header = lines[next(i for i, line in enumerate(lines) if line.startswith("───")) - 1]
-    assert header.split() == ["plain", "loop", "Lightning", "transformers", "Keras"]  # one column per run
+    assert header.split() == ["plain", "loop", "Lightning", "transformers", "Keras", "accelerate", "Fabric"]  # one column per run
 
     def row(key: str) -> str:
         return next(line for line in output.splitlines() if line.startswith(key))[26:]
 
-    assert row("trainer/global_step").count("1 .. 18") == 4
-    assert row("history rows").split() == ["18"] * 4
-    assert len(re.findall(r"\d+\.\d{3} → \d+\.\d{3}", row("train/loss"))) == 4
-    assert len(re.findall(r"\d+\.\d{3} → \d+\.\d{3}", row("val/loss first"))) == 4
-    assert row("val/loss in the summary").count("min ") == 4
-    assert row("checkpoint versions").split() == ["3"] * 4
-    assert row("alias latest").count("step-18") == 4
-    assert row("alias best").count("step-") == 4
-    assert row("exit code").split() == ["0"] * 4
+    assert row("trainer/global_step").count("1 .. 18") == 6
+    assert row("history rows").split() == ["18"] * 6
+    assert len(re.findall(r"\d+\.\d{3} → \d+\.\d{3}", row("train/loss"))) == 6
+    assert len(re.findall(r"\d+\.\d{3} → \d+\.\d{3}", row("val/loss first"))) == 6
+    assert row("val/loss in the summary").count("min ") == 6
+    assert row("checkpoint versions").split() == ["3"] * 6
+    assert row("alias latest").count("step-18") == 6
+    assert row("alias best").count("step-") == 6
+    assert row("exit code").split() == ["0"] * 6
     assert f"wandb sync {target.resolve() / 'wandb'}/offline-run-*" in output
     assert f"runs written to {target.resolve() / 'wandb'}" in output
 
     runs = read_runs(target / "wandb")
-    assert sorted(r.name or "" for r in runs) == ["keras", "lightning", "plain-loop", "transformers"]
+    assert sorted(r.name or "" for r in runs) == [
+        "accelerate", "fabric", "keras", "lightning", "plain-loop", "transformers"]
     for run in runs:  # the same contract, whatever trained the model
         assert _steps(run, "train/loss") == list(range(1, 19)), run.name
         assert _steps(run, "val/loss") == [6, 12, 18], run.name
@@ -83,18 +84,19 @@ def test_demo_trains_every_framework_and_prints_one_table(wandb_offline: WandbOf
         assert {"latest", "best", "step-18"} <= set(_model_versions(run)[-1]), run.name
         assert all(a.metadata.get("run_id") == run.run_id for a in run.artifacts if a.type == "model")
     frameworks = {r.name: r.artifacts[-1].metadata.get("framework") for r in runs}
-    assert frameworks == {"keras": "keras", "lightning": "lightning", "plain-loop": None, "transformers": "transformers"}
+    assert frameworks == {"keras": "keras", "lightning": "lightning", "plain-loop": None, "transformers": "transformers",
+                          "accelerate": "accelerate", "fabric": "lightning"}
 
 
 @pytest.mark.slow
 def test_demo_skips_frameworks_that_are_not_installed(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
     # sys.modules[name] = None makes both importlib.util.find_spec and import see the package as absent.
     code = (
-        "import sys; sys.modules.update(dict.fromkeys(['lightning', 'transformers', 'keras']));"
+        "import sys; sys.modules.update(dict.fromkeys(['lightning', 'transformers', 'keras', 'accelerate']));"
         "from wandb_bridge.__main__ import main; sys.exit(main(['demo', '--dir', sys.argv[1]]))"
     )
     output = _run(wandb_offline, "-c", code, str(tmp_path / "demo"))
-    for extra in ("lightning", "transformers", "keras"):
+    for extra in ("lightning", "transformers", "keras", "accelerate"):
         assert re.search(rf"skipped, {extra} is not installed: pip install \"wandb-bridge\[{extra}\]\"", output), output
     assert re.search(r"^  plain loop\.+ +\d+\.\d s  done$", output, re.MULTILINE)
     assert "wandb sync" in output

@@ -1,12 +1,14 @@
-"""The demo (``python -m wandb_bridge demo``): one regression, four ways to train it, one run contract.
+"""The demo (``python -m wandb_bridge demo``): one regression, six ways to train it, one run contract.
 
 With no W&B account, it trains the same tiny model with a plain loop through
-:class:`~wandb_bridge.Session`, Lightning, transformers and Keras, offline into one
+:class:`~wandb_bridge.Session`, Lightning, transformers, Keras, accelerate and Lightning
+Fabric, offline into one
 folder, then reads the runs back (:mod:`wandb_bridge.testing`) and prints them side
 by side: the same keys, the same step axis, the same checkpoint aliases. Frameworks
 that are not installed are skipped with the command that installs them.
 
-One module per framework (``plain``, ``lightning``, ``transformers``, ``keras``),
+One module per framework (``plain``, ``lightning``, ``transformers``, ``keras``,
+``accelerate``, ``fabric``),
 each a ``train(root) -> run id`` function: read them as examples. The settings are
 passed as arguments; the process environment is never changed (Keras runs in a
 child process that gets ``KERAS_BACKEND`` in its own environment).
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from wandb_bridge.testing.reader import RunFileError, RunRecord, read_runs
 
-FRAMEWORKS = ("plain", "lightning", "transformers", "keras")
+FRAMEWORKS = ("plain", "lightning", "transformers", "keras", "accelerate", "fabric")
 _WIDTH = 32
 
 
@@ -46,8 +48,8 @@ def run_demo(directory: str | None = None) -> int:
     """
     root = Path(directory or tempfile.mkdtemp(prefix="wandb-bridge-demo-")).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    print("wandb-bridge demo: one tiny regression trained with a plain loop through Session, Lightning, transformers\n"
-          "and Keras, offline (no W&B account needed), then read back side by side.\n")
+    print("wandb-bridge demo: one tiny regression trained with a plain loop through Session, Lightning, transformers,\n"
+          "Keras, accelerate and Fabric, offline (no W&B account needed), then read back side by side.\n")
     runs: dict[str, str] = {}
     failed = False
     for name in FRAMEWORKS:
