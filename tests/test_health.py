@@ -543,3 +543,19 @@ def test_training_thread_reads_nothing_and_idle_steps_cost_nothing(wandb_offline
         assert "_foreach_norm" in calls[step]
         assert not _SYNCING & set(calls[step]), sorted(_SYNCING & set(calls[step]))
     assert sorted(health_rows(wandb_offline.run().history)) == [2, 4]
+
+
+def test_keras_backend_without_gradients_warns_once_and_adds_no_hook(wandb_offline: WandbOfflineRuns) -> None:
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    pytest.importorskip("keras")
+    from wandb_bridge import WandbBridgeWarning, WandbKerasCallback
+    from wandb_bridge.callbacks import keras_health
+
+    callback = WandbKerasCallback(project="demo", log_health=True)
+    begin, end = callback.on_train_batch_begin, callback.on_train_batch_end
+    with pytest.warns(WandbBridgeWarning, match="jax backend computes gradients inside its compiled train step"):
+        assert keras_health.install(callback, "jax") is None  # what the callback does on KERAS_BACKEND=jax
+    assert (callback.on_train_batch_begin, callback.on_train_batch_end) == (begin, end)
+    callback.finish()

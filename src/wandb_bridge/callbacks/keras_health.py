@@ -8,15 +8,16 @@ gradients are the variables' ``.grad`` (left there until the next step's
 ``gradient_accumulation_steps``, combined with the optimizer's accumulators the
 way the optimizer combines them (``(g + accumulated) / steps``), before its
 own clipping. JAX and TensorFlow compute gradients inside a compiled train step
-and hand none out: one warning, no ``health/`` keys.
+and hand none out: one warning at construction, no ``health/`` keys, no hook.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from wandb_bridge.core import health
-from wandb_bridge.core.errors import OnceWarner, hook_failed
+from wandb_bridge.core.errors import OnceWarner, WandbBridgeWarning, hook_failed
 
 
 class KerasHealth:
@@ -44,14 +45,6 @@ class KerasHealth:
 
     def _usable(self) -> bool:
         if self._monitor is None:
-            return False
-        if self._backend != "torch":
-            self._warner.warn(
-                "backend",
-                f"log_health: the {self._backend} backend computes gradients inside its compiled train step and "
-                "hands none to callbacks; no health/ figures are recorded (use the torch backend for them).",
-                stacklevel=5,
-            )
             return False
         if self._callback._per_call != 1:
             self._warner.warn(
@@ -107,13 +100,27 @@ class KerasHealth:
         hook_failed(self._warner, self._callback.session.settings.on_error, "WandbKerasCallback", what, exc)
 
 
-def install(callback: Any, backend: str) -> KerasHealth:
+def install(callback: Any, backend: str) -> KerasHealth | None:
     """Chain the health hooks before ``callback``'s own batch hooks; batch ends run on the training thread.
+
+    On a backend that hands out no gradients (JAX, TensorFlow) nothing is
+    installed (no per-batch hook at all) and one warning says so.
 
     Args:
         callback: the :class:`~wandb_bridge.WandbKerasCallback`.
         backend: the Keras backend name.
+
+    Returns:
+        The hooks, or None on a backend without gradients.
     """
+    if backend != "torch":
+        warnings.warn(
+            f"log_health: the {backend} backend computes gradients inside its compiled train step and hands none "
+            "to callbacks; no health/ figures are recorded (they need KERAS_BACKEND=torch).",
+            WandbBridgeWarning,
+            stacklevel=3,
+        )
+        return None
     hooks = KerasHealth(callback, backend)
     begin, end = callback.on_train_batch_begin, callback.on_train_batch_end
 

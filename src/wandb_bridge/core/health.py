@@ -191,7 +191,7 @@ def monitor(settings: Settings, sink: Sink | None, *, owner: str = "wandb-bridge
     Returns:
         A :class:`~wandb_bridge.adapters.torch_health.TorchHealth`, or None.
     """
-    if not settings.log_health:
+    if not settings.log_health or settings.disabled:
         return None
     from wandb_bridge.adapters.torch_health import TorchHealth
 
