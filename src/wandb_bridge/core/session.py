@@ -252,6 +252,7 @@ class Session(CheckpointsMixin, WorkerMixin):
         if self.settings.system_stats:
             self._sampler = system.SystemSampler(cuda_device=system.current_cuda_device())
         self._start_rows_out()
+        self._take_over_console()
         self._pipeline = Pipeline(self._drain, self.settings.queue_size, name=f"wandb-bridge-{handle.id}")
         self._pipeline.start()
         if self.settings.handle_sigterm:
@@ -293,6 +294,7 @@ class Session(CheckpointsMixin, WorkerMixin):
             )
             self._rows_out_state = "off"  # the worker is stuck: stop the logging process, do not wait for it
         self._close_rows_out(self.settings.finish_timeout)
+        self._release_console()
         for snap in self._retained.values():
             snap.release()
         self._retained.clear()

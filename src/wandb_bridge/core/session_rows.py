@@ -13,13 +13,31 @@ import json
 import os
 from typing import Any
 
-from wandb_bridge.adapters import row_process
+from wandb_bridge.adapters import console, row_process
 from wandb_bridge.core.metrics import SKIP_REASONS, convert_rows
 from wandb_bridge.core.session_base import UNSENT_FILE, SessionBase
 
 
 class RowsMixin(SessionBase):
     """Routes rows on the worker thread (see the module docstring)."""
+
+    # wandb's console capture of a run this session started, batched (adapters/console.py).
+    _console: console.ConsoleBatch | None = None
+
+    def _take_over_console(self) -> None:
+        """Batch wandb's console capture (one record per burst of output) for a run this session started."""
+        handle = self._handle
+        if handle is not None and handle.owned and self._console is None:
+            try:
+                self._console = console.take_over(handle.run)
+            except Exception:  # wandb's own capture stays as it was
+                self._console = None
+
+    def _release_console(self) -> None:
+        """Hand the last captured output to the run and give wandb its callbacks back (before finishing it)."""
+        batch, self._console = self._console, None
+        if batch is not None:
+            batch.release()
 
     def _emit(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -43,7 +61,23 @@ class RowsMixin(SessionBase):
             batch = []
             self._sync_rows_out()
             self._log_here([row])
+            self._settle_here()
         self._send_rows_out(batch)
+
+    def _settle_here(self) -> None:
+        """Wait until wandb-core has handled the rows this process sent (before the helper sends later ones).
+
+        The helper has its own connection to wandb-core; without this round trip a row
+        it sends next could be handled before a row still queued on this process's
+        connection (behind console output, say).
+        """
+        handle = self._handle
+        if handle is None or self._broken is not None or self._rows_out_state != "on":
+            return
+        try:
+            handle.wait_recorded()
+        except Exception:  # a connection problem shows at the next row
+            pass
 
     def _log_here(self, rows: list[dict[str, Any]]) -> None:
         handle = self._handle
