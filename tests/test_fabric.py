@@ -83,7 +83,7 @@ def test_side_by_side_with_lightnings_own_logger_under_fabric(wandb_offline: Wan
         np.testing.assert_allclose([v for _, v in native_values], [v for _, v in our_values], rtol=1e-6)
     assert theirs.config == ours.config == {"lr": 0.1, "batch_size": 8}
     # Lightning's logger writes a row per log call (the epoch row apart from the step's losses); ours one per step.
-    assert len(ours.history) == 8 < len(theirs.history)
+    assert len(ours.history) == 8 and len(theirs.history) == 10  # theirs: one row per log call
     assert not _models(theirs) and len(_models(ours)) == 2
 
 
@@ -108,3 +108,23 @@ def test_two_gloo_processes_give_one_run_from_rank_zero(wandb_offline: WandbOffl
     assert [row["trainer/global_step"] for row in run.history] == [1, 2, 3, 4]  # 2 steps a rank per epoch
     assert [len(m.files) for m in _models(run)] == [1, 1]
     assert {"latest", "step-4", "epoch-2"} <= set(_models(run)[-1].aliases)
+
+
+def test_resume_from_a_fabric_save_file_continues_the_run(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    from lightning.fabric import Fabric
+
+    first = WandbLogger(project="fabric", log_model="all")
+    train_fabric(first, tmp_path)
+    checkpoint = tmp_path / "checkpoints" / "epoch=1.ckpt"
+    second = WandbLogger(project="fabric", log_model="all", resume_from_checkpoint=str(checkpoint))
+    fabric = Fabric(accelerator="cpu", devices=1, loggers=[second])
+    state = fabric.load(checkpoint)
+    for step in range(state["step"], state["step"] + 4):  # Lightning's 0-based step: 8..11 -> 9..12
+        fabric.log("train_loss", 1.0 / (step + 1), step=step)
+    second.finalize("success")
+    second.finish()
+
+    assert second.version == first.version
+    attempts = [r for r in wandb_offline.runs() if r.run_id == first.version]  # offline: a folder per attempt
+    assert len(attempts) == 2
+    assert [row["trainer/global_step"] for run in attempts for row in run.history] == list(range(1, 13))
