@@ -9,9 +9,8 @@ Used the way accelerate documents its trackers::
     tracker.log_checkpoint(accelerator.save_state(), metrics={"val_loss": v})
     accelerator.end_training()                           # finishes the run (exit code 0)
 
-The tracker only hands accelerate's calls to a :class:`~wandb_bridge.Session`: key
-names, the step axis, checkpoint aliases and metadata, ownership and ranks are
-the core's. accelerate calls trackers on its main process only.
+The tracker only hands accelerate's calls to a :class:`~wandb_bridge.Session`: keys,
+steps, aliases, metadata, ownership and ranks are the core's. See docs/accelerate.md.
 """
 
 from __future__ import annotations
@@ -135,27 +134,17 @@ class WandbTracker(_GeneralTracker):  # type: ignore[misc]
     ) -> None:
         """Report a checkpoint folder (what ``accelerator.save_state()`` returns) or file.
 
-        ``log_model`` decides what is uploaded; aliases (``latest``, ``best``,
-        ``step-<S>``, ``epoch-<E>``) and metadata come from the core. Call it on
-        every process after ``accelerator.wait_for_everyone()`` (the other ranks'
-        files are then complete); only the process that logs reports it.
-
-        Args:
-            path: the checkpoint folder or file.
-            step: its global step (default: the last step logged).
-            epoch: epochs completed, when known.
-            metrics: metrics at save time; the monitored one picks ``best``.
-            **kwargs: ``score``, ``is_best``, ``aliases``, ``metadata``, ``include``,
-                ``exclude`` of :meth:`~wandb_bridge.Session.log_checkpoint`.
+        :meth:`Session.log_checkpoint <wandb_bridge.Session.log_checkpoint>`: ``log_model`` decides
+        what is uploaded; aliases and metadata come from the core; ``step`` defaults to the last
+        step logged; ``metrics`` with the monitored value picks ``best``. Call it on every process
+        after ``accelerator.wait_for_everyone()``: only the process that logs reports it.
         """
         self.session.log_checkpoint(path, step, epoch, metrics, **kwargs)
 
     def resume_from_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Continue the run that wrote the checkpoint at ``path``; call it before ``init_trackers``.
 
-        ``accelerator.load_state`` runs after ``init_trackers`` in accelerate's
-        examples, once the run has started: name the checkpoint here (or with
-        ``resume_from_checkpoint=``) so the run is continued, not a new one.
+        (accelerate's ``load_state`` runs after ``init_trackers``, once the run started.)
         """
         self.session.resume_from_checkpoint(path)
 
