@@ -216,7 +216,8 @@ def _table(samples: dict[str, list[float]], figure: str) -> list[dict[str, Any]]
                 "watch_overhead_ms": extra_w,
                 "health_overhead_pct": 100.0 * extra_h / base,
                 "watch_overhead_pct": 100.0 * extra_w / base,
-                "watch_over_health": extra_w / extra_h if extra_h > 0 else None,
+                # only meaningful when both cost something measurable
+                "watch_over_health": extra_w / extra_h if extra_h > 0 and extra_w > 0 else None,
             }
         )
     return rows
