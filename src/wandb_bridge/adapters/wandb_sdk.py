@@ -8,6 +8,7 @@ SDK are dealt with in one place.
 from __future__ import annotations
 
 import importlib
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -23,12 +24,18 @@ def load() -> ModuleType:
         raise ImportError(f"wandb-bridge needs the wandb package: {INSTALL_HINT}") from exc
 
 
+# Runs whose wandb-core connection was lost: wandb keeps such a run as ``wandb.run``
+# (its finish fails), but it can record nothing, so no session takes it over.
+_DEAD: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def active_run() -> Any:
-    """The run wandb considers active in this process (``wandb.run``), or None."""
+    """The run wandb considers active in this process (``wandb.run``), or None (also for a dead run)."""
     import sys
 
     module = sys.modules.get("wandb")
-    return None if module is None else module.run
+    run = None if module is None else module.run
+    return None if run is None or run in _DEAD else run
 
 
 def init(kwargs: Mapping[str, Any], *, system_stats: bool, gpu_index: int | None) -> Any:
@@ -54,6 +61,40 @@ def init(kwargs: Mapping[str, Any], *, system_stats: bool, gpu_index: int | None
     if extra or user_settings is not None:
         call["settings"] = _merge_settings(wandb, user_settings, extra)
     return wandb.init(**call)
+
+
+def new_run_id() -> str:
+    """A fresh run id in wandb's format (8 lowercase letters and digits)."""
+    import secrets
+    import string
+
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def discard_failed_run(kwargs: Mapping[str, Any]) -> list[str]:
+    """Remove the folder a failed online ``wandb.init`` left for run ``kwargs["id"]``.
+
+    An online start that cannot reach W&B still writes ``run-<time>-<id>`` with an
+    empty transaction log; ``wandb sync`` would upload it as an empty run beside the
+    offline one that holds the data. Only folders of that exact id are removed.
+
+    Returns:
+        The folders removed.
+    """
+    import glob
+    import os
+    import shutil
+
+    run_id = kwargs.get("id")
+    if not run_id:
+        return []
+    root = kwargs.get("dir") or os.environ.get("WANDB_DIR") or os.getcwd()
+    removed = []
+    for folder in glob.glob(os.path.join(os.fspath(root), "wandb", f"run-*-{glob.escape(str(run_id))}")):
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def _prewarm() -> None:
@@ -134,12 +175,115 @@ def attach(shared: bytes) -> RunHandle:
     return handle
 
 
+# ``wandb.init``'s keyword arguments (0.19 - 0.31); a name not here is looked up in the
+# installed wandb's signature before it is called a typo (see :func:`init_parameters`).
+INIT_PARAMETERS = frozenset({
+    "entity", "project", "dir", "id", "name", "notes", "tags", "config", "config_exclude_keys",
+    "config_include_keys", "allow_val_change", "group", "job_type", "mode", "force", "reinit",
+    "resume", "resume_from", "fork_from", "save_code", "tensorboard", "sync_tensorboard",
+    "monitor_gym", "settings", "anonymous",
+})
+
+
+def init_parameters() -> frozenset[str]:
+    """The keyword arguments the installed ``wandb.init`` takes (imports wandb)."""
+    import inspect
+
+    params = inspect.signature(load().init).parameters.values()
+    return frozenset(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def make_global(run: Any) -> None:
+    """Point ``wandb.log`` at ``run.log`` again after :meth:`RunHandle.intercept` replaced it.
+
+    ``wandb.init`` binds the module-level ``wandb.log`` to the run's ``log`` when it
+    makes the run ``wandb.run``; this repeats that binding for the wrapped method.
+    """
+    wandb: Any = load()
+    if wandb.run is run:
+        wandb.log = run.log
+        wandb.watch = run.watch
+
+
 class RunHandle:
-    """The operations the core performs on one wandb run."""
+    """The operations the core performs on one wandb run.
+
+    The handle keeps the run's own ``log`` and ``finish``, so the library's calls
+    reach wandb directly even while :meth:`intercept` routes the user's calls
+    (``wandb.log``, ``run.log``, ``wandb.finish()``) through the session first.
+    """
 
     def __init__(self, run: Any, owned: bool) -> None:
         self.run = run
         self.owned = owned
+        self._log = run.log
+        self._finish = run.finish
+        self._watch = run.watch
+        self._intercepted = False
+
+    def intercept(self, on_log: Any, on_finish: Any, before_watch: Any) -> None:
+        """Route the user's ``run.log``/``wandb.log`` and ``run.finish``/``wandb.finish`` through the session.
+
+        Args:
+            on_log: called as ``on_log(data, step, commit)`` instead of ``run.log``.
+            on_finish: called as ``on_finish(exit_code)`` instead of ``run.finish``; it
+                must end by calling :meth:`finish_now`.
+            before_watch: called before the user's ``run.watch``/``wandb.watch`` runs.
+        """
+        run = self.run
+        if self._intercepted or self.disabled or not type(run).__module__.startswith("wandb."):
+            return
+
+        def log(data: Mapping[str, Any], step: int | None = None, commit: bool | None = None, **_: Any) -> None:
+            on_log(data, step, commit)
+
+        def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
+            del quiet  # deprecated in wandb; accepted for old callers
+            on_finish(exit_code)
+
+        own_watch = run.watch
+
+        def watch(*args: Any, **kwargs: Any) -> Any:
+            before_watch()
+            return own_watch(*args, **kwargs)
+
+        run.log = log
+        run.finish = finish
+        run.watch = watch
+        self._intercepted = True
+        make_global(run)
+
+    def release(self) -> None:
+        """Undo :meth:`intercept`: the run's own ``log`` and ``finish`` are used again."""
+        if not self._intercepted:
+            return
+        self._intercepted = False
+        run = self.run
+        for name in ("log", "finish", "watch"):
+            try:
+                delattr(run, name)
+            except AttributeError:
+                pass
+        try:
+            make_global(run)
+        except Exception:
+            pass
+
+    def finish_now(self, exit_code: int | None) -> None:
+        """Finish the run through wandb's own ``finish`` (not the intercepted one)."""
+        self.release()
+        try:
+            self._finish(exit_code=exit_code)
+        except OSError:
+            self.mark_dead()
+            raise
+
+    def mark_dead(self) -> None:
+        """Record that wandb-core is gone for this run (see :func:`active_run`)."""
+        try:
+            _DEAD.add(self.run)
+        except TypeError:  # not weak-referenceable: not a wandb run
+            pass
 
     @property
     def id(self) -> str:
@@ -224,7 +368,7 @@ class RunHandle:
 
     def log(self, row: Mapping[str, Any]) -> None:
         """Record one history row (the step column is part of the row)."""
-        self.run.log(row, commit=True)
+        self._log(row, commit=True)
 
     def update_config(self, values: Mapping[str, Any]) -> None:
         """Add values to the run config (changing a value is allowed)."""
@@ -262,8 +406,8 @@ class RunHandle:
 
     def watch(self, model: Any, log: str | None, log_freq: int) -> None:
         """Log gradients / parameters of a torch model."""
-        self.run.watch(model, log=log, log_freq=log_freq)
+        self._watch(model, log=log, log_freq=log_freq)
 
     def finish(self, exit_code: int | None) -> None:
         """Finish the run with an exit code."""
-        self.run.finish(exit_code=exit_code)
+        self.finish_now(exit_code)

@@ -193,14 +193,28 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         if not isinstance(log_predictions, int) or isinstance(log_predictions, bool) or log_predictions < 0:
             raise ValueError(f"log_predictions must be an int >= 0, got {log_predictions!r}")
         shared = {
-            "group": group, "tags": tags, "job_type": job_type, "notes": notes, "config": config,
-            "mode": mode, "dir": None if dir is None else os.fspath(dir), "id": id, "resume": resume,
-            "run": run, "log_model": log_model, "checkpoint_name": checkpoint_name, "monitor": monitor,
-            "monitor_mode": monitor_mode, "system_stats": system_stats,
-            "rank_zero_only": rank_zero_only, "on_error": on_error,
+            "group": group,
+            "tags": tags,
+            "job_type": job_type,
+            "notes": notes,
+            "config": config,
+            "mode": mode,
+            "dir": None if dir is None else os.fspath(dir),
+            "id": id,
+            "resume": resume,
+            "run": run,
+            "log_model": log_model,
+            "checkpoint_name": checkpoint_name,
+            "monitor": monitor,
+            "monitor_mode": monitor_mode,
+            "system_stats": system_stats,
+            "rank_zero_only": rank_zero_only,
+            "on_error": on_error,
         }
         settings = Settings.resolve(
-            project=project, entity=entity, name=name,
+            project=project,
+            entity=entity,
+            name=name,
             default_log_model_true="end",
             **{k: v for k, v in shared.items() if v is not None},
             **init_kwargs,
@@ -299,6 +313,12 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
 
     def _begin_fit(self) -> None:
         session = self._session
+        if session.ended_by_user:
+            # The last run was finished by wandb.finish(): this fit starts a new one.
+            settings = session.settings.with_changes(run=None)
+            session = self._session = Session(
+                bridge_settings=settings, framework="keras", framework_version=session.framework_version
+            )
         siblings, fit_locals = self._fit_context()
         if not session.started:
             self._resume(siblings, fit_locals)
@@ -651,8 +671,11 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             elif isinstance(fit_locals.get("validation_data"), (tuple, list)):
                 data = tuple(fit_locals["validation_data"])[:2]
         if data is None or len(data) < 2 or data[1] is None:
-            self._warn("predictions", "log_predictions needs validation arrays: pass validation_data=(x, y) "
-                       "to WandbKerasCallback or arrays to fit(validation_data=...); no prediction table is logged.")
+            self._warn(
+                "predictions",
+                "log_predictions needs validation arrays: pass validation_data=(x, y) "
+                "to WandbKerasCallback or arrays to fit(validation_data=...); no prediction table is logged.",
+            )
             return None
         x, y = data[0], data[1]
         n = self.log_predictions
@@ -661,8 +684,11 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             to_numpy = keras.ops.convert_to_numpy
             return tree.map_structure(lambda a: to_numpy(a[:n]), x), tree.map_structure(lambda a: to_numpy(a[:n]), y)
         except Exception:
-            self._warn("predictions", "log_predictions: the validation data is not made of arrays "
-                       "(a dataset or generator); pass validation_data=(x, y) arrays to WandbKerasCallback.")
+            self._warn(
+                "predictions",
+                "log_predictions: the validation data is not made of arrays "
+                "(a dataset or generator); pass validation_data=(x, y) arrays to WandbKerasCallback.",
+            )
             return None
 
     def _log_predictions(self, step: int, epoch: int) -> None:
@@ -794,8 +820,14 @@ def _fit_config(params: Mapping[str, Any], fit_locals: Mapping[str, Any], batch_
         "steps_per_epoch": params.get("steps"),
         "batch_size": batch_size,
     }
-    for key in ("initial_epoch", "validation_split", "validation_freq", "validation_steps",
-                "validation_batch_size", "shuffle"):
+    for key in (
+        "initial_epoch",
+        "validation_split",
+        "validation_freq",
+        "validation_steps",
+        "validation_batch_size",
+        "shuffle",
+    ):
         value = fit_locals.get(key)
         if value is None or isinstance(value, (bool, int, float, str)):
             config[key] = value
@@ -814,9 +846,11 @@ def _compile_config(model: Any) -> dict[str, Any]:
         out["loss"] = _describe(loss)
     metrics = compiled.get("metrics")
     if metrics:
-        out["metrics"] = [_describe(m) for m in keras.tree.flatten(metrics)] if not isinstance(metrics, Mapping) else {
-            str(k): _describe(v) for k, v in metrics.items()
-        }
+        out["metrics"] = (
+            [_describe(m) for m in keras.tree.flatten(metrics)]
+            if not isinstance(metrics, Mapping)
+            else {str(k): _describe(v) for k, v in metrics.items()}
+        )
     for key in ("loss_weights", "steps_per_execution", "jit_compile", "run_eagerly"):
         if compiled.get(key) is not None:
             out.setdefault("compile", {})[key] = compiled[key]
@@ -873,7 +907,7 @@ def _template_glob(template: str) -> str:
             parts.append(glob.escape(template[i:]))
             break
         if template.startswith("{{", start):
-            parts.append(glob.escape(template[i:start + 1]))
+            parts.append(glob.escape(template[i : start + 1]))
             i = start + 2
             continue
         end = template.find("}", start)
@@ -918,8 +952,7 @@ def _summarize(arrays: list[Any]) -> str:
             parts.append(json.dumps(_plain(a)))
         elif np.issubdtype(a.dtype, np.number):
             parts.append(
-                f"shape={tuple(a.shape)} mean={float(a.mean()):.4g} "
-                f"min={float(a.min()):.4g} max={float(a.max()):.4g}"
+                f"shape={tuple(a.shape)} mean={float(a.mean()):.4g} min={float(a.min()):.4g} max={float(a.max()):.4g}"
             )
         else:
             parts.append(f"shape={tuple(a.shape)} dtype={a.dtype}")

@@ -301,8 +301,14 @@ class WandbLogger(_LoggerBase):
     @property
     @override
     def save_dir(self) -> str | None:
-        """The ``save_dir``/``dir`` given to the constructor (None: the Trainer's root dir is used)."""
-        return self._save_dir
+        """Where the run's files go: ``save_dir``/``dir``, else ``WANDB_DIR``, else ``"."`` (as Lightning's logger).
+
+        Lightning puts checkpoints under ``<save_dir>/<name>/<version>/checkpoints``
+        and ``LightningCLI`` writes its ``config.yaml`` here.
+        """
+        if self._save_dir is not None:
+            return self._save_dir
+        return self._settings.dir or "."
 
     # ------------------------------------------------------------- session
 
@@ -310,10 +316,11 @@ class WandbLogger(_LoggerBase):
         session = self._session
         if session is None or session.finished:
             settings = self._settings
-            if session is not None and session.owns_run and session.run_id is not None:
+            if session is not None and session.owns_run and session.run_id is not None and not session.ended_by_user:
                 # Used again after its run was finished: continue that run.
                 settings = settings.with_changes(id=session.run_id, resume="allow")
             session = Session(bridge_settings=settings, framework="lightning", framework_version=_version(None))
+            session.step_clock = self._global_step
             self._session = session
             self._ready = False
         return session
@@ -335,6 +342,17 @@ class WandbLogger(_LoggerBase):
     def _trainer(self) -> Any:
         ref = self._trainer_ref
         return None if ref is None else ref()
+
+    def _global_step(self) -> int | None:
+        """The step of values the user logs directly (``experiment.log``, ``wandb.log``).
+
+        In training the step being computed (as for ``self.log`` values), in
+        validation the optimizer steps completed.
+        """
+        trainer = self._trainer()
+        if trainer is None:
+            return None
+        return int(trainer.global_step) + (1 if trainer.training else 0)
 
     def finish(self, exit_code: int = 0) -> None:
         """Flush, upload pending checkpoints and finish the run if this logger started it.
@@ -478,7 +496,14 @@ class WandbLogger(_LoggerBase):
         if session is None:
             return
         table = session.wandb_type("Table", columns=columns, data=data, dataframe=dataframe)
-        self.log_metrics({key: table}, step)
+        self._log_direct(session, {key: table}, step)
+
+    def _log_direct(self, session: Session, values: Mapping[str, Any], step: int | None) -> None:
+        """A value the user names (``log_table``, ``log_image``...): key as written, at ``step`` (Lightning's 0-based
+        step, so ``step + 1`` on the run's axis) or at the current step. Lightning's ``prefix`` applies, as there."""
+        if self._prefix:
+            values = {f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}": v for k, v in values.items()}
+        session.log(values, None if step is None else int(step) + 1, keep_keys=True)
 
     def log_text(
         self,
@@ -516,7 +541,7 @@ class WandbLogger(_LoggerBase):
         media = [
             session.wandb_type(kind, item, **{name: kwargs[name][i] for name in kwargs}) for i, item in enumerate(items)
         ]
-        self.log_metrics({key: media}, step)
+        self._log_direct(session, {key: media}, step)
 
     def watch(self, model: Any, log: str | None = "gradients", log_freq: int = 100, log_graph: bool = True) -> None:
         """Log gradients and/or parameters of ``model`` (``wandb.watch``; ``log_graph`` is not used)."""

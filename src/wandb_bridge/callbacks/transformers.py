@@ -162,6 +162,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         self._last_eval: tuple[int, dict[str, Any]] | None = None
         self._warner = OnceWarner()
         self._health: Any = None  # the log_health monitor (every rank), made at the first optimizer step
+        self._in_step = False  # between on_step_begin and on_step_end (see on_train_begin's step clock)
 
     def __getstate__(self) -> dict[str, Any]:
         # Trainers are pickled (Ray Tune): the settings travel, a live run does not.
@@ -309,11 +310,30 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         """Start the run of this ``train()`` call, record the config, watch the model."""
         session = self.setup(args, state, kwargs.get("model"), new_training=True)
         model = kwargs.get("model")
-        if session is None or not session.enabled or model is None:
+        if session is None or not session.enabled:
+            return
+        # The step of the user's own wandb.log values: the step being computed inside a
+        # training step, else the optimizer steps completed.
+        session.step_clock = lambda: state.global_step + (1 if self._in_step else 0)
+        if model is None:
             return
         watch = self.settings.watch
         if watch is not None:
             session.watch(model, log=watch, log_freq=max(100, int(args.logging_steps or 0)))
+
+    @override
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """A training step begins (values the user logs now belong to it)."""
+        self._in_step = True
+
+    @override
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """The optimizer step is done."""
+        self._in_step = False
 
     @override
     @_guarded

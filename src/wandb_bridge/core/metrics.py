@@ -118,6 +118,33 @@ class ValueReport:
     non_finite: set[str] = field(default_factory=set)
 
 
+class Verbatim:
+    """A value the user logged directly (``wandb.log``) that is no metric number: handed to wandb as it is.
+
+    wandb itself records strings, None, nested dicts, arrays and multi-element
+    tensors (as histograms) from ``wandb.log``; the library's own checks on metric
+    values do not apply to them.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def as_written(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of a direct ``wandb.log`` call, keys kept: numbers stay metrics, the rest is :class:`Verbatim`."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        kind = type(value)
+        number = kind in (int, float, bool) or is_media(value)
+        scalar = (is_tensor(value) and value.numel() == 1) or (
+            kind.__module__ == "numpy" and getattr(value, "size", 2) == 1 and hasattr(value, "item")
+        )
+        out[str(key)] = value if number or scalar else Verbatim(value)
+    return out
+
+
 def is_tensor(value: object) -> bool:
     """True for a torch tensor, checked without importing torch."""
     return type(value).__module__.startswith("torch") and hasattr(value, "detach")
@@ -130,8 +157,13 @@ def is_media(value: object) -> bool:
     ``log_image`` of the frameworks records) counts as media too.
     """
     if isinstance(value, (list, tuple)):
-        return bool(value) and all(type(v).__module__.startswith("wandb") for v in value)
-    return type(value).__module__.startswith("wandb")
+        return bool(value) and all(_from_wandb(v) for v in value)
+    return _from_wandb(value)
+
+
+def _from_wandb(value: object) -> bool:
+    module = type(value).__module__
+    return module == "wandb" or module.startswith("wandb.")
 
 
 def convert_rows(rows: list[dict[str, Any]]) -> ValueReport:
@@ -159,6 +191,9 @@ def convert_rows(rows: list[dict[str, Any]]) -> ValueReport:
                     report.non_finite.add(key)
                 continue
             if kind is int or is_media(value):
+                continue
+            if kind is Verbatim:
+                row[key] = value.value
                 continue
             if kind is bool:
                 row[key] = int(value)
@@ -254,8 +289,18 @@ class RowMerger:
         self.last_epoch: float | None = None
         self.late_rows = 0
 
-    def add(self, step: int, values: Mapping[str, Any], epoch: float | None = None) -> list[dict[str, Any]]:
+    def add(
+        self, step: int, values: Mapping[str, Any], epoch: float | None = None, keep_both: bool = False
+    ) -> list[dict[str, Any]]:
         """Add ``values`` recorded at ``step``.
+
+        Args:
+            step: the global step.
+            values: recorded keys and values.
+            epoch: the (fractional) epoch, if known.
+            keep_both: a key already in the open row starts a second row for the
+                same step instead of replacing the value (direct ``wandb.log`` calls:
+                each value the user logged is kept, as wandb keeps it).
 
         Returns:
             Rows that are complete now (each holds ``trainer/global_step``).
@@ -263,7 +308,11 @@ class RowMerger:
         ready: list[dict[str, Any]] = []
         if epoch is not None:
             self.last_epoch = epoch
-        if self._step is None or step > self._step:
+        if keep_both and step == self._step and not self._row.keys().isdisjoint(values):
+            ready.append(self._close())
+            self._step = step
+            self._row = {STEP_KEY: step}
+        elif self._step is None or step > self._step:
             if self._step is not None:
                 ready.append(self._close())
             self._step = step

@@ -121,6 +121,24 @@ class Session(CheckpointsMixin, WorkerMixin):
         return self._last_step
 
     @property
+    def current_step(self) -> int:
+        """The global step a value logged now without a step belongs to.
+
+        The framework's step (:attr:`step_clock`, optimizer steps completed) when a
+        callback set one, else the last step logged; at least 1 (the first row's step).
+        """
+        clock = self.step_clock
+        step = None
+        if clock is not None:
+            try:
+                step = clock()
+            except Exception:  # a framework object in teardown
+                step = None
+        if step is None:
+            step = self._last_step
+        return max(1, int(step or 0))
+
+    @property
     def monitor(self) -> str | None:
         """The recorded key of the monitored metric, if any."""
         return self.policy.monitor
@@ -174,15 +192,21 @@ class Session(CheckpointsMixin, WorkerMixin):
     def _attach(self) -> wandb_sdk.RunHandle | None:
         settings = self.settings
         existing = settings.run if settings.run is not None else None
+        active = self._guard("find the active run", wandb_sdk.active_run) if existing is None else None
         if existing is None and settings.id is None:
-            existing = self._guard("find the active run", wandb_sdk.active_run)
+            existing = active
         if existing is not None:
             handle = wandb_sdk.RunHandle(existing, owned=False)
             if settings.config:
                 self._guard("update the config", handle.update_config, self._prepare_config(settings.config))
             return handle
         kwargs = self._init_kwargs()
-        gpu = self.rank.local_rank if self.rank.distributed else None
+        if active is not None and "reinit" not in kwargs:
+            # Another run is active and this session was asked for a run of its own (id=):
+            # start it beside that one; wandb.run stays the user's run.
+            kwargs["reinit"] = "create_new"
+        # Rank-zero mode monitors every GPU of the node (wandb's default); a run per rank its own.
+        gpu = self.rank.local_rank if self.rank.distributed and not settings.rank_zero_only else None
         self._spawn_rows_out()
         try:
             run = wandb_sdk.init(kwargs, system_stats=settings.system_stats, gpu_index=gpu)
@@ -193,6 +217,9 @@ class Session(CheckpointsMixin, WorkerMixin):
                 self._warn("init", f"wandb.init failed ({exc!r}); logging is off for this run.")
                 return None
             offline = {**kwargs, "mode": "offline"}
+            wandb_sdk.discard_failed_run(kwargs)  # no empty run beside the offline one for `wandb sync`
+            if settings.id is None and "id" not in settings.init_kwargs:
+                offline.pop("id", None)  # wandb-core still holds the failed attempt's id
             try:
                 run = wandb_sdk.init(offline, system_stats=settings.system_stats, gpu_index=gpu)
             except Exception as second:
@@ -234,9 +261,11 @@ class Session(CheckpointsMixin, WorkerMixin):
                 kwargs["name"] = f"{s.name}-rank-{self.rank.rank}"
         if s.id is not None and s.resume is None:
             kwargs["resume"] = "allow"
+        elif s.id is None and s.mode != "offline" and "id" not in s.init_kwargs:
+            # Our own id for an online start: if W&B cannot be reached, the folder that
+            # attempt left is found by it and removed before the offline fallback.
+            kwargs["id"] = wandb_sdk.new_run_id()
         kwargs.update(s.init_kwargs)
-        if "reinit" not in kwargs:
-            kwargs["reinit"] = "create_new"
         if s.dir is not None:
             os.makedirs(s.dir, exist_ok=True)
         return {k: v for k, v in kwargs.items() if v is not None}
@@ -244,6 +273,12 @@ class Session(CheckpointsMixin, WorkerMixin):
     def _after_attach(self) -> None:
         handle = self._handle
         assert handle is not None
+        # The user's own wandb.log / run.log / wandb.finish() go through this session
+        # while it is attached: their values land at the current step, in order with
+        # ours, and a finish first hands over what is still queued.
+        self._guard(
+            "follow the user's wandb calls", handle.intercept, self._user_log, self._user_finish, self._before_watch
+        )
         self._guard("define the step axis", handle.define_step_axis, STEP_KEY, EPOCH_KEY)
         if self.policy.monitor is not None:
             self._guard(
@@ -266,12 +301,34 @@ class Session(CheckpointsMixin, WorkerMixin):
         """Flush what is queued, upload end-of-run checkpoints and finish the run if this session started it.
 
         Idempotent. Waits at most ``finish_timeout`` seconds for the queue; past
-        that it warns with the command that uploads what was recorded.
+        that it warns with the command that uploads what was recorded. A run the
+        session found active (the user's, a sweep agent's) is left open.
 
         Args:
             exit_code: 0 for success, non-zero for a failed run. None lets wandb
                 decide (0, or 1 after an uncaught exception).
         """
+        self._end(exit_code, finish_run=None)
+
+    @property
+    def ended_by_user(self) -> bool:
+        """True when the run was finished by the user (``wandb.finish()``, ``run.finish()``), not by this session."""
+        return self._ended_by_user
+
+    def _user_finish(self, exit_code: int | None) -> None:
+        """``wandb.finish()`` / ``run.finish()`` by the user: hand over everything queued, then finish the run."""
+        self._ended_by_user = True
+        self._end(exit_code, finish_run=True)
+
+    def _user_log(self, data: Mapping[str, Any], step: int | None, commit: bool | None) -> None:
+        """The user's own ``wandb.log`` / ``run.log``: keys as written, at the current step (or ``step``)."""
+        del commit  # a step's values share one row whatever commit says
+        if not isinstance(data, Mapping):
+            raise TypeError(f"wandb.log takes a dict of values, got {type(data).__name__}")
+        self.log(data, step, keep_keys=True)
+
+    def _end(self, exit_code: int | None, finish_run: bool | None) -> None:
+        """Finish: ``finish_run`` None finishes the run when this session started it."""
         with self._lock:
             if self._finished:
                 return
@@ -283,6 +340,8 @@ class Session(CheckpointsMixin, WorkerMixin):
             self._sigterm.uninstall()
         handle, pipeline = self._handle, self._pipeline
         if handle is None or pipeline is None:
+            if handle is not None and finish_run:
+                self._bounded("finish the run", handle.finish_now, exit_code)
             return
         self._put((_CALL, self._upload_end, True))
         self._put((_CALL, self._close_open_row))
@@ -299,9 +358,15 @@ class Session(CheckpointsMixin, WorkerMixin):
             snap.release()
         self._retained.clear()
         self._record_progress()
+        if finish_run is None:
+            finish_run = handle.owned and (self._broken is None or self._stuck)
+            if handle.owned and not finish_run:
+                handle.mark_dead()  # wandb-core is gone: no later session takes this run over
+        if finish_run:
+            self._bounded("finish the run", handle.finish_now, exit_code)
+        else:
+            self._guard("stop following the user's wandb calls", handle.release)
         self._raise_pending()
-        if handle.owned and (self._broken is None or self._stuck):
-            self._bounded("finish the run", handle.finish, exit_code)
         if self._unsent_path is not None:
             self._warn("unsent", f"Rows wandb could not take were kept in {self._unsent_path}.")
 
@@ -396,6 +461,7 @@ class Session(CheckpointsMixin, WorkerMixin):
         epoch: float | None = None,
         stage: Stage = "train",
         samples: int | None = None,
+        keep_keys: bool = False,
     ) -> None:
         """Record values at a global step (hot path: only hands them to the worker).
 
@@ -413,8 +479,17 @@ class Session(CheckpointsMixin, WorkerMixin):
             epoch: the (fractional) epoch, recorded as ``trainer/epoch``.
             stage: where unprefixed names go: ``"train"``, ``"val"`` or ``"test"``.
             samples: samples processed in this step, for ``perf/`` throughput.
+            keep_keys: record the keys as written (values the user names in a direct
+                call: ``wandb.log``, ``experiment.log``, ``log_image``); ``step`` None
+                then means the current step (:attr:`current_step`), not the next one.
         """
         if self._noop or self._finished:
+            if self._ended_by_user:
+                self._warn(
+                    "ended-by-user",
+                    "The run was finished by wandb.finish() / run.finish(); values logged after it are not recorded "
+                    "(the next fit or train starts a new run).",
+                )
             return
         if not self._started:
             self.start()
@@ -422,6 +497,13 @@ class Session(CheckpointsMixin, WorkerMixin):
                 return
         if self._error is not None:
             self._raise_pending()
+        if keep_keys:
+            if step is None:
+                step = self.current_step
+            elif self._last_step is None or step > self._last_step:
+                self._last_step = step
+            self._put((_LOG, step, epoch, None, _hand_over(metrics), time.perf_counter(), None))
+            return
         if step is None:
             with self._lock:
                 step = 1 if self._last_step is None else self._last_step + 1
@@ -432,6 +514,8 @@ class Session(CheckpointsMixin, WorkerMixin):
             self._skip_recorded()
             return
         self._put((_LOG, step, epoch, stage, _hand_over(metrics), time.perf_counter(), samples))
+        if self._watching and self._pipeline is not None:
+            self._pipeline.barrier(self.settings.finish_timeout)
 
     def log_config(self, config: Mapping[str, Any]) -> None:
         """Add values to the run config (flattened, JSON-safe, secrets redacted)."""
@@ -497,7 +581,18 @@ class Session(CheckpointsMixin, WorkerMixin):
         if self._ensure_started():
             handle = self._handle
             assert handle is not None
+            self._before_watch()
             self._guard("watch the model", handle.watch, model, log, log_freq)
+
+    def _before_watch(self) -> None:
+        """``watch`` adds its histograms to the row this process commits next.
+
+        So from now on rows are logged from this process, and each ``log`` waits
+        until its values were handed to wandb (as with the native integrations):
+        every histogram lands in the row of its step or the one after it.
+        """
+        self._watching = True
+        self._put((_CALL, self._rows_here))
 
     def health_monitor(self, owner: str = "Session") -> Any:
         """A torch health monitor recording into this session, or None when ``log_health`` is off.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from wandb_bridge.adapters import files, signals, system, wandb_sdk
@@ -78,6 +78,10 @@ class SessionBase:
         self._rows_out: RowProcess | None = None
         self._rows_out_state = "new"
         self.preempted = False
+        self._ended_by_user = False
+        self._watching = False  # wandb.watch is on: rows are handed over at once (see Session._before_watch)
+        # Optimizer steps completed, read from the framework (set by callbacks); see Session.current_step.
+        self.step_clock: Callable[[], int | None] | None = None
         # Resuming (resume_from_checkpoint): the marker found, and the highest step the
         # previous attempts recorded; log() does not record those steps again.
         self._resumed: RunMarker | None = None

@@ -218,6 +218,21 @@ class RowsMixin(SessionBase):
                 f"what was recorded can be uploaded with: {hint}",
             )
 
+    def _rows_here(self) -> None:
+        """From now on log every row from this process (the logging process ends after its last row).
+
+        ``wandb.watch`` adds its histograms to the history row that this process's
+        run commits next; with rows committed by the logging process they would
+        wait until the end of the run.
+        """
+        if self._rows_out_state == "new":
+            self._rows_out_state = "off"  # never started: nothing to hand over
+            out, self._rows_out = self._rows_out, None
+            if out is not None:
+                out.kill()
+            return
+        self._close_rows_out(self.settings.finish_timeout)
+
     def _rows_out_gone(self, gone: row_process.RowProcessGone) -> None:
         self._rows_out_state = "off"
         self._warn("rows-out-gone", f"{gone}; rows are logged from this process from now on.")

@@ -9,7 +9,7 @@ from typing import Any
 
 from wandb_bridge.adapters import files
 from wandb_bridge.core.checkpoints import Upload
-from wandb_bridge.core.metrics import EPOCH_KEY, STEP_KEY, convert_rows, flatten_metrics
+from wandb_bridge.core.metrics import EPOCH_KEY, STEP_KEY, as_written, convert_rows, flatten_metrics
 from wandb_bridge.core.pipeline import Op
 from wandb_bridge.core.session_base import _CALL, _FAILED, _LOG
 from wandb_bridge.core.session_rows import RowsMixin
@@ -41,6 +41,8 @@ class WorkerMixin(RowsMixin):
 
     def _merge(self, op: Op) -> list[dict[str, Any]]:
         _, step, epoch, stage, values, stamp, samples = op
+        if stage is None:  # a direct call (wandb.log, experiment.log, log_image): keys as written
+            return self._merger.add(step, as_written(values), None if epoch is None else float(epoch), keep_both=True)
         mapped: dict[str, Any] = {}
         keys = self._keys
         for key, value in flatten_metrics(values):

@@ -98,6 +98,7 @@ class Settings:
         known = {f for f in cls.__dataclass_fields__ if f != "init_kwargs"}
         init_kwargs = dict(kwargs.pop("init_kwargs", None) or {})
         init_kwargs.update({k: v for k, v in kwargs.items() if k not in known})
+        _check_init_kwargs(init_kwargs, known)
         args = {k: v for k, v in kwargs.items() if k in known}
 
         def pick(name: str, var: str) -> Any:
@@ -191,6 +192,29 @@ class Settings:
     def disabled(self) -> bool:
         """True when logging is switched off (``mode="disabled"`` or ``WANDB_DISABLED``)."""
         return self.mode == "disabled"
+
+
+def _check_init_kwargs(init_kwargs: Mapping[str, Any], known: Iterable[str]) -> None:
+    """A keyword that neither the library nor ``wandb.init`` takes is a typo: raise at construction."""
+    from wandb_bridge.adapters import wandb_sdk
+
+    unknown = [k for k in init_kwargs if k not in wandb_sdk.INIT_PARAMETERS]
+    if not unknown:
+        return
+    accepted = wandb_sdk.init_parameters()  # this wandb may take more than the names we know
+    unknown = [k for k in unknown if k not in accepted]
+    if not unknown:
+        return
+    import difflib
+
+    names = sorted({*known, *accepted})
+    name = unknown[0]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise TypeError(
+        f"unexpected keyword argument {name!r}: it is neither a wandb-bridge setting nor a wandb.init "
+        f"argument{hint}"
+    )
 
 
 def infer_monitor_mode(monitor: str | None) -> MonitorMode:
