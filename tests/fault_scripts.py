@@ -64,4 +64,6 @@ def no_api_key(directory: Path) -> None:
 
 if __name__ == "__main__":
     scenario, folder = sys.argv[1], Path(sys.argv[2])
-    {"sigterm": sigterm, "until_signal": until_signal, "disk_full": disk_full, "no_api_key": no_api_key}[scenario](folder)
+    {"sigterm": sigterm, "until_signal": until_signal, "disk_full": disk_full, "no_api_key": no_api_key}[scenario](
+        folder
+    )

@@ -74,9 +74,7 @@ def transformers(mode: str, root: Path) -> None:
             if mode == "first" and state.global_step == BLOCK_AT:
                 _wait_for_sigterm()  # the default SIGTERM action ends the process
 
-    args = make_args(
-        root / "out", max_steps=STEPS, logging_steps=1, save_strategy="steps", save_steps=CHECKPOINT_EVERY
-    )
+    args = make_args(root / "out", max_steps=STEPS, logging_steps=1, save_strategy="steps", save_steps=CHECKPOINT_EVERY)
     callback = WandbTrainerCallback(project="resume")
     trainer = make_trainer(args, [callback, Block()])
     trainer.train(resume_from_checkpoint=True if mode == "resume" else None)
@@ -108,14 +106,55 @@ def keras(mode: str, root: Path) -> None:
     checkpoint = keras.callbacks.ModelCheckpoint(str(folder / "ckpt-{epoch:02d}.keras"))
     callback = WandbKerasCallback(project="resume", log_freq="batch")
     model.fit(
-        x, y, batch_size=4, epochs=STEPS // steps_per_epoch, initial_epoch=initial_epoch, verbose=0,
+        x,
+        y,
+        batch_size=4,
+        epochs=STEPS // steps_per_epoch,
+        initial_epoch=initial_epoch,
+        verbose=0,
         callbacks=[checkpoint, callback, Block()],
     )
+    callback.finish()
+
+
+def transformers_jit(mode: str, root: Path) -> None:
+    """``enable_jit_checkpoint=True``: SIGTERM at step 3; HF saves ``checkpoint-<step>``, stops, ``train()`` returns."""
+    from transformers import TrainerCallback
+
+    from transformers_helpers import make_args, make_trainer
+    from wandb_bridge import WandbTrainerCallback
+
+    class Block(TrainerCallback):
+        def __init__(self) -> None:
+            self.trainer: Any = None
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step != 3:
+                return
+            jit = next(
+                c for c in self.trainer.callback_handler.callbacks if type(c).__name__ == "JITCheckpointCallback"
+            )
+            # HF's handler asks for the checkpoint a few seconds after SIGTERM: wait for that event
+            _wait_for_sigterm(lambda: bool(jit.jit_manager and jit.jit_manager.is_checkpoint_requested))
+
+    args = make_args(root / "out", max_steps=STEPS, logging_steps=1, enable_jit_checkpoint=True)
+    callback = WandbTrainerCallback(project="jit")
+    block = Block()
+    trainer = make_trainer(args, [callback, block])
+    block.trainer = trainer
+    trainer.train()
+    print(f"returned {trainer.state.global_step}", flush=True)
     callback.finish()
 
 
 if __name__ == "__main__":
     framework, attempt, directory = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     os.chdir(directory)
-    {"lightning": lightning, "transformers": transformers, "keras": keras}[framework](attempt, directory)
+    scenarios = {
+        "lightning": lightning,
+        "transformers": transformers,
+        "keras": keras,
+        "transformers_jit": transformers_jit,
+    }
+    scenarios[framework](attempt, directory)
     print("finished", flush=True)

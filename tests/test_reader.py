@@ -373,4 +373,4 @@ def test_importing_plugin_does_not_import_wandb() -> None:
         "import sys, wandb_bridge.testing, wandb_bridge.testing.plugin; "
         "assert 'wandb' not in sys.modules, 'wandb imported'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

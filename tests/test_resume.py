@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from process_helpers import Child
 from wandb_bridge import Session
-from wandb_bridge.core.checkpoints import find_run_marker
 from wandb_bridge.testing import RunRecord, WandbOfflineRuns
 
 SCRIPTS = Path(__file__).with_name("resume_scripts.py")
@@ -49,31 +49,23 @@ def test_restart_from_checkpoint_continues_the_same_run(
 ) -> None:
     env = _child_env(wandb_offline)
     command = [sys.executable, str(SCRIPTS), framework]
-    first = subprocess.Popen(
-        [*command, "first", str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert first.stdout is not None and first.stderr is not None
-    for line in first.stdout:  # wandb and the frameworks print too
-        if line.strip() == "ready":
-            break
-    else:
-        first.kill()
-        pytest.fail(f"the first attempt did not reach step {BLOCK_AT}:\n{first.stderr.read()[-3000:]}")
-    first.send_signal(signal.SIGTERM)
-    code = first.wait(timeout=60)
-    first_err = first.stderr.read()
-    assert code == FIRST_EXIT[framework], first_err[-3000:]
+    with Child([*command, "first", str(tmp_path)], env=env, folder=tmp_path / "out", name="first") as first:
+        first.wait_for_line("ready", timeout=180)  # at step BLOCK_AT, waiting for the signal
+        first.process.send_signal(signal.SIGTERM)
+        code = first.wait(timeout=60)
+    assert code == FIRST_EXIT[framework], first.stderr()[-3000:]
+    first_folders = set(wandb_offline.wandb_dir.glob("wandb/offline-run-*"))
 
-    second = subprocess.run(
-        [*command, "resume", str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
-    )
+    second = subprocess.run([*command, "resume", str(tmp_path)], env=env, capture_output=True, text=True, timeout=180)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "finished" in second.stdout
     assert "already recorded by the run's previous attempt" in second.stderr  # the skip rule was applied
 
     runs = wandb_offline.runs()
     assert len(runs) == 2, [r.path for r in runs]
-    attempt1, attempt2 = runs
+    # which attempt wrote which file: the folder that existed before the restart (not file times)
+    (attempt1,) = [r for r in runs if r.folder in first_folders]
+    (attempt2,) = [r for r in runs if r.folder not in first_folders]
     assert attempt1.run_id == attempt2.run_id  # one run, found from the checkpoint
     assert attempt1.preempting and attempt1.exit_code == 143
     assert not attempt2.preempting and attempt2.exit_code == 0
@@ -100,24 +92,31 @@ def test_checkpoint_marker_names_the_run_and_stays_out_of_payloads(
             if step == 3:
                 session.log_checkpoint(folder, step=3, epoch=1)
         run_id = session.run_id
+    # The marker file, as the README documents it
     index = json.loads((tmp_path / "_wandb-bridge-runs.json").read_text())
     assert set(index["checkpoints"]) == {"last.ckpt", "checkpoint-3"}
+    entry = index["checkpoints"]["last.ckpt"]
+    assert (entry["run_id"], entry["project"], entry["group"], entry["step"], entry["epoch"]) == (
+        run_id,
+        "resume",
+        "g",
+        2,
+        1,
+    )
+    assert entry["wandb_bridge_version"] and "framework" in entry
     assert index["runs"][run_id]["last_logged_step"] == 4  # updated when the run finished
-    marker = find_run_marker(single)
-    assert marker is not None and marker.exact
-    assert (marker.run_id, marker.project, marker.group, marker.step, marker.epoch) == (run_id, "resume", "g", 2, 1)
-    assert marker.recorded_through == 4
-    # A checkpoint saved without a marker (e.g. by the framework's own SIGTERM handler)
-    # belongs to the run of the newest marked one before it in the same folder.
-    unmarked = find_run_marker(tmp_path / "checkpoint-9", step=9)
-    assert unmarked is not None and unmarked.run_id == run_id and not unmarked.exact
-    assert find_run_marker(tmp_path / "checkpoint-9") is None
-    # The file was replaced by one the index does not describe: no marker.
-    single.write_bytes(b"other weights")
-    assert find_run_marker(single) is None
     run = wandb_offline.run()
     files = {name for artifact in run.artifacts for name in artifact.files}
     assert "weights.bin" in files and not any("wandb-bridge-runs" in name for name in files)
+    # ... and what it does: resuming from the marked file continues that run in its group,
+    # without recording again the steps the run already has (1..4)
+    with pytest.warns(UserWarning, match="already recorded"), Session(resume_from_checkpoint=single) as again:
+        for step in (3, 4, 5):
+            again.log({"loss": 0.0}, step=step)
+        assert again.run_id == run_id
+    attempts = [r for r in wandb_offline.runs() if r.run_id == run_id]
+    assert len(attempts) == 2
+    assert sorted(int(s) for r in attempts for s, _ in r.values("train/loss")) == [1, 2, 3, 4, 5]
 
 
 def test_resume_from_checkpoint_continues_the_run_and_skips_recorded_steps(
@@ -132,16 +131,18 @@ def test_resume_from_checkpoint_continues_the_run_and_skips_recorded_steps(
                 first.log_checkpoint(checkpoint, step=3)
         run_id = first.run_id
     assert run_id is not None
-    with pytest.warns(UserWarning, match="already recorded"), Session(
-        project="resume", resume_from_checkpoint=checkpoint
-    ) as second:
+    with (
+        pytest.warns(UserWarning, match="already recorded"),
+        Session(project="resume", resume_from_checkpoint=checkpoint) as second,
+    ):
         for step in range(4, 9):  # training restarts after the checkpoint's step
             second.log({"loss": float(step) + 0.5}, step=step)
         assert second.run_id == run_id
         assert second.resumed_from is not None and second.resumed_from.step == 3
-    with pytest.warns(UserWarning, match="chosen explicitly"), Session(
-        project="resume", id="explicit1", resume_from_checkpoint=checkpoint
-    ) as third:
+    with (
+        pytest.warns(UserWarning, match="chosen explicitly"),
+        Session(project="resume", id="explicit1", resume_from_checkpoint=checkpoint) as third,
+    ):
         third.log({"loss": 1.0}, step=1)  # an explicit id wins: its own run, nothing skipped
     with Session(project="resume", resume="never", resume_from_checkpoint=checkpoint) as fourth:
         fourth.log({"loss": 2.0}, step=2)  # resume="never" opts out: a new run
@@ -153,3 +154,23 @@ def test_resume_from_checkpoint_continues_the_run_and_skips_recorded_steps(
     assert sorted(by_id[run_id]) == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 5.0), (6, 6.5), (7, 7.5), (8, 8.5)]
     assert by_id["explicit1"] == [(1, 1.0)]
     assert by_id[str(fresh)] == [(2, 2.0)]
+
+
+@pytest.mark.slow
+def test_transformers_jit_checkpoint_on_sigterm_marks_preempting_and_leaves_the_run_to_the_script(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path
+) -> None:
+    env = _child_env(wandb_offline)
+    with Child(
+        [sys.executable, str(SCRIPTS), "transformers_jit", "first", str(tmp_path)], env=env, folder=tmp_path / "log"
+    ) as child:
+        child.wait_for_line("ready", timeout=180)
+        child.process.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=120) == 0, child.stderr()[-3000:]  # train() returned; the script ended normally
+    (returned,) = [int(line.split()[1]) for line in child.stdout().splitlines() if line.startswith("returned ")]
+    saved = [int(p.name.split("-")[1]) for p in (tmp_path / "out").glob("checkpoint-*")]
+    assert len(saved) == 1 and 3 <= saved[0] <= returned < STEPS  # HF saved once and stopped early
+    run = wandb_offline.run()
+    assert run.preempting  # our hook marked it
+    assert run.exit_code == 0  # finished by the script's finish(), not by our SIGTERM handling
+    assert _steps(run) == list(range(1, returned + 1))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from process_helpers import staged_files
 from wandb_bridge import Session, WandbBridgeWarning
 from wandb_bridge.testing import WandbOfflineRuns
 
@@ -57,7 +58,14 @@ def test_bad_values_warn_once_per_key_and_never_crash(wandb_offline: WandbOfflin
         with Session(project="demo") as session:
             for step in (1, 2):
                 session.log(
-                    {"nan": float("nan"), "text": "hello", "none": None, "vec": torch.ones(3), "np": np.float16(0.5), "ok": 1},
+                    {
+                        "nan": float("nan"),
+                        "text": "hello",
+                        "none": None,
+                        "vec": torch.ones(3),
+                        "np": np.float16(0.5),
+                        "ok": 1,
+                    },
                     step=step,
                 )
     ours = [str(w.message) for w in caught if issubclass(w.category, WandbBridgeWarning)]
@@ -123,7 +131,9 @@ def test_active_run_is_used_and_left_open(wandb_offline: WandbOfflineRuns) -> No
     assert run.values("train/loss") == [(1, 1.0)]
 
 
-def test_disabled_is_a_cheap_no_op(wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_disabled_is_a_cheap_no_op(
+    wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("WANDB_MODE", "disabled")
     with Session(project="demo", log_model="all") as session:
         session.log({"loss": 1.0}, step=1)
@@ -171,12 +181,14 @@ def test_checkpoints_end_uploads_latest_and_best_once(wandb_offline: WandbOfflin
             _write(folder / "model.bin", f"w{step}".encode())
             _write(folder / "training_args.bin", b"hub_token=secret")
             session.log_checkpoint(folder, step=step, score=loss, exclude=["training_args.bin"])
-            assert session.checkpoints_uploaded == 0
+        assert session.flush()  # the worker handled every report: still nothing logged as an artifact
+        assert staged_files(wandb_offline.data_dir) == []
     run = wandb_offline.run()
     arts = [a for a in run.artifacts if a.type == "model"]
     # wandb adds "latest" to every version it logs; the server moves it to the newest.
     assert [set(a.aliases) - {"latest"} for a in arts] == [{"best", "step-2"}, {"step-3"}]
     assert all(set(a.files) == {"model.bin"} for a in arts)
+    assert [Path(a.files["model.bin"]["local_path"]).read_bytes() for a in arts] == [b"w2", b"w3"]
 
 
 def test_checkpoints_best_only_uploads_improvements(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
@@ -197,7 +209,10 @@ def test_missing_checkpoint_warns_and_training_goes_on(wandb_offline: WandbOffli
 
 
 def test_on_error_raise_surfaces_checkpoint_problems(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="nope"), Session(project="demo", log_model="all", on_error="raise") as session:
+    with (
+        pytest.raises(RuntimeError, match="nope"),
+        Session(project="demo", log_model="all", on_error="raise") as session,
+    ):
         session.log_checkpoint(tmp_path / "nope.ckpt", step=1)
 
 
@@ -211,7 +226,9 @@ def test_dataset_artifact_and_flush(wandb_offline: WandbOfflineRuns, tmp_path: P
     assert "v1" in arts[0].aliases
 
 
-def test_sweep_values_reach_the_caller(wandb_offline: WandbOfflineRuns, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sweep_values_reach_the_caller(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     params = tmp_path / "sweep.yaml"
     params.write_text("lr:\n  value: 0.05\nlayers:\n  value: 3\n")
     monkeypatch.setenv("WANDB_SWEEP_ID", "abc123")
@@ -245,4 +262,5 @@ def test_system_stats_off_records_no_perf_keys(wandb_offline: WandbOfflineRuns) 
         for step in range(1, 4):
             session.log({"loss": 1.0}, step=step, samples=8)
     run = wandb_offline.run()
-    assert not any(k.startswith("perf/") for row in run.history for k in row)
+    assert [s for s, _ in run.values("train/loss")] == [1, 2, 3]  # the rows are there ...
+    assert not any(k.startswith("perf/") for row in run.history for k in row)  # ... without perf/

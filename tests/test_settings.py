@@ -86,7 +86,14 @@ def test_environment_is_never_written() -> None:
 
 @pytest.mark.parametrize(
     ("name", "mode"),
-    [("val/loss", "min"), ("val_acc", "max"), ("eval_f1", "max"), ("val/mape", "min"), ("val/perplexity", "min"), (None, "min")],
+    [
+        ("val/loss", "min"),
+        ("val_acc", "max"),
+        ("eval_f1", "max"),
+        ("val/mape", "min"),
+        ("val/perplexity", "min"),
+        (None, "min"),
+    ],
 )
 def test_monitor_mode_inference(name: str | None, mode: str) -> None:
     assert infer_monitor_mode(name) == mode

@@ -9,7 +9,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
+from process_helpers import staged_files
 from transformers_helpers import (
     PLANTED_TOKEN,
     ToyDataset,
@@ -79,6 +79,9 @@ def test_config_and_planted_hub_token_absent_everywhere(wandb_offline, tmp_path)
     args = make_args(tmp_path / "out", save_strategy="steps", save_steps=3)
     trainer = make_trainer(args, [callback], tokenizer=True)
     trainer.model.peft_config = {"default": {"r": 4, "lora_alpha": 8}}  # as a PEFT model carries it
+    for parameter in trainer.model.bert.embeddings.parameters():  # frozen: trainable < total
+        parameter.requires_grad = False
+    frozen = sum(p.numel() for p in trainer.model.bert.embeddings.parameters())
     trainer.train()
     callback.finish()
 
@@ -96,7 +99,8 @@ def test_config_and_planted_hub_token_absent_everywhere(wandb_offline, tmp_path)
     assert config["peft/default/r"] == 4
     total = sum(p.numel() for p in trainer.model.parameters())
     assert config["model/num_parameters"] == total
-    assert config["model/num_trainable_parameters"] == total
+    assert 0 < frozen < total
+    assert config["model/num_trainable_parameters"] == total - frozen
     assert wandb_offline.grep(PLANTED_TOKEN) == []
     artifacts = _model_artifacts(run)
     assert len(artifacts) == 2
@@ -160,8 +164,10 @@ def test_checkpoint_files_weights_uploads_only_weights_and_configs(wandb_offline
     args = make_args(tmp_path / "out", save_strategy="steps", save_steps=3)
     trainer = make_trainer(args, [callback], tokenizer=True, train_size=24)  # 6 steps = 1 epoch
     trainer.train()
-    # log_model="end": uploaded when train() ends, not only when the run finishes
-    assert callback.session is not None and callback.session.checkpoints_uploaded == 1
+    # log_model="end": logged when train() ends, not only when the run finishes (wandb has
+    # staged the artifact's files by then)
+    assert callback.session is not None and callback.session.flush()
+    assert staged_files(wandb_offline.data_dir) != []
     callback.finish()
 
     written = set(os.listdir(tmp_path / "out" / "checkpoint-6"))
@@ -236,10 +242,12 @@ def test_two_train_calls_give_two_runs_with_their_own_config(wandb_offline, tmp_
     trainer.args.learning_rate = 1e-3
     trainer.train()
     assert callback.run is not first
+    second_id = callback.run.id
     callback.finish()
 
-    runs = wandb_offline.runs()
-    assert len(runs) == 2
+    by_id = {r.run_id: r for r in wandb_offline.runs()}
+    assert len(by_id) == 2
+    runs = [by_id[first.id], by_id[second_id]]  # the order they were trained in, not file times
     assert [r.config["learning_rate"] for r in runs] == [5e-3, 1e-3]
     assert all(r.exit_code == 0 for r in runs)
     assert [_steps(r, "train/loss") for r in runs] == [[2, 4], [2, 4]]
@@ -263,13 +271,16 @@ def test_same_training_loss_as_report_to_wandb(wandb_offline, tmp_path):
 
     native = make_trainer(make_args(tmp_path / "native", report_to="wandb", logging_steps=1))
     native.train()
+    native_id = wandb.run.id
     wandb.finish()
     callback = WandbTrainerCallback()
     ours = make_trainer(make_args(tmp_path / "ours", logging_steps=1), [callback])
     ours.train()
+    our_id = callback.run.id
     callback.finish()
 
-    native_run, our_run = wandb_offline.runs()
+    by_id = {r.run_id: r for r in wandb_offline.runs()}
+    native_run, our_run = by_id[native_id], by_id[our_id]
     native_loss = native_run.values("train/loss", step_key="train/global_step")
     our_loss = our_run.values("train/loss")
     assert [s for s, _ in our_loss] == [1, 2, 3, 4, 5, 6]
@@ -327,8 +338,14 @@ def test_apply_sweep_with_a_mapping_or_session(wandb_offline, tmp_path):
     args = make_args(tmp_path / "out")
     updated = apply_sweep(
         args,
-        {"learning_rate": 0.02, "num_train_epochs": 2, "per_device_train_batch_size": 8.0,
-         "hub_token": "<redacted>", "not_an_argument": 1, "model/hidden_size": 8},
+        {
+            "learning_rate": 0.02,
+            "num_train_epochs": 2,
+            "per_device_train_batch_size": 8.0,
+            "hub_token": "<redacted>",
+            "not_an_argument": 1,
+            "model/hidden_size": 8,
+        },
     )
     assert updated.learning_rate == 0.02
     assert updated.per_device_train_batch_size == 8 and isinstance(updated.per_device_train_batch_size, int)
@@ -385,7 +402,8 @@ def _run_script(command: list[str], env: dict[str, str], folder: Path, timeout: 
                     os.kill(pid, signal.SIGABRT)  # faulthandler prints every thread's stack
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGABRT)
-            time.sleep(3)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)  # the stacks are written before SIGABRT ends it
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -399,8 +417,15 @@ def _run_script(command: list[str], env: dict[str, str], folder: Path, timeout: 
 @pytest.mark.slow
 def test_torchrun_two_processes_give_one_run(wandb_offline, tmp_path):
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        str(HERE / "transformers_helpers.py"), "ddp", str(tmp_path),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(HERE / "transformers_helpers.py"),
+        "ddp",
+        str(tmp_path),
     ]
     code, output = _run_script(command, {**os.environ, **wandb_offline.env}, tmp_path, timeout=150)
     assert code == 0, output[-3000:]

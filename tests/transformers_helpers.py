@@ -140,7 +140,8 @@ def _worker(output_dir: str) -> None:
     from wandb_bridge import WandbTrainerCallback
 
     (Path(output_dir) / f"pid-{os.getpid()}").touch()  # lets the test kill a hung worker
-    callback = WandbTrainerCallback(project="ddp")
+    rank_zero_only = os.environ.get("TEST_RANK_ZERO_ONLY", "1") == "1"
+    callback = WandbTrainerCallback(project="ddp", rank_zero_only=rank_zero_only)
     args = make_args(Path(output_dir) / "out", max_steps=4, logging_steps=1, ddp_backend="gloo")
     trainer = make_trainer(args, [callback])
     trainer.train()

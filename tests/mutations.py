@@ -1,0 +1,207 @@
+"""Plant each known defect in a copy of the repository and show that its tests go red.
+
+Usage (from the repository root, in the project's virtual environment)::
+
+    python tests/mutations.py                 # every mutation, on a copy of the committed tree (HEAD)
+    python tests/mutations.py --working-tree  # on a copy of the files as they are now (uncommitted too)
+    python tests/mutations.py --baseline      # first check that the targeted tests pass unmutated
+    python tests/mutations.py dedup-off rows-not-in-helper   # only these
+
+The shared working tree is never touched: the copy is a ``git worktree`` (or a
+plain copy) under a temporary folder, removed at the end. Each mutation is a
+literal text replacement in one ``src/`` file; if its anchor text is not found
+(the code moved), the mutation is reported as ``STALE`` so the list is kept in
+step with the code. The targeted tests run with ``PYTHONPATH=<copy>/src``, so
+the copy's package wins over the editable install. Exit status: 0 when every
+mutation made at least one of its tests fail, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One planted defect: replace ``old`` by ``new`` in ``path``; ``tests`` must go red."""
+
+    name: str
+    what: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS = (
+    Mutation(
+        "dedup-off",
+        "the duplicate-content skip in the checkpoint worker switched off",
+        "src/wandb_bridge/core/session_worker.py",
+        "duplicate = digest in self._digests",
+        "duplicate = False",
+        ("tests/test_lightning.py::test_every_checkpoint_callback_followed_best_alias_metadata_and_dedup",),
+    ),
+    Mutation(
+        "rows-not-in-helper",
+        "every row logged from the training process, none through the logging process",
+        "src/wandb_bridge/core/session_rows.py",
+        'out = self._rows_out if self._rows_out_state == "on" else self._start_rows_out()',
+        "out = None",
+        (
+            "tests/test_log_process.py::test_rows_are_logged_by_a_helper_process_in_order",
+            "tests/test_log_process.py::test_plain_rows_of_every_kind_go_to_the_helper",
+        ),
+    ),
+    Mutation(
+        "unsent-rows-dropped",
+        "rows wandb could not take after a real wandb-core failure are dropped, not kept",
+        "src/wandb_bridge/core/session_rows.py",
+        "        if unsent:\n            self._keep_unsent(unsent)",
+        "        if False:\n            self._keep_unsent(unsent)",
+        (
+            "tests/test_keras.py::test_logging_failure_does_not_stop_training",
+            "tests/test_faults.py::test_wandb_core_killed_mid_run_keeps_training_and_rows",
+        ),
+    ),
+    Mutation(
+        "later-calls-not-cheap",
+        "after wandb-core died, every later row is still handed to wandb",
+        "src/wandb_bridge/core/session_rows.py",
+        'self._broken = f"{type(exc).__name__}: {exc}"',
+        "pass",
+        ("tests/test_faults.py::test_wandb_core_killed_mid_run_keeps_training_and_rows",),
+    ),
+    Mutation(
+        "end-uploads-eagerly",
+        'log_model="end" uploads every checkpoint when it is written',
+        "src/wandb_bridge/core/checkpoints.py",
+        'if self.log_model == "all" or (self.log_model == "best" and best):',
+        'if self.log_model in ("all", "end") or (self.log_model == "best" and best):',
+        ("tests/test_session.py::test_checkpoints_end_uploads_latest_and_best_once",),
+    ),
+    Mutation(
+        "summary-min-and-max",
+        "the monitored metric's summary keeps min and max, not the monitor mode",
+        "src/wandb_bridge/adapters/wandb_sdk.py",
+        "self.run.define_metric(key, summary=mode)",
+        'self.run.define_metric(key, summary="min,max")',
+        ("tests/test_keras.py::test_checkpoint_files_followed_with_aliases",),
+    ),
+    Mutation(
+        "failed-fit-exit-code-2",
+        "a Keras fit that raised finishes its run with exit code 2 instead of 1",
+        "src/wandb_bridge/core/session.py",
+        "        return code if isinstance(code, int) else (0 if code is None else 1)\n    return 1\n",
+        "        return code if isinstance(code, int) else (0 if code is None else 1)\n    return 2\n",
+        ("tests/test_keras.py::test_failed_fit_records_non_zero_exit_code",),
+    ),
+    Mutation(
+        "trainable-equals-total",
+        "transformers config reports every parameter as trainable",
+        "src/wandb_bridge/callbacks/transformers.py",
+        'config["model/num_trainable_parameters"] = trainable',
+        'config["model/num_trainable_parameters"] = total',
+        ("tests/test_transformers.py::test_config_and_planted_hub_token_absent_everywhere",),
+    ),
+    Mutation(
+        "no-rows-without-stats",
+        "system_stats=False drops the history rows too",
+        "src/wandb_bridge/core/session_rows.py",
+        "        if not rows:\n            return\n        report = convert_rows(rows)",
+        "        if not rows or not self.settings.system_stats:\n            return\n        report = convert_rows(rows)",
+        ("tests/test_session.py::test_system_stats_off_records_no_perf_keys",),
+    ),
+)
+
+
+def _make_copy(working_tree: bool) -> tuple[Path, bool]:
+    base = Path(tempfile.mkdtemp(prefix="wandb-bridge-mutants-"))
+    target = base / "repo"
+    if working_tree:
+        shutil.copytree(
+            ROOT, target, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", ".nox", "wandb")
+        )
+        return target, False
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(target), "HEAD"], check=True, timeout=120
+    )
+    return target, True
+
+
+def _run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(copy / "src"), str(copy / "tests")])}
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
+    with tempfile.TemporaryFile() as out:
+        try:
+            code = subprocess.run(
+                command, cwd=copy, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
+            ).returncode
+        except subprocess.TimeoutExpired:
+            code = -1
+        out.seek(0)
+        tail = out.read().decode(errors="replace").strip().splitlines()
+    return code, tail[-1] if tail else ""
+
+
+def main() -> int:
+    """Apply each mutation to a copy, run its tests, print one line per mutation."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
+    parser.add_argument("--working-tree", action="store_true", help="copy the current files instead of HEAD")
+    parser.add_argument("--baseline", action="store_true", help="check the targeted tests pass unmutated first")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per pytest run")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    args = parser.parse_args()
+    chosen = [m for m in MUTATIONS if not args.names or m.name in args.names]
+    if args.list:
+        for m in MUTATIONS:
+            print(f"{m.name:24} {m.what}\n{'':24} {m.path}; tests: {', '.join(m.tests)}")
+        return 0
+    copy, is_worktree = _make_copy(args.working_tree)
+    survived = 0
+    try:
+        if args.baseline:
+            targets = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+            code, last = _run_tests(copy, targets, args.timeout)
+            print(f"{'baseline':24} {'green' if code == 0 else 'RED (fix the suite first)'}  {last}", flush=True)
+            if code != 0:
+                return 1
+        for m in chosen:
+            path = copy / m.path
+            original = path.read_text()
+            if original.count(m.old) != 1:
+                print(f"{m.name:24} STALE: anchor not found once in {m.path}", flush=True)
+                survived += 1
+                continue
+            path.write_text(original.replace(m.old, m.new))
+            started = time.monotonic()
+            try:
+                code, last = _run_tests(copy, m.tests, args.timeout)
+            finally:
+                path.write_text(original)
+            verdict = "red (caught)" if code != 0 else "GREEN (survived)"
+            survived += code == 0
+            print(f"{m.name:24} {verdict:17} {time.monotonic() - started:5.0f} s  {last}", flush=True)
+    finally:
+        if is_worktree:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(copy)], check=False, timeout=120
+            )
+        shutil.rmtree(copy.parent, ignore_errors=True)
+    print(f"{len(chosen) - survived} of {len(chosen)} mutations caught")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
