@@ -559,3 +559,22 @@ def test_keras_backend_without_gradients_warns_once_and_adds_no_hook(wandb_offli
         assert keras_health.install(callback, "jax") is None  # what the callback does on KERAS_BACKEND=jax
     assert (callback.on_train_batch_begin, callback.on_train_batch_end) == (begin, end)
     callback.finish()
+
+
+def test_compiled_model_keeps_its_groups(wandb_offline: WandbOfflineRuns) -> None:
+    model = TwoPart()
+    compiled = torch.compile(model, backend="eager")  # the hooks run outside the compiled region
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Session(project="demo", log_health=True, health_every=1) as session:
+        monitor = session.health_monitor()
+        assert monitor is not None
+        x, y = next(_batches(1))
+        nn.functional.mse_loss(compiled(x), y).backward()
+        before = expected_before(model, default_groups(model))
+        monitor.before_step(1, compiled)  # names start with _orig_mod.: skipped by the default groups
+        optimizer.step()
+        monitor.after_step()
+        expected = expected_after(model, default_groups(model), before)
+    row = health_rows(wandb_offline.run().history)[1]
+    assert_health(row, expected)
+    assert {"health/grad_norm/encoder", "health/grad_norm/head"} <= set(row)
