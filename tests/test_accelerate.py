@@ -122,13 +122,15 @@ def test_direct_calls_log_images_and_tables(wandb_offline: WandbOfflineRuns) -> 
     tracker = WandbTracker(project="direct")
     tracker.start()
     tracker.log({"loss": 0.5}, step=1)
-    tracker.log_images({"samples/images": [np.zeros((4, 4, 3), dtype=np.uint8)]}, step=1)
-    tracker.log_table("samples/table", columns=["a", "b"], data=[[1, 2]], step=2)
+    tracker.log_images({"images": [np.zeros((4, 4, 3), dtype=np.uint8)]}, step=1)
+    tracker.log_table("table", columns=["a", "b"], data=[[1, 2]], step=2)
     tracker.finish()
     run = wandb_offline.run()
     assert [row["trainer/global_step"] for row in run.history] == [1, 2]
-    assert run.history[0]["train/loss"] == 0.5 and "samples/images.count" in run.history[0]
-    assert run.history[1]["samples/table._type"] == "table-file"
+    # keys named in a direct call are kept as written (no train/ prefix); metrics from log() are mapped
+    assert run.history[0]["train/loss"] == 0.5 and "images.count" in run.history[0]
+    assert run.history[1]["table._type"] == "table-file"
+    assert not any(k.startswith(("train/images", "train/table")) for row in run.history for k in row)
 
 
 def test_two_gloo_processes_give_one_run_from_rank_zero(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ class WandbTracker(_GeneralTracker):  # type: ignore[misc]
         del kwargs
         session = self.session
         images = {k: [session.wandb_type("Image", image) for image in v] for k, v in values.items()}
-        session.log(images, None if step is None else int(step))
+        session.log(images, None if step is None else int(step), keep_keys=True)
 
     @_guarded
     def log_table(
@@ -121,7 +121,7 @@ class WandbTracker(_GeneralTracker):  # type: ignore[misc]
         del kwargs
         session = self.session
         table = session.wandb_type("Table", columns=columns, data=data, dataframe=dataframe)
-        session.log({table_name: table}, None if step is None else int(step))
+        session.log({table_name: table}, None if step is None else int(step), keep_keys=True)
 
     @_guarded
     def log_checkpoint(
