@@ -22,11 +22,29 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report, startup
-from benchmarks._harness import ROOT, child_env, count_rows, log, rotation, run_worker
+from benchmarks import e2e, report, startup
+from benchmarks._harness import CONFIGS, OUR_SINKS, ROOT, child_env, count_rows, log, rotation, run_worker
 
 FRAMEWORKS = ("plain", "lightning", "transformers", "keras")
-SECTIONS = (*FRAMEWORKS, "checkpoint", "startup")
+SECTIONS = ("defaults", "quiet", "e2e", "checkpoint", "startup")
+# The rows of the two training tables: (framework, progress bar, default printing).
+# defaults: wandb's console capture on, every framework printing what it prints by default
+# (a hand-written loop: a line every 10 steps; transformers: every log dict; Lightning and
+# transformers once without and once with their progress bar; Keras: its progress bar).
+# quiet: WANDB_CONSOLE=off, no bar (what the earlier performance section measured).
+ROWS = {
+    "defaults": (
+        ("plain", 0, 1),
+        ("lightning", 0, 1),
+        ("lightning", 1, 1),
+        ("transformers", 0, 1),
+        ("transformers", 1, 1),
+        ("keras", 1, 1),
+    ),
+    "quiet": (("plain", 0, 0), ("lightning", 0, 0), ("transformers", 0, 0), ("keras", 0, 0)),
+}
+# Variants per configuration: the in-process row sink (ours_inproc) is compared under the defaults.
+VARIANTS = {"defaults": ("none", "native", "ours", "ours_inproc"), "quiet": ("none", "native", "ours")}
 _MODULES = {
     "plain": "benchmarks.plain",
     "lightning": "benchmarks.lightning_bench",
@@ -38,16 +56,16 @@ _MODULES = {
 # own per-step cost differs sevenfold, so each gets enough steps for a window of ~0.5-1.5 s
 # without a logger (longer windows average out bursts of other load on the machine).
 STEPS = {
-    "plain": (4000, 400),
-    "lightning": (1500, 150),
-    "transformers": (1500, 150),
-    "keras": (1000, 120),
+    "plain": (2000, 300),
+    "lightning": (800, 120),
+    "transformers": (800, 120),
+    "keras": (500, 100),
 }
 WARMUP = (30, 20)
 # Shares of the time budget per section, from their cost on an idle 2-core machine (unused
 # time carries over to the next section).
-SHARES = {"plain": 0.18, "lightning": 0.25, "transformers": 0.21, "keras": 0.13, "checkpoint": 0.14, "startup": 0.09}
-MIN_REPS = {"training": 3, "checkpoint": 2, "startup": 3}
+SHARES = {"defaults": 0.42, "quiet": 0.17, "e2e": 0.17, "checkpoint": 0.14, "startup": 0.10}
+MIN_REPS = {"training": 2, "e2e": 1, "checkpoint": 1, "startup": 2}
 
 
 class Budget:
@@ -114,6 +132,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(default 570, --quick 110; 0 = no limit)",
     )
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the logged steps per window")
+    parser.add_argument(
+        "--frameworks",
+        default=",".join(FRAMEWORKS),
+        help=f"training rows of these only (default {','.join(FRAMEWORKS)})",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latest.json"))
     parser.add_argument("--doc", default=None, help="also write the Markdown performance section to this file")
     return parser.parse_args(argv)
@@ -122,59 +145,129 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 # ------------------------------------------------------------------ sections
 
 
+def _row_key(config: str, name: str, bar: int) -> str:
+    return f"{config}/{name}" + ("+bar" if bar else "")
+
+
 def bench_training(
-    name: str, reps: int, steps: int, warmup: int, errors: list[str], budget: Budget, minimum: int
-) -> dict[str, Any]:
-    """Interleaved repetitions of [none, native, ours] for one framework."""
-    module = importlib.import_module(_MODULES[name])
-    unavailable: dict[str, str] = module.unavailable()
-    entry: dict[str, Any] = {
-        "title": module.TITLE,
-        "native_is": module.NATIVE,
-        "ours_is": module.OURS,
-        "steps": steps,
-        "unavailable": unavailable,
-    }
-    variants = [v for v in ("none", "native", "ours") if v not in unavailable]
-    if "none" not in variants or len(variants) < 2:
-        entry["skipped"] = "; ".join(sorted(set(unavailable.values()))) or "nothing to compare"
-        log(f"[{name}] skipped: {entry['skipped']}")
-        return entry
-    for variant, why in unavailable.items():
-        log(f"[{name}] {variant}: {why}")
-    runs: list[dict[str, Any]] = []
-    for i, order in enumerate(rotation(variants, reps)):
+    config: str,
+    frameworks: Sequence[str],
+    reps: int,
+    quick: bool,
+    steps_scale: float,
+    warmup: int,
+    errors: list[str],
+    budget: Budget,
+    minimum: int,
+) -> dict[str, dict[str, Any]]:
+    """Interleaved repetitions of every row of one configuration (each row: none, native, ours...).
+
+    Returns:
+        ``"<config>/<framework>[+bar]" -> entry`` (title, raw runs, summary).
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    plan: list[tuple[str, int, int, Any, list[str], int]] = []
+    for name, bar, printing in ROWS[config]:
+        if name not in frameworks:
+            continue
+        module = importlib.import_module(_MODULES[name])
+        unavailable: dict[str, str] = module.unavailable()
+        steps = max(10, int(STEPS[name][1 if quick else 0] * steps_scale))
+        key = _row_key(config, name, bar)
+        entry: dict[str, Any] = {
+            "title": module.TITLE + (", progress bar" if bar else ""),
+            "framework": name,
+            "config": config,
+            "bar": bar,
+            "printing": printing,
+            "native_is": module.NATIVE,
+            "ours_is": module.OURS,
+            "steps": steps,
+            "unavailable": unavailable,
+            "runs": [],
+            "expected_rows": warmup + steps + 1,
+        }
+        entries[key] = entry
+        variants = [v for v in VARIANTS[config] if v.split("_")[0] not in unavailable and v not in unavailable]
+        if "none" not in variants or len(variants) < 2:
+            entry["skipped"] = "; ".join(sorted(set(unavailable.values()))) or "nothing to compare"
+            log(f"[{key}] skipped: {entry['skipped']}")
+            continue
+        plan.append((key, bar, printing, module, variants, steps))
+    for i in range(reps):
         if not budget.another(i, minimum, reps):
-            log(f"[{name}] stopping after {i} repetitions (time budget)")
+            log(f"[{config}] stopping after {i} repetitions (time budget)")
             break
-        rep: dict[str, Any] = {}
-        for variant in order:
-            outcome = run_worker(
-                module.MODULE,
-                ["--variant", variant, "--steps", str(steps), "--warmup", str(warmup)],
-                inspect=None if variant == "none" else count_rows,
-            )
-            if not outcome.ok:
-                errors.append(f"{name}/{variant} rep {i + 1}: {outcome.error}")
-                log(f"[{name}] rep {i + 1}/{reps} {variant}: FAILED {outcome.error.splitlines()[-1:]}")
-                continue
-            result = dict(outcome.result, cpu_total_s=outcome.cpu_total_s, wall_s=outcome.wall_s)
-            rep[variant] = result
-            log(
-                f"[{name}] rep {i + 1}/{reps} {variant:6s}: {result['window_s'] / steps * 1e6:7.1f} us/step, "
-                f"process {outcome.wall_s:5.1f} s"
-                + (f", rows {result.get('rows')}" if "rows" in result else "")
-            )
-        runs.append(rep)
-    expected = warmup + steps + 1
-    entry["runs"] = runs
-    entry["expected_rows"] = expected
-    entry["summary"] = report.summarize_training(runs, steps, expected)
-    for variant in ("native", "ours"):
-        got = entry["summary"]["variants"].get(variant, {}).get("rows", [])
-        if got and got != [expected]:
-            errors.append(f"{name}/{variant}: recorded {got} loss rows, expected {expected}")
-    return entry
+        for key, bar, printing, module, variants, steps in plan:
+            rep: dict[str, Any] = {}
+            for variant in rotation(variants, reps)[i]:
+                outcome = run_worker(
+                    module.MODULE,
+                    [
+                        *("--variant", "ours" if variant.startswith("ours") else variant, "--steps", str(steps)),
+                        *("--warmup", str(warmup), "--bar", str(bar), "--printing", str(printing)),
+                    ],
+                    inspect=None if variant == "none" else count_rows,
+                    env={**CONFIGS[config], **OUR_SINKS.get(variant, {})},
+                )
+                if not outcome.ok:
+                    errors.append(f"{key}/{variant} rep {i + 1}: {outcome.error}")
+                    log(f"[{key}] rep {i + 1}/{reps} {variant}: FAILED {outcome.error.splitlines()[-1:]}")
+                    continue
+                result = dict(outcome.result, cpu_total_s=outcome.cpu_total_s, wall_s=outcome.wall_s)
+                rep[variant] = result
+                log(
+                    f"[{key}] rep {i + 1}/{reps} {variant:11s}: {result['window_s'] / steps * 1e6:7.1f} us/step, "
+                    f"process {outcome.wall_s:5.1f} s, CPU {outcome.cpu_total_s:5.2f} s"
+                    + (f", rows {result.get('rows')}" if "rows" in result else "")
+                )
+            entries[key]["runs"].append(rep)
+    for key, entry in entries.items():
+        if "skipped" in entry:
+            continue
+        expected = entry["expected_rows"]
+        entry["summary"] = report.summarize_training(entry["runs"], entry["steps"], expected)
+        for variant, figures in entry["summary"]["variants"].items():
+            got = figures.get("rows", [])
+            if variant != "none" and got and got != [expected]:
+                errors.append(f"{key}/{variant}: recorded {got} loss rows, expected {expected}")
+    return entries
+
+
+def bench_e2e(reps: int, quick: bool, errors: list[str], budget: Budget, minimum: int) -> dict[str, Any]:
+    """End to end and sustained throughput of a loop that only logs, under the defaults, interleaved."""
+    scenarios = e2e.QUICK_SCENARIOS if quick else e2e.SCENARIOS
+    variants = ["native", "ours", "ours_inproc"]
+    raw: dict[str, list[dict[str, Any]]] = {}
+    for i in range(reps):
+        if not budget.another(i, minimum, reps):
+            log(f"[e2e] stopping after {i} repetitions (time budget)")
+            break
+        for label, steps, keys in scenarios:
+            for variant in rotation(variants, reps)[i]:
+                outcome = run_worker(
+                    e2e.MODULE,
+                    [
+                        *("--variant", "ours" if variant.startswith("ours") else variant),
+                        *("--steps", str(steps), "--keys", str(keys)),
+                    ],
+                    inspect=count_rows,
+                    env={**CONFIGS["defaults"], **OUR_SINKS.get(variant, {})},
+                )
+                if not outcome.ok:
+                    errors.append(f"e2e/{label}/{variant} rep {i + 1}: {outcome.error}")
+                    log(f"[e2e] {label} {variant}: FAILED {outcome.error.splitlines()[-1:]}")
+                    continue
+                result = dict(outcome.result, cpu_total_s=outcome.cpu_total_s, wall_s=outcome.wall_s)
+                if result.get("history_rows") != steps:
+                    errors.append(f"e2e/{label}/{variant}: recorded {result.get('history_rows')} rows of {steps}")
+                raw.setdefault(f"{label}/{variant}", []).append(result)
+                log(
+                    f"[e2e] rep {i + 1}/{reps} {label:6s} {variant:11s}: end to end {result['end_to_end_s']:5.2f} s "
+                    f"(loop {result['loop_s']:.2f}, finish {result['finish_s']:.2f}), "
+                    f"{result['rows_per_s']:7.0f} rows/s, CPU {outcome.cpu_total_s:5.2f} s"
+                )
+    return {"runs": raw, "scenarios": [list(s) for s in scenarios]}
 
 
 def _count_artifacts(wandb_dir: str, _result: Any) -> dict[str, Any]:
@@ -276,7 +369,8 @@ def machine() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
         mem = next(
-            int(line.split()[1]) / 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
+            int(line.split()[1]) / 2**20
+            for line in Path("/proc/meminfo").read_text().splitlines()
             if line.startswith("MemTotal")
         )
         memory = f", {mem:.0f} GiB RAM"
@@ -312,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
     quick = args.quick
-    reps = args.reps if args.reps is not None else (1 if quick else 5)
+    reps = args.reps if args.reps is not None else (1 if quick else 3)
     warmup = WARMUP[1 if quick else 0]
     start = time.perf_counter()
     total = args.budget if args.budget is not None else (110.0 if quick else 570.0)
@@ -339,13 +433,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "notes": [],
     }
     errors: list[str] = results["errors"]
-    for name in FRAMEWORKS:
-        if name in sections:
-            budget.begin(name)
-            steps = max(10, int(STEPS[name][1 if quick else 0] * args.steps_scale))
-            results["training"][name] = bench_training(
-                name, reps, steps, warmup, errors, budget, min(reps, minimum["training"])
+    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    for config in ("defaults", "quiet"):
+        if config in sections:
+            budget.begin(config)
+            results["training"].update(
+                bench_training(
+                    config,
+                    frameworks,
+                    reps,
+                    quick,
+                    args.steps_scale,
+                    warmup,
+                    errors,
+                    budget,
+                    min(reps, minimum["training"]),
+                )
             )
+    if "e2e" in sections:
+        budget.begin("e2e")
+        results["e2e"] = bench_e2e(max(1, min(reps, 2)), quick, errors, budget, min(reps, minimum["e2e"]))
     if "checkpoint" in sections:
         budget.begin("checkpoint")
         results["checkpoint"] = bench_checkpoint(

@@ -63,6 +63,8 @@ def worker_args(argv: Sequence[str] | None, extra: Mapping[str, Any] | None = No
     parser.add_argument("--result", required=True)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--count-syncs", action="store_true", help="count CUDA synchronisations in the window")
+    parser.add_argument("--bar", type=int, default=0, help="1: the framework's default progress bar on")
+    parser.add_argument("--printing", type=int, default=0, help="1: the framework's default printing (or a loop's)")
     for name, default in (extra or {}).items():
         parser.add_argument(f"--{name}", type=type(default), default=default)
     return parser.parse_args(argv)
@@ -326,13 +328,32 @@ class RunOutcome:
     error: str = ""
 
 
-def child_env(wandb_dir: str, cuda: bool = False) -> dict[str, str]:
+# The configurations measured: what a user has by default (wandb's console capture on, which
+# wandb 0.31 resolves to "wrap" -> "wrap_raw": one record per write), and the quiet one.
+CONFIGS: dict[str, dict[str, str | None]] = {
+    "defaults": {"WANDB_CONSOLE": None},
+    "quiet": {"WANDB_CONSOLE": "off"},
+}
+# Our variants and the row sink each uses (the environment variable picks it; same code otherwise).
+OUR_SINKS: dict[str, dict[str, str | None]] = {
+    "ours": {},
+    "ours_inproc": {"WANDB_BRIDGE_LOG_PROCESS": "0"},
+}
+
+
+def child_env(wandb_dir: str, cuda: bool = False, overrides: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """The worker's environment: this one minus WANDB_*/framework variables, plus :data:`WANDB_ENV`.
 
     Without ``cuda`` no GPU is visible (the CPU benchmark stays on the CPU everywhere).
+    ``overrides`` sets (or, with None, removes) variables last (a configuration, a row sink).
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES)}
     env.update(WANDB_ENV)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     if not cuda:
         env["CUDA_VISIBLE_DEVICES"] = ""
     env["WANDB_DIR"] = wandb_dir
@@ -354,6 +375,7 @@ def run_worker(
     inspect: Any = None,
     python_flags: Sequence[str] = (),
     cuda: bool = False,
+    env: Mapping[str, str | None] | None = None,
 ) -> RunOutcome:
     """Run ``python -m <module> <args> --result FILE`` in a fresh process and a fresh wandb folder.
 
@@ -365,6 +387,7 @@ def run_worker(
             folder is deleted (e.g. to count the rows the run recorded).
         python_flags: interpreter flags (``-X importtime``).
         cuda: leave the GPUs visible (otherwise ``CUDA_VISIBLE_DEVICES=""``).
+        env: variables to set (None: remove) in the worker's environment.
     """
     work = tempfile.mkdtemp(prefix="wb-bench-")
     result_path = os.path.join(work, "result.json")
@@ -375,7 +398,13 @@ def run_worker(
     start = time.perf_counter()
     try:
         proc = subprocess.run(
-            cmd, cwd=work, env=child_env(wandb_dir, cuda), capture_output=True, text=True, timeout=timeout, check=False
+            cmd,
+            cwd=work,
+            env=child_env(wandb_dir, cuda, env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -437,6 +466,4 @@ def make_data(torch: Any) -> tuple[Any, Any]:
 
 def make_mlp(torch: Any) -> Any:
     """The tiny MLP every framework trains: 32 -> 64 -> 1."""
-    return torch.nn.Sequential(
-        torch.nn.Linear(IN_FEATURES, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 1)
-    )
+    return torch.nn.Sequential(torch.nn.Linear(IN_FEATURES, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 1))

@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         [keras.Input((IN_FEATURES,)), keras.layers.Dense(HIDDEN, activation="relu"), keras.layers.Dense(1)]
     )
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=LR), loss="mse")
-    model.fit(xs, ys, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=callbacks)
+    model.fit(xs, ys, batch_size=BATCH, epochs=1, shuffle=False, verbose="auto" if args.bar else 0, callbacks=callbacks)
     t_end = time.perf_counter()
     finish_and_report(args.result, args.variant, logger, window, t_end, init_s=init_s)
 

@@ -43,7 +43,6 @@ def unavailable() -> dict[str, str]:
     return {}
 
 
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Train the tiny MLP with a Lightning ``Trainer`` for ``warmup + steps + 1`` steps."""
     args = worker_args(argv)
@@ -100,8 +99,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         accelerator="gpu" if args.device == "cuda" else "cpu",
         devices=1,
         enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+        enable_progress_bar=bool(args.bar),  # Lightning's default: a TQDM bar redrawn every step
+        enable_model_summary=bool(args.printing),
         num_sanity_val_steps=0,
         limit_val_batches=0,
         callbacks=[Timer()],

@@ -75,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             run.log({"train/loss": loss.item(), "train/lr": LR, "trainer/global_step": step})
         elif session is not None:
             session.log({"loss": loss if args.variant == "ours" else loss.item(), "lr": LR}, step=step)
+        if args.printing and step % 10 == 0:  # what a hand-written loop typically prints
+            print(f"step {step} loss {loss.item():.4f}")
 
     finish_s = finish_timed(run, session)
     write_result(

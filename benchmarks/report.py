@@ -85,8 +85,12 @@ def summarize_training(
             # What the whole window plus the end of training (flush, finish) cost per logged step.
             figures["overhead_with_finish_us"] = spread(
                 (
-                    rep[variant]["window_s"] + rep[variant].get("tail_s", 0.0) + rep[variant].get("finish_s", 0.0)
-                    - rep["none"]["window_s"] - rep["none"].get("tail_s", 0.0) - rep["none"].get("finish_s", 0.0)
+                    rep[variant]["window_s"]
+                    + rep[variant].get("tail_s", 0.0)
+                    + rep[variant].get("finish_s", 0.0)
+                    - rep["none"]["window_s"]
+                    - rep["none"].get("tail_s", 0.0)
+                    - rep["none"].get("finish_s", 0.0)
                 )
                 / steps
                 * 1e6
@@ -95,6 +99,9 @@ def summarize_training(
         out["variants"][variant] = figures
     native = out["variants"].get("native", {})
     ours = out["variants"].get("ours", {})
+    inproc = out["variants"].get("ours_inproc", {})
+    if native and inproc:
+        out["ratio_inproc"] = ratio(inproc["overhead_us"]["median"], native["overhead_us"]["median"])
     if native and ours:
         out["ratio"] = ratio(ours["overhead_us"]["median"], native["overhead_us"]["median"])
         out["cpu_ratio"] = ratio(ours["cpu_overhead_us"]["median"], native["cpu_overhead_us"]["median"])
@@ -110,9 +117,7 @@ def summarize_training(
         ]
         out["ratio_per_rep"] = spread(per_rep)
         # Best of repetitions: min(variant) - min(no logger); robust to bursts of outside load.
-        best = {
-            v: out["variants"][v]["step_us"]["min"] for v in ("none", "native", "ours") if v in out["variants"]
-        }
+        best = {v: out["variants"][v]["step_us"]["min"] for v in ("none", "native", "ours") if v in out["variants"]}
         if len(best) == 3 and None not in best.values():
             out["best_overhead_us"] = {"native": best["native"] - best["none"], "ours": best["ours"] - best["none"]}
             out["ratio_best"] = ratio(best["ours"] - best["none"], best["native"] - best["none"])
@@ -166,6 +171,8 @@ def summarize_all(results: dict[str, Any]) -> None:
         results["checkpoint"]["summary"] = summarize_checkpoints(results["checkpoint"]["runs"])
     if "startup" in results:
         results["startup"]["summary"] = summarize_startup(results["startup"])
+    if "e2e" in results:
+        results["e2e"]["summary"] = summarize_e2e(results["e2e"])
 
 
 # ------------------------------------------------------------------ formatting
@@ -200,79 +207,95 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def training_table(results: Mapping[str, Any]) -> str:
-    """Per-logged-step overhead of native and ours, with the ratio."""
+def _training(results: Mapping[str, Any], config: str) -> list[tuple[str, Mapping[str, Any]]]:
+    """The training rows of one configuration (results before the configurations count as quiet)."""
+    return [(k, fw) for k, fw in results.get("training", {}).items() if fw.get("config", "quiet") == config]
+
+
+def _ratio_text(r: float | None, both: bool) -> str:
+    if r is None:
+        return "n/a (native overhead not above noise)" if both else "n/a"
+    if r < 0:
+        return f"{r:.2f} (ours within noise of no logger)"
+    return f"{r:.2f}{_mark(r, STEP_RATIO_GOAL)}"
+
+
+def training_table(results: Mapping[str, Any], config: str = "quiet") -> str:
+    """Per-logged-step overhead of native and ours (and, where measured, ours with the in-process sink)."""
+    entries = _training(results, config)
+    inproc = any("ours_inproc" in fw.get("summary", {}).get("variants", {}) for _, fw in entries)
     rows = []
-    for name, fw in results.get("training", {}).items():
+    for name, fw in entries:
         title = fw.get("title", name)
         if "skipped" in fw:
-            rows.append([title, "", "", "", "", fw["skipped"], "", ""])
+            rows.append([title, fw["skipped"]] + [""] * (9 if inproc else 7))
             continue
-        v = fw["summary"]["variants"]
+        summary = fw["summary"]
+        v = summary["variants"]
         none = v.get("none", {})
         native = v.get("native")
         ours = v.get("ours")
         native_text = fmt(native["overhead_us"], 0) if native else fw.get("unavailable", {}).get("native", "n/a")
         ours_text = fmt(ours["overhead_us"], 0) if ours else fw.get("unavailable", {}).get("ours", "n/a")
-        r = fw["summary"].get("ratio")
-        if r is None:
-            ratio_text = "n/a (native overhead not above noise)" if native and ours else "n/a"
-        elif r < 0:
-            ratio_text = f"{r:.2f} (ours within noise of no logger)"
-        else:
-            ratio_text = f"{r:.2f}{_mark(r, STEP_RATIO_GOAL)}"
-        rr = fw["summary"].get("ratio_per_rep")
+        ratio_text = _ratio_text(summary.get("ratio"), bool(native and ours))
+        rr = summary.get("ratio_per_rep")
         if rr and rr.get("n", 0) > 1:
             ratio_text += f" [{rr['min']:.2f}..{rr['max']:.2f}]"
-        cpu = fw["summary"].get("cpu_ratio")
-        expected = fw["summary"]["expected_rows"]
-        rows_text = "/".join(
-            ",".join(str(n) for n in v[k]["rows"]) or "?" for k in ("native", "ours") if k in v
-        )
-        rows.append(
-            [
-                f"{title} ({fw['summary'].get('reps', '?')} reps)",
-                fmt(none.get("step_us", {}), 0),
-                native_text,
-                ours_text,
-                ratio_text,
-                _f(fw["summary"].get("ratio_best"), 2),
-                "n/a" if cpu is None else f"{cpu:.2f}",
-                _f(fw["summary"].get("ratio_with_finish"), 2),
-                f"{rows_text} of {expected}",
+        cpu = summary.get("cpu_ratio")
+        expected = summary["expected_rows"]
+        kinds = [k for k in ("native", "ours", "ours_inproc") if k in v]
+        rows_text = "/".join(",".join(str(n) for n in v[k]["rows"]) or "?" for k in kinds)
+        row = [
+            f"{title} ({summary.get('reps', '?')} reps)",
+            fmt(none.get("step_us", {}), 0),
+            native_text,
+            ours_text,
+            ratio_text,
+            _f(summary.get("ratio_best"), 2),
+            "n/a" if cpu is None else f"{cpu:.2f}",
+            _f(summary.get("ratio_with_finish"), 2),
+        ]
+        if inproc:
+            here = v.get("ours_inproc")
+            row += [
+                fmt(here["overhead_us"], 0) if here else "n/a",
+                _ratio_text(summary.get("ratio_inproc"), bool(native and here)),
             ]
-        )
-    return table(
-        [
-            "framework",
-            "step, no logger (us)",
-            "native overhead (us/step)",
-            "ours overhead (us/step)",
-            "ratio ours/native",
-            "ratio, best of reps",
-            "CPU ratio",
-            "ratio incl. finish",
-            "rows native/ours",
-        ],
-        rows,
-    )
+        rows.append([*row, f"{rows_text} of {expected}"])
+    headers = [
+        "framework",
+        "step, no logger (us)",
+        "native overhead (us/step)",
+        "ours overhead (us/step)",
+        "ratio ours/native",
+        "ratio, best of reps",
+        "CPU ratio",
+        "ratio incl. finish",
+    ]
+    if inproc:
+        headers += ["ours, in-process sink (us/step)", "ratio in-process/native"]
+    return table([*headers, "rows " + "/".join(["native", "ours"] + (["in-process"] if inproc else []))], rows)
 
 
-def process_table(results: Mapping[str, Any]) -> str:
+def process_table(results: Mapping[str, Any], config: str = "quiet") -> str:
     """Whole-process CPU time, peak RSS and finish time per variant."""
     rows = []
-    for name, fw in results.get("training", {}).items():
+    for name, fw in _training(results, config):
         if "skipped" in fw:
             continue
-        for variant in ("none", "native", "ours"):
-            v = fw["summary"]["variants"].get(variant)
+        variants = fw["summary"]["variants"]
+        native_cpu = variants.get("native", {}).get("process_cpu_s", {}).get("median")
+        for variant in ("none", "native", "ours", "ours_inproc"):
+            v = variants.get(variant)
             if v is None:
                 continue
+            cpu = v["process_cpu_s"]
+            vs = ratio(cpu.get("median"), native_cpu) if variant.startswith("ours") else None
             rows.append(
                 [
                     fw.get("title", name),
                     variant,
-                    fmt(v["process_cpu_s"], 2),
+                    fmt(cpu, 2) + ("" if vs is None else f" ({vs:.2f} of native{_mark(vs, 1.0)})"),
                     fmt(v.get("thread_cpu_overhead_us", {}), 0) if variant != "none" else "",
                     fmt(v["service_cpu_s"], 2) if variant != "none" else "",
                     fmt(v["peak_rss_mb"], 0),
@@ -285,13 +308,81 @@ def process_table(results: Mapping[str, Any]) -> str:
         [
             "framework",
             "variant",
-            "process CPU (s)",
+            "whole-process CPU (s): training process + helper + wandb-core",
             "training-thread CPU added per step (us)",
-            "wandb-core CPU (s)",
+            "children alive at the end, CPU (s)",
             "peak RSS (MB)",
             "window CPU per step (us; none: total, others: added)",
             "end of training until finished (s)",
             "full GC runs in window (cost)",
+        ],
+        rows,
+    )
+
+
+def summarize_e2e(section: Mapping[str, Any]) -> dict[str, Any]:
+    """Per scenario and variant: end to end, loop, finish, rows/s, whole-process CPU."""
+    out: dict[str, Any] = {}
+    for key, runs in section.get("runs", {}).items():
+        out[key] = {
+            "end_to_end_s": spread(r.get("end_to_end_s") for r in runs),
+            "init_s": spread(r.get("init_s") for r in runs),
+            "loop_s": spread(r.get("loop_s") for r in runs),
+            "finish_s": spread(r.get("finish_s") for r in runs),
+            "rows_per_s": spread(r.get("rows_per_s") for r in runs),
+            "cpu_s": spread(r.get("cpu_total_s") for r in runs),
+            "rows": sorted({r.get("history_rows", 0) for r in runs}),
+            "runs": len(runs),
+        }
+    return out
+
+
+def e2e_table(results: Mapping[str, Any]) -> str:
+    """End to end and sustained throughput per scenario, native vs ours (both sinks)."""
+    section = results.get("e2e", {})
+    summary = section.get("summary", {})
+    rows = []
+    for label, steps, keys in section.get("scenarios", []):
+        native = summary.get(f"{label}/native")
+        for variant in ("native", "ours", "ours_inproc"):
+            v = summary.get(f"{label}/{variant}")
+            if v is None:
+                continue
+            notes = ""
+            if native and variant != "native":
+                e = ratio(v["end_to_end_s"]["median"], native["end_to_end_s"]["median"])
+                t = ratio(v["rows_per_s"]["median"], native["rows_per_s"]["median"])
+                c = ratio(v["cpu_s"]["median"], native["cpu_s"]["median"])
+                notes = (
+                    f"end to end {_f(e, 2)}{_mark(e, 1.0)}, rows/s {_f(t, 2)}{_mark(t, 1.0, smaller=False)}, "
+                    f"CPU {_f(c, 2)}{_mark(c, 1.0)}"
+                )
+            rows.append(
+                [
+                    f"{label}: {steps:,} steps x {keys:,} keys",
+                    variant,
+                    fmt(v["end_to_end_s"], 2),
+                    fmt(v["init_s"], 2),
+                    fmt(v["loop_s"], 2),
+                    fmt(v["finish_s"], 2),
+                    fmt(v["rows_per_s"], 0),
+                    fmt(v["cpu_s"], 2),
+                    ",".join(str(n) for n in v["rows"]),
+                    notes,
+                ]
+            )
+    return table(
+        [
+            "scenario",
+            "variant",
+            "end to end (s)",
+            "start (s)",
+            "loop (s)",
+            "finish (s)",
+            "rows/s (finish included)",
+            "whole-process CPU (s)",
+            "rows recorded",
+            "vs native (ratio)",
         ],
         rows,
     )
@@ -396,15 +487,19 @@ def row_cost_table(results: Mapping[str, Any]) -> str:
 def text_report(results: Mapping[str, Any]) -> str:
     """Everything, for the terminal."""
     parts: list[str] = []
-    if results.get("training"):
-        parts += [
-            "Per logged step (training-thread wall time, variant minus no logger, median [min..max] over "
-            "interleaved reps):",
-            training_table(results),
-            "",
-            "Whole process (median [min..max]):",
-            process_table(results),
-        ]
+    for config, label in (("defaults", "DEFAULTS (console capture on, frameworks' printing)"), ("quiet", "QUIET")):
+        if _training(results, config):
+            parts += [
+                "",
+                f"{label}: per logged step (training-thread wall time, variant minus no logger, "
+                "median [min..max] over interleaved reps):",
+                training_table(results, config),
+                "",
+                f"{label}: whole process (median [min..max]):",
+                process_table(results, config),
+            ]
+    if results.get("e2e"):
+        parts += ["", "End to end and sustained throughput (defaults):", e2e_table(results)]
     if results.get("checkpoint"):
         parts += ["", "Checkpoint hand-over, blocking time on the training thread:", checkpoint_table(results)]
     if results.get("startup"):
@@ -418,155 +513,219 @@ def text_report(results: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _verdicts(results: Mapping[str, Any]) -> list[str]:
+    """One line per goal, computed from the figures (met / missed, with the numbers)."""
+    lines: list[str] = []
+    for config in ("defaults", "quiet"):
+        parts = []
+        for _, fw in _training(results, config):
+            summary = fw.get("summary")
+            if not summary or summary.get("ratio") is None:
+                continue
+            parts.append(f"{fw['title']} {summary['ratio']:.2f}")
+        if parts:
+            lines.append(
+                f"Per-step ratio ours/native, {config}: " + "; ".join(parts) + f" (goal <= {STEP_RATIO_GOAL})."
+            )
+    for config in ("defaults", "quiet"):
+        parts = []
+        for _, fw in _training(results, config):
+            variants = fw.get("summary", {}).get("variants", {})
+            native = variants.get("native", {}).get("process_cpu_s", {}).get("median")
+            for variant in ("ours", "ours_inproc"):
+                mine = variants.get(variant, {}).get("process_cpu_s", {}).get("median")
+                r = ratio(mine, native)
+                if r is not None:
+                    parts.append(f"{fw['title']} {'in-process ' if variant == 'ours_inproc' else ''}{r:.2f}")
+        if parts:
+            lines.append(
+                f"Whole-process CPU ours/native (training process + helper + wandb-core), {config}: "
+                + "; ".join(parts)
+                + " (goal <= 1)."
+            )
+    e2e_summary = results.get("e2e", {}).get("summary", {})
+    for label, steps, keys in results.get("e2e", {}).get("scenarios", []):
+        native = e2e_summary.get(f"{label}/native")
+        if not native:
+            continue
+        parts = []
+        for variant, name in (("ours", "logging process"), ("ours_inproc", "in-process")):
+            v = e2e_summary.get(f"{label}/{variant}")
+            if not v:
+                continue
+            e = ratio(v["end_to_end_s"]["median"], native["end_to_end_s"]["median"])
+            t = ratio(v["rows_per_s"]["median"], native["rows_per_s"]["median"])
+            c = ratio(v["cpu_s"]["median"], native["cpu_s"]["median"])
+            parts.append(f"{name}: end to end {_f(e, 2)}, rows/s {_f(t, 2)}, CPU {_f(c, 2)}")
+        lines.append(
+            f"Loop that only logs, {label} ({steps:,} x {keys:,} keys), ours/native: " + "; ".join(parts) + "."
+        )
+    return lines
+
+
 def markdown(results: Mapping[str, Any]) -> str:
-    """The README performance section (Markdown)."""
+    """The performance page (Markdown): defaults first, the quiet configuration second."""
     meta, config = results["meta"], results["config"]
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
-    steps = ", ".join(f"{fw.get('title', k)} {fw.get('steps', '?')}" for k, fw in results["training"].items())
+    steps = ", ".join(
+        sorted({f"{fw.get('framework', k)} {fw.get('steps', '?')}" for k, fw in results.get("training", {}).items()})
+    )
     out = [
-        "## Performance",
+        "# Performance",
         "",
-        "Logging sits in every training step, so wandb-bridge keeps the training thread's part small: "
-        "`Session.log` and the callbacks only hand values to a bounded queue; one background thread maps "
-        "keys, merges a step's values into one row and reads tensors, and a helper process attached to "
-        "the same run (`log_process=True`, the default) calls wandb's `run.log` on another core. Small "
-        "checkpoint files are read into memory and large ones hard-linked on the training thread; "
-        "hashing, staging and handing them to wandb happen in the background.",
-        "",
-        "`benchmarks/` measures this side by side with the native W&B integrations, in one run, "
-        "reported as ratios. Reproduce with:",
+        "wandb-bridge side by side with the native W&B integrations, in one run, reported as ratios, "
+        "first with what a user has by default (wandb's console capture on, the frameworks' own printing "
+        "and progress bars), then in a quiet configuration (`WANDB_CONSOLE=off`, no bars). Reproduce with:",
         "",
         "```bash",
-        "python -m benchmarks            # or: nox -s bench   (under 10 minutes on 2 cores)",
-        "python -m benchmarks --quick    # a smoke run, under 2 minutes",
+        "python -m benchmarks --doc docs/performance.md   # under 10 minutes on 2 cores",
+        "python -m benchmarks --quick                     # a smoke run",
+        "python -m benchmarks.report benchmarks/results/latest.json --doc docs/performance.md  # rebuild this page",
         "```",
         "",
-        "It writes `benchmarks/results/latest.json` (all raw figures) and prints the tables below; "
-        "`python -m benchmarks --doc FILE` also writes this section as Markdown "
-        "(`python -m benchmarks.report` rebuilds it from the JSON).",
+        "## What we set for runs we start: console capture in batches",
         "",
-        "### Method",
+        'wandb\'s default `console="auto"` resolves to `"wrap"`, which wandb 0.31 runs as `"wrap_raw"`: it '
+        "patches `sys.stdout.write`/`sys.stderr.write` and, for every single write, builds an `OutputRawRecord` "
+        "and hands it to wandb's asyncio thread and the wandb-core socket, on the thread that printed. A "
+        "`print()` is two writes (the text, then the newline); a tqdm bar is one write per redraw. Profiled "
+        "in the training process (cProfile, transformers Trainer printing its log dict every step): 1,264 "
+        "writes for 632 printed lines, each one `publish_output_raw` + a socket hand-off, the same work "
+        "native and ours; on top of it ours had its own logging-process traffic and threads competing with "
+        "that work on two cores.",
+        "",
+        "For a run a `Session` starts itself (never a run the user started), wandb-bridge keeps wandb's "
+        "capture exactly as configured (same `console` setting, same patched streams, so wandb-core writes "
+        "`output.log` and the W&B *Logs* tab as before) but replaces the two per-write callbacks of the run's "
+        "stream wrappers with one that only appends the text to a queue "
+        "(`src/wandb_bridge/adapters/console.py`). A daemon thread hands the queue to the run every 0.1 s, "
+        "adjacent writes to the same stream joined into one record, stdout and stderr in the order they "
+        "were written; `finish()` hands over the rest and gives wandb its callbacks back before the run "
+        "ends. A user's `WANDB_CONSOLE`/`settings.console` is respected (with `off` nothing is captured, "
+        "as natively); any other capture mode, or a wandb without these internals, is left untouched. "
+        "`tests/test_speed_guard.py` checks it without timing: 120 printed lines and 12 progress updates "
+        "produce 254 output records natively and about 25 with ours, the text of the records is exactly "
+        "what was printed, in order, and `files/output.log` is byte for byte the same as native's. "
+        "The only visible difference: a line's timestamp in the Logs tab can be up to 0.1 s late.",
+        "",
+        "## Method",
         "",
         "- The same tiny MLP (32 -> 64 -> 1, batch 32, SGD) on CPU in every framework, "
-        "`torch.set_num_threads(1)` (and `OMP_NUM_THREADS=1`) in every variant for stable timings; "
-        "a metric logged at every optimizer step.",
+        "`torch.set_num_threads(1)` (and `OMP_NUM_THREADS=1`) in every variant; a metric logged at every "
+        "optimizer step.",
         "- Variants: no logger; the native integration (bare `wandb` `run.log`, Lightning's "
-        "`WandbLogger`, transformers `report_to=\"wandb\"`, wandb's `WandbMetricsLogger(log_freq=\"batch\")`); "
-        "ours (`Session.log`, `wandb_bridge.WandbLogger`, `WandbTrainerCallback` with `report_to=\"none\"`, "
-        "`WandbKerasCallback(log_freq=\"batch\")`).",
-        f"- Each variant in a fresh process (imports, `wandb.init` and wandb's service never leak between "
-        f"variants), up to {config['reps']} repetitions (the tables say how many ran inside the time budget of "
-        f"{config.get('budget_s', 0):.0f} s) interleaved in rotating order "
-        "([none, native, ours], [native, ours, none], ...), `WANDB_MODE=offline`, `WANDB_DIR` in a fresh "
-        "temporary folder, `WANDB_SILENT=true`, `WANDB__DISABLE_STATS=true`, `WANDB_CONSOLE=off`, the same "
-        "for both sides. (wandb's console capture, on by default, costs both sides far more than the rows "
-        "do where a progress bar writes every step: measured once in the transformers loop, native +750 "
-        "us/step and ours +400 us/step on top of the figures below.)",
+        '`WandbLogger`, transformers `report_to="wandb"`, wandb\'s `WandbMetricsLogger(log_freq="batch")`); '
+        'ours (`Session.log`, `wandb_bridge.WandbLogger`, `WandbTrainerCallback` with `report_to="none"`, '
+        '`WandbKerasCallback(log_freq="batch")`); under the defaults also ours with the in-process row sink '
+        "(`WANDB_BRIDGE_LOG_PROCESS=0`: rows logged by our background thread instead of the logging process).",
+        "- **Defaults**: `WANDB_CONSOLE` unset (wandb's capture on), and every framework printing what it "
+        "prints by default: the plain loop prints a line every 10 steps; Lightning once without and once "
+        "with its default TQDM progress bar (redrawn every step); the transformers Trainer prints every log "
+        "dict (`PrinterCallback`), once without and once with its default tqdm bar; Keras its default "
+        "progress bar. **Quiet**: `WANDB_CONSOLE=off`, no bars, no framework printing (the transformers "
+        "Trainer still prints its log dicts; nothing captures them).",
+        f"- Each variant in a fresh process, up to {config['reps']} repetitions (the tables say how many ran "
+        f"inside the time budget of {config.get('budget_s', 0):.0f} s) interleaved in rotating order, "
+        "`WANDB_MODE=offline`, `WANDB_DIR` in a fresh temporary folder, `WANDB_SILENT=true`, "
+        "`WANDB__DISABLE_STATS=true`, the same for both sides.",
         f"- Timed window: from the start of step {config['warmup']} to the start of step "
-        f"{config['warmup']} + N (N = {steps}), measured by a timing callback of the framework itself, so "
-        "`wandb.init` and warm-up are outside it and every per-step hook is inside. Overhead per logged "
-        "step = (window of the variant - window of no logger in the same repetition) / N; the table gives "
-        "the median and [min..max] over repetitions. *Ratio, best of reps* uses the fastest window of each "
-        "variant instead (min(variant) - min(no logger)), which bursts of outside load affect least. "
-        "*CPU ratio* compares the training process's CPU time (all its "
-        "threads, our background thread included; not the logging helper's, which the whole-process "
-        "table counts) added per step. *Ratio incl. finish* adds the time after the window until the run "
-        "is finished (the backlog of the background thread and the helper is drained there). In every "
-        "variant one full garbage collection runs just before the window opens, so the one-off "
-        "collection of start-up garbage (wandb's import and init leave ~300k objects; it takes ~0.15 s) "
-        "cannot land inside one variant's window by chance; full collections inside the window are "
-        "counted in the whole-process table.",
-        "- Rows: the offline run is read back (`wandb_bridge.testing.read_run`) and the history rows "
-        "with a loss are counted: nothing may be lost for speed.",
-        "- Whole-process CPU time: the worker process and every child it waited for (wandb-core, our "
-        "logging helper), from "
-        "`getrusage(RUSAGE_CHILDREN)` in the parent; peak RSS of the training process.",
-        "- Checkpoints: a plain loop saves `torch.save` files (the model plus random padding, so every "
-        "save is new content) and hands each to W&B: native = `wandb.Artifact` + `add_file` + "
-        "`run.log_artifact` (what Lightning's `WandbLogger(log_model=\"all\")` does), ours = "
-        "`Session(log_model=\"all\").log_checkpoint`. Only that call is timed.",
-        "- GPU: `python benchmarks/gpu_syncs.py` counts CUDA synchronisations per step for native vs "
-        "ours (it needs a CUDA machine and exits with a message without one).",
+        f"{config['warmup']} + N (N = {steps}), measured by a timing callback of the framework itself. "
+        "Overhead per logged step = (window of the variant - window of no logger in the same repetition) / "
+        "N; median and [min..max] over repetitions. *Ratio, best of reps*: min(variant) - min(no logger). "
+        "*CPU ratio*: the training process's CPU (all its threads) added per step. *Ratio incl. finish* adds "
+        "the time from the end of training until the run is finished (the backlog drained there).",
+        "- Whole-process CPU: the worker process and every child it waited for (wandb-core, our logging "
+        "helper), from `getrusage(RUSAGE_CHILDREN)` in the parent.",
+        "- End to end and sustained throughput (`benchmarks/e2e.py`, under the defaults): a loop that only "
+        "logs (native `run.log`, ours `Session.log`), from the first line of the script (before any import) to "
+        "the run finished, `finish()`'s drain included; *rows/s* = rows / (loop + finish).",
+        "- Rows: every offline run is read back and its history rows counted: nothing may be lost for speed.",
+        "- Checkpoints: a plain loop saves `torch.save` files and hands each to W&B: native = "
+        '`wandb.Artifact` + `add_file` + `run.log_artifact`, ours = `Session(log_model="all").log_checkpoint`. '
+        "Only that call is timed.",
         "",
-        f"### Results ({meta['started']})",
+        f"## Results ({meta['started']})",
         "",
         f"Machine: {meta['machine']}. Load average at start/end: {meta['load_start']} / {meta['load_end']} "
         f"(other processes were running). {versions}. The full run took {meta['duration_s']:.0f} s.",
         "",
-        "Per logged step (training-thread wall time; median [min..max]; goal: ratio <= "
-        f"{STEP_RATIO_GOAL}):",
+        "### Summary",
         "",
-        training_table(results),
-        "",
-        "Whole process per variant:",
-        "",
-        process_table(results),
     ]
+    out += [f"- {line}" for line in _verdicts(results)]
+    for name, title in (
+        ("defaults", "Defaults"),
+        ("quiet", "Quiet (`WANDB_CONSOLE=off`, no bars)"),
+    ):
+        if _training(results, name):
+            out += [
+                "",
+                f"### {title}: per logged step (training-thread wall time; median [min..max]; goal: ratio <= "
+                f"{STEP_RATIO_GOAL})",
+                "",
+                training_table(results, name),
+            ]
+    for name, title in (("defaults", "Whole process, defaults"), ("quiet", "Whole process, quiet")):
+        if _training(results, name):
+            out += ["", f"### {title}", "", process_table(results, name)]
+    if results.get("e2e"):
+        out += [
+            "",
+            "### End to end and sustained throughput (defaults; a loop that only logs)",
+            "",
+            e2e_table(results),
+        ]
     if results.get("checkpoint"):
         out += [
             "",
-            f"Checkpoint hand-over, blocking time on the training thread per save (goal: ratio <= "
-            f"{CHECKPOINT_RATIO_GOAL}); *finish* is the time `finish()` then took (deferred hashing and "
-            "staging included):",
+            f"### Checkpoint hand-over (goal: ratio <= {CHECKPOINT_RATIO_GOAL})",
+            "",
+            "Blocking time on the training thread per save; *finish* is the time `finish()` then took.",
             "",
             checkpoint_table(results),
         ]
     if results.get("startup"):
         out += [
             "",
-            f"Import and start-up, each in a fresh process (goal: `import wandb_bridge` under {IMPORT_GOAL_MS:.0f} "
-            "ms; a session starts no slower than `wandb.init`):",
+            f"### Import and start-up (goal: `import wandb_bridge` under {IMPORT_GOAL_MS:.0f} ms; a session "
+            "starts no slower than `wandb.init`)",
             "",
             startup_table(results),
             "",
-            "What one history row costs with nothing else running (`Session.log` hands the row over, then "
-            "`flush()` waits until the logging helper has logged it). The process-CPU column is the "
-            "training process's; wandb's own Python work for the row runs in the helper process:",
+            "One history row with nothing else running:",
             "",
             row_cost_table(results),
         ]
-    out += ["", "### Reading the numbers", ""] + [f"- {n}" for n in READING]
+    out += ["", "## Reading the numbers", ""] + [f"- {n}" for n in READING]
     notes = list(results.get("notes", []))
-    keras = results.get("training", {}).get("keras", {})
-    if "native" in keras.get("unavailable", {}):
+    if any("native" in fw.get("unavailable", {}) for fw in results.get("training", {}).values()):
         notes.append(
             "Keras: wandb's Keras integration (`wandb.integration.keras`) imports TensorFlow, which is not "
-            "installed here, so ours is compared with no logger only (its overhead column has no native "
-            "counterpart)."
+            "installed here, so ours is compared with no logger only."
         )
     errors = results.get("errors", [])
     if errors:
         notes.append(f"{len(errors)} run(s) failed in this run; see `errors` in the JSON file.")
     if notes:
-        out += ["", "### Notes", ""] + [f"- {n}" for n in notes]
+        out += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(out) + "\n"
 
 
 READING = [
     "The tiny model is the worst case on purpose: a step of ~0.1 ms (plain loop) to ~1 ms (Trainer loops) "
-    "makes per-row logging costs visible. With a real model the same absolute costs are a much smaller "
+    "makes per-row and per-line costs visible. With a real model the same absolute costs are a much smaller "
     "fraction of a step.",
-    "Where the time goes: one wandb row costs about 100 us of Python CPU (building the record, handing it "
-    "to wandb's asyncio thread and the wandb-core socket; see *one history row by itself*). In a "
-    "background thread of the training process that CPU would still compete with training for the GIL "
-    "(measured before the helper existed: ratios 0.66 plain, 1.08 Lightning, 1.04 transformers). The "
-    "helper process takes it to another core, at a lower priority (nice 10), so on a machine short of "
-    "cores training keeps its core. *Training-thread CPU added per step* is what is left on the training "
-    "thread: the hand-off (about 1 us), our Lightning/transformers/Keras hook code (the transformers "
-    "`on_log` takes about 5 us warm), contention with our background thread for the GIL (about 5 us of "
-    "its CPU per row), and the slowdown of sharing this 2-vCPU machine with the helper and wandb-core. "
-    "The last part grows with the rows logged per second and shrinks with free cores.",
-    "The CPU is not free, it moves: the whole-process CPU (helper and wandb-core included) of ours is "
-    "about the same as native's. On this 2-core machine the helper, wandb-core and training share two "
-    "cores; rows handed over faster than wandb can take them (about 7,000 rows/s here) wait in the "
-    "bounded queue, and *ratio incl. finish* shows that backlog drained at the end.",
-    "*Ratio incl. finish* also includes the helper's start (it imports wandb, about 0.5 s of CPU, while "
-    "`wandb.init` runs) on runs as short as these windows (0.4 to 1.5 s of training). Rows are never "
-    "dropped for speed: the row columns show every logged step recorded.",
-    "This machine also ran other jobs while measuring: single repetitions can be far off (see the "
-    "[min..max] spreads); the medians of interleaved repetitions and the CPU-time columns are more "
-    "robust than any single figure. The last two full runs (2026-11-29, 18:48 and 19:11 UTC) gave "
-    "ratios of 0.06 (plain), 0.16 to 0.18 (Lightning) and 0.23 to 0.25 (transformers).",
+    "Console capture was the cost users actually had: natively every printed line costs the training "
+    "thread two records (a progress bar one per redraw), which on the tiny model is as much as the row "
+    "itself. Batched, a burst of output is one record every 0.1 s, from a thread that sleeps otherwise.",
+    "The two row sinks trade wall time on the training thread against CPU in total. The logging process "
+    "takes wandb's per-row Python work (about 100 us per row of 10 keys, 2 ms per row of 1,000 keys) off "
+    "the training process, so training waits least when rows are frequent and cores are free; but it "
+    "imports wandb a second time (about 0.5 s of CPU per run) and on two busy cores it competes with "
+    "training and wandb-core for CPU. The in-process sink spends no extra start-up and less CPU in total, "
+    "and logs a burst of rows from one background thread; its rows compete with training for the GIL.",
+    "This machine ran other jobs while measuring: single repetitions can be far off (see the [min..max] "
+    "spreads); medians of interleaved repetitions and the CPU columns are more robust than any single figure.",
 ]
 
 

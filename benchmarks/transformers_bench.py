@@ -55,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     import transformers
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    if not args.printing:
+        transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     window = Window.from_args(args)
     total = window.total_steps
 
@@ -104,11 +105,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         save_strategy="no",
         eval_strategy="no",
         report_to=["wandb"] if args.variant == "native" else "none",
-        disable_tqdm=True,
+        disable_tqdm=not args.bar,  # either way the Trainer prints every log dict (tqdm.write or print)
         use_cpu=args.device == "cpu",
         dataloader_num_workers=0,
         seed=0,
-        log_level="error",
+        log_level="passive" if args.printing else "error",
     )
     trainer = Trainer(model=Model(), args=training_args, train_dataset=Data(), callbacks=callbacks)
     trainer.train()
