@@ -183,7 +183,8 @@ def test_resume_after_preemption_example(wandb_offline: WandbOfflineRuns) -> Non
     assert "pre-empted: exit code 143" in output
     attempts = wandb_offline.runs()  # offline: one run file per attempt, the same run id
     assert len(attempts) == 2
-    first, second = attempts
+    # the attempt that recorded step 1 ran first (not taken from file times)
+    first, second = sorted(attempts, key=lambda r: min(_steps(r, "train/loss"), default=10**9))
     assert first.run_id == second.run_id
     assert (first.exit_code, first.preempting) == (143, True)
     assert second.exit_code == 0
@@ -217,8 +218,9 @@ def test_sweep_run_reproduced_offline(wandb_offline: WandbOfflineRuns, tmp_path:
 @pytest.mark.slow
 def test_dataset_artifact_example(wandb_offline: WandbOfflineRuns) -> None:
     output = _run(wandb_offline, "examples/dataset_artifact.py", "--dir", str(wandb_offline.wandb_dir))
-    prepare, train = wandb_offline.runs()
-    assert (prepare.job_type, train.job_type) == ("dataset", "train")
+    by_job = {r.job_type: r for r in wandb_offline.runs()}  # told apart by job type, not file times
+    assert set(by_job) == {"dataset", "train"}
+    prepare, train = by_job["dataset"], by_job["train"]
     data = prepare.artifact("toy-regression")
     assert data.type == "dataset" and list(data.files) == ["data.csv"]
     assert data.metadata["rows"] == 200

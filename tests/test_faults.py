@@ -91,13 +91,14 @@ def test_no_api_key_and_no_tty_never_prompts(wandb_offline: WandbOfflineRuns, tm
     assert read_run(next(tmp_path.glob("wandb/offline-run-*"))).values("train/loss") == [(1, 1.0)]
 
 
+@pytest.mark.parametrize("log_process", [True, False])
 def test_wandb_core_killed_mid_run_keeps_training_and_rows(
-    wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch
+    wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch, log_process: bool
 ) -> None:
     here = rows_logged_here(monkeypatch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        session = Session(project="faults")
+        session = Session(project="faults", log_process=log_process)
         for step in range(1, 21):
             session.log({"loss": float(step)}, step=step)
         session.flush()
