@@ -1,10 +1,13 @@
-"""Worker for test_health: 2 gloo processes training an FSDP2 (``fully_shard``) model with ``log_health``.
+"""Worker for test_health: 2 gloo processes training a sharded model with ``log_health``.
 
-Usage: python health_dist_script.py RENDEZVOUS_FILE EXPECTED_JSON
+Usage: python health_dist_script.py fsdp2|fsdp1 RENDEZVOUS_FILE EXPECTED_JSON
 
-Every rank measures (the sharded norms are reduced across ranks); rank 0 records
-the run and writes what ``torch.nn.utils.get_total_norm`` gives on the same
-DTensor gradients and weights to EXPECTED_JSON.
+``fsdp2`` (``fully_shard``, DTensor parameters): every rank measures, the sharded
+norms are reduced across ranks, rank 0 records the run and writes what
+``torch.nn.utils.get_total_norm`` gives on the same DTensor gradients and
+weights to EXPECTED_JSON. ``fsdp1`` (``FullyShardedDataParallel``, flat shards):
+the figures are rank 0's own, under ``health/rank-0/``; EXPECTED_JSON holds
+``get_total_norm`` of rank 0's local shards.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
-from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp import FullyShardedDataParallel, fully_shard
 
 from wandb_bridge import Session
 
@@ -29,15 +32,20 @@ def _norm(tensors: list[Any]) -> float:
     return float(total.full_tensor() if hasattr(total, "full_tensor") else total)
 
 
-def _work(rank: int, world: int, rendezvous: str, out: str) -> None:
+def _work(rank: int, world: int, mode: str, rendezvous: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
-    fully_shard(model[0])
-    fully_shard(model[2])
-    fully_shard(model)
+    model: nn.Module = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    prefix = ""
+    if mode == "fsdp2":
+        fully_shard(model[0])  # type: ignore[index]
+        fully_shard(model[2])  # type: ignore[index]
+        fully_shard(model)
+    else:
+        model = FullyShardedDataParallel(model, device_id=torch.device("cpu"), use_orig_params=True)
+        prefix = "_fsdp_wrapped_module."
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    groups = {"0": ["0.weight", "0.bias"], "2": ["2.weight", "2.bias"]}
+    groups = {g: [f"{prefix}{g}.weight", f"{prefix}{g}.bias"] for g in ("0", "2")}
     expected: dict[int, dict[str, float]] = {}
     gen = torch.Generator().manual_seed(100 + rank)  # each rank its own data
     with Session(project="dist", log_health=True, health_every=1) as session:
@@ -49,11 +57,12 @@ def _work(rank: int, world: int, rendezvous: str, out: str) -> None:
             loss = nn.functional.mse_loss(model(x), x.sum(dim=1, keepdim=True))
             loss.backward()
             params = dict(model.named_parameters())
-            grads = {n: p.grad for n, p in params.items()}
+            grads = {n: p.grad for n, p in params.items() if p.grad is not None}  # fsdp1: empty shards have none
             before = {n: p.detach().clone() for n, p in params.items()}
             row = {"health/grad_norm": _norm(list(grads.values()))}
             for group, names in groups.items():
-                row[f"health/grad_norm/{group}"] = _norm([grads[n] for n in names])
+                if any(n in grads for n in names):
+                    row[f"health/grad_norm/{group}"] = _norm([grads[n] for n in names if n in grads])
             monitor.before_step(step, model)
             optimizer.step()
             monitor.after_step()
@@ -62,7 +71,10 @@ def _work(rank: int, world: int, rendezvous: str, out: str) -> None:
                 list(before.values())
             )
             for group, names in groups.items():
-                row[f"health/weight_norm/{group}"] = _norm([params[n].detach() for n in names])
+                if sum(params[n].numel() for n in names):
+                    row[f"health/weight_norm/{group}"] = _norm([params[n].detach() for n in names])
+            if mode == "fsdp1":
+                row = {f"health/rank-{rank}/{k[len('health/') :]}": v for k, v in row.items()}
             expected[step] = row
             session.log({"loss": loss.detach()}, step=step)
         assert session.enabled == (rank == 0)
@@ -74,4 +86,4 @@ def _work(rank: int, world: int, rendezvous: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    mp.spawn(_work, args=(2, sys.argv[1], sys.argv[2]), nprocs=2, join=True)
+    mp.spawn(_work, args=(2, sys.argv[1], sys.argv[2], sys.argv[3]), nprocs=2, join=True)

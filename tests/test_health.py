@@ -473,8 +473,8 @@ def test_keras_torch_backend_norms(wandb_offline: WandbOfflineRuns, accumulation
 # --------------------------------------------------------------- FSDP (gloo)
 
 
-@pytest.mark.slow
-def test_fsdp2_two_gloo_ranks_record_the_global_norms(wandb_offline: WandbOfflineRuns, tmp_path: Any) -> None:
+def _two_ranks(wandb_offline: WandbOfflineRuns, tmp_path: Any, mode: str) -> tuple[dict[int, Any], str]:
+    """Run tests/health_dist_script.py in 2 gloo processes; what torch computed, and the workers' stderr."""
     import json
     import os
     import subprocess
@@ -486,14 +486,19 @@ def test_fsdp2_two_gloo_ranks_record_the_global_norms(wandb_offline: WandbOfflin
     env.update(wandb_offline.env)
     out = tmp_path / "expected.json"
     result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "rendezvous"), str(out)],
+        [sys.executable, str(script), mode, str(tmp_path / "rendezvous"), str(out)],
         env=env,
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    expected = {int(k): v for k, v in json.loads(out.read_text()).items()}
+    return {int(k): v for k, v in json.loads(out.read_text()).items()}, result.stderr
+
+
+@pytest.mark.slow
+def test_fsdp2_two_gloo_ranks_record_the_global_norms(wandb_offline: WandbOfflineRuns, tmp_path: Any) -> None:
+    expected, _ = _two_ranks(wandb_offline, tmp_path, "fsdp2")
     runs = wandb_offline.runs()
     assert len(runs) == 1  # rank 0 records; rank 1 only takes part in the reduction
     found = health_rows(runs[0].history)
@@ -578,3 +583,15 @@ def test_compiled_model_keeps_its_groups(wandb_offline: WandbOfflineRuns) -> Non
     row = health_rows(wandb_offline.run().history)[1]
     assert_health(row, expected)
     assert {"health/grad_norm/encoder", "health/grad_norm/head"} <= set(row)
+
+
+@pytest.mark.slow
+def test_fsdp1_flat_shards_are_recorded_per_rank(wandb_offline: WandbOfflineRuns, tmp_path: Any) -> None:
+    expected, stderr = _two_ranks(wandb_offline, tmp_path, "fsdp1")
+    assert "health figures are per rank, under health/rank-<r>/" in stderr
+    found = health_rows(wandb_offline.run().history)
+    assert sorted(found) == [1, 2, 3] == sorted(expected)
+    for step, values in expected.items():
+        assert_health(found[step], values)
+        assert "health/grad_norm" not in found[step]  # no figure claims to be global
+        assert not any(math.isnan(v) for k, v in found[step].items() if k.startswith("health/"))

@@ -43,6 +43,7 @@ class _Layout:
     groups: list[str]  # group names, in order of first appearance
     index: list[int]  # group index per parameter (-1: in no group)
     replica: list[bool]  # False: a replicated DTensor copy that must not count again
+    sizes: list[int]  # elements per parameter (global for a DTensor, this rank's for a flat shard)
     sharded: bool  # DTensor parameters: reduce across ranks
     per_rank: bool  # flat shards (FSDP1): per-rank figures
     device_index: dict[Any, Any] = field(default_factory=dict)
@@ -182,7 +183,8 @@ class TorchHealth:
                 "(FullyShardedDataParallel flat parameters, or a device mesh that is not the whole job); "
                 "health figures are per rank, under health/rank-<r>/.",
             )
-        layout = _Layout(names, groups, index, replica, sharded, per_rank)
+        sizes = [int(param.numel()) for _, param in named]
+        layout = _Layout(names, groups, index, replica, sizes, sharded, per_rank)
         self._layouts[names] = layout
         return layout
 
@@ -264,12 +266,17 @@ class TorchHealth:
         update_norm = sums[3 * width : 4 * width].sqrt()
         ratio = update_norm / before_norm
         present = _groups_with(layout, pending.grad_rows)
-        parts = [grad_norm[[0, *(g + 1 for g in present)]], weight_norm, ratio, sums[-1:]]
+        # Groups holding no element (an FSDP rank's empty shards) get no weight figures: 0/0 is no ratio.
+        sized = _groups_with(layout, tuple(r for r in all_rows if layout.sizes[r] > 0))
+        weights_at = [0, *(g + 1 for g in sized)]
+        parts = [grad_norm[[0, *(g + 1 for g in present)]], weight_norm[weights_at], ratio[weights_at], sums[-1:]]
         if pending.loss_scale is not None:
             parts.append(pending.loss_scale.reshape(1))
         vector = torch.cat(parts)
         keys = health.layout(
-            (layout.groups[g] for g in present), layout.groups, loss_scale=pending.loss_scale is not None
+            (layout.groups[g] for g in present),
+            (layout.groups[g] for g in sized),
+            loss_scale=pending.loss_scale is not None,
         )
         hists = dict(pending.histograms)
         if self.policy.histogram_due(pending.step):
