@@ -595,3 +595,33 @@ def test_fsdp1_flat_shards_are_recorded_per_rank(wandb_offline: WandbOfflineRuns
         assert_health(found[step], values)
         assert "health/grad_norm" not in found[step]  # no figure claims to be global
         assert not any(math.isnan(v) for k, v in found[step].items() if k.startswith("health/"))
+
+
+@pytest.mark.parametrize("unscaled_first", [True, False])
+def test_grad_scaler_gradients_are_reported_unscaled(wandb_offline: WandbOfflineRuns, unscaled_first: bool) -> None:
+    model = TwoPart()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    with Session(project="demo", log_health=True, health_every=1) as session:
+        monitor = session.health_monitor()
+        assert monitor is not None
+        x, y = next(_batches(1))
+        scaler.scale(nn.functional.mse_loss(model(x), y)).backward()
+        scaled = _norm([p.grad for p in model.parameters() if p.grad is not None])
+        if unscaled_first:
+            scaler.unscale_(optimizer)
+        before = expected_before(model, default_groups(model))
+        monitor.before_step(1, model, scaler=scaler, optimizer=optimizer)
+        scaler.step(optimizer)
+        scaler.update()
+        monitor.after_step()
+        expected = expected_after(model, default_groups(model), before)
+    row = health_rows(wandb_offline.run().history)[1]
+    assert row["health/loss_scale"] == 1024.0
+    assert row["health/grad_norm"] == pytest.approx(scaled / 1024.0, rel=TOL)  # the true gradients, either way
+    if unscaled_first:
+        assert_health(row, expected)
+    else:
+        for key in ("health/grad_norm/encoder", "health/grad_norm/head"):
+            assert row[key] == pytest.approx(expected[key] / 1024.0, rel=TOL)
+        assert row["health/update_ratio"] == pytest.approx(expected["health/update_ratio"], rel=TOL)

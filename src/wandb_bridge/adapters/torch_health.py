@@ -109,6 +109,7 @@ class TorchHealth:
         *,
         grads: Sequence[Any | None] | None = None,
         scaler: Any = None,
+        optimizer: Any = None,
         weights_before: Sequence[Any] | None = None,
     ) -> None:
         """Measure the gradients of optimizer step ``step`` and keep a copy of the weights.
@@ -120,6 +121,10 @@ class TorchHealth:
             grads: the gradients, one per parameter (None: each parameter's ``.grad``).
             scaler: a ``torch.amp.GradScaler`` (its scale is recorded when enabled)
                 or a number / tensor holding the loss scale.
+            optimizer: the optimizer about to step; with a ``GradScaler`` that has
+                not unscaled its gradients yet (``scaler.unscale_(optimizer)`` not
+                called), the figures are divided by the scale, so they are the
+                gradients' true values either way.
             weights_before: copies of the weights before the update, one per
                 parameter, when the caller made them earlier (Keras: the update
                 already happened); they are used up.
@@ -132,7 +137,7 @@ class TorchHealth:
         if not named:
             return
         with torch.no_grad():
-            self._pending = self._measure_grads(step, fetch, named, grads, scaler, weights_before)
+            self._pending = self._measure_grads(step, fetch, named, grads, scaler, optimizer, weights_before)
 
     def after_step(self) -> None:
         """Measure the weights after the step and hand the health vector over."""
@@ -195,6 +200,7 @@ class TorchHealth:
         named: Named,
         grads: Sequence[Any | None] | None,
         scaler: Any,
+        optimizer: Any,
         weights_before: Sequence[Any] | None,
     ) -> _Pending | None:
         layout = self._layout(named)
@@ -218,6 +224,10 @@ class TorchHealth:
         hists: dict[str, Any] = {}
         if self.policy.histogram_due(step) and rows:
             hists.update(_group_values(health.HIST_GRAD, [_local(grads[i]) for i in rows], rows, layout))
+        inverse = _pending_unscale(scaler, optimizer, device, dtype)
+        if inverse is not None:  # the gradients still hold loss * scale: report the true ones
+            grad_sq = grad_sq * inverse.square()
+            hists = {key: values * inverse.to(values.dtype) for key, values in hists.items()}
         return _Pending(
             step=step,
             fetch=fetch,
@@ -403,6 +413,20 @@ def _group_values(prefix: str, tensors: Sequence[Any], rows: tuple[int, ...], la
         if group >= 0 and tensor.numel():
             members.setdefault(group, []).append(tensor.reshape(-1))
     return {f"{prefix}/{layout.groups[g]}": torch.cat(parts) for g, parts in sorted(members.items())}
+
+
+def _pending_unscale(scaler: Any, optimizer: Any, device: Any, dtype: Any) -> Any:
+    """``1 / scale`` (device tensor) when ``scaler`` has not unscaled ``optimizer``'s gradients yet, else None."""
+    states = getattr(scaler, "_per_optimizer_states", None)
+    if optimizer is None or not isinstance(states, Mapping) or not scaler.is_enabled():
+        return None
+    stage = states.get(id(optimizer), {}).get("stage")
+    if getattr(stage, "name", None) == "UNSCALED":
+        return None
+    scale = getattr(scaler, "_scale", None)
+    if not isinstance(scale, torch.Tensor):
+        return None
+    return scale.detach().reshape(()).to(device=device, dtype=dtype, non_blocking=True).reciprocal()
 
 
 def _loss_scale(scaler: Any, device: Any, dtype: Any) -> Any:

@@ -61,7 +61,7 @@ class _HealthHooks:
             self._monitor = getattr(self, _ATTACHED).session.health_monitor(owner="WandbLogger")
         return self._monitor
 
-    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:  # noqa: ARG002
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         """Measure the gradients of the step being taken (``trainer.global_step + 1``)."""
         try:
             step = int(trainer.global_step) + 1
@@ -69,7 +69,7 @@ class _HealthHooks:
             if monitor is None or not monitor.due(step):
                 return
             scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
-            monitor.before_step(step, pl_module, scaler=scaler)
+            monitor.before_step(step, pl_module, scaler=scaler, optimizer=optimizer)
         except Exception as exc:
             self._failed("measure the gradients", exc)
 

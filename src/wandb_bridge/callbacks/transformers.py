@@ -379,7 +379,13 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         if self._health is None:
             self._health = health.monitor(self.settings, self._hand_over_health, owner="WandbTrainerCallback")
         if self._health.due(state.global_step + 1) and kwargs.get("model") is not None:
-            self._health.before_step(state.global_step + 1, kwargs["model"])
+            optimizer = kwargs.get("optimizer")  # accelerate's wrapper holds the fp16 GradScaler
+            self._health.before_step(
+                state.global_step + 1,
+                kwargs["model"],
+                scaler=getattr(optimizer, "scaler", None),
+                optimizer=getattr(optimizer, "optimizer", optimizer),
+            )
 
     @override
     @_guarded
