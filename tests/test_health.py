@@ -547,6 +547,9 @@ def test_training_thread_reads_nothing_and_idle_steps_cost_nothing(wandb_offline
     for step in (2, 4):
         assert "_foreach_norm" in calls[step]
         assert not _SYNCING & set(calls[step]), sorted(_SYNCING & set(calls[step]))
+    # Index tensors are built from host data once (pinned, non-blocking on CUDA), then reused.
+    assert "tensor" in calls[2]
+    assert "tensor" not in calls[4]
     assert sorted(health_rows(wandb_offline.run().history)) == [2, 4]
 
 

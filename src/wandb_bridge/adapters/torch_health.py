@@ -53,9 +53,29 @@ class _Layout:
         key = (device, rows)
         found = self.device_index.get(key)
         if found is None:
-            found = torch.tensor([max(self.index[r], 0) for r in rows], dtype=torch.long, device=device)
+            found = _on_device([max(self.index[r], 0) for r in rows], torch.long, device)
             self.device_index[key] = found
         return found
+
+    def select(self, tensor: Any, positions: Sequence[int]) -> Any:
+        """``tensor[positions]`` with an index tensor built once per device (no host-to-device copy later)."""
+        positions = tuple(positions)
+        if positions == tuple(range(tensor.shape[0])):
+            return tensor
+        key = (tensor.device, ("select", *positions))
+        found = self.device_index.get(key)
+        if found is None:
+            found = _on_device(list(positions), torch.long, tensor.device)
+            self.device_index[key] = found
+        return tensor.index_select(0, found)
+
+
+def _on_device(values: list[Any], dtype: Any, device: Any) -> Any:
+    """A small tensor of ``values`` on ``device``, copied without making the host wait (pinned, non-blocking)."""
+    host = torch.tensor(values, dtype=dtype)
+    if device.type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
 
 
 @dataclass
@@ -279,7 +299,12 @@ class TorchHealth:
         # Groups holding no element (an FSDP rank's empty shards) get no weight figures: 0/0 is no ratio.
         sized = _groups_with(layout, tuple(r for r in all_rows if layout.sizes[r] > 0))
         weights_at = [0, *(g + 1 for g in sized)]
-        parts = [grad_norm[[0, *(g + 1 for g in present)]], weight_norm[weights_at], ratio[weights_at], sums[-1:]]
+        parts = [
+            layout.select(grad_norm, [0, *(g + 1 for g in present)]),
+            layout.select(weight_norm, weights_at),
+            layout.select(ratio, weights_at),
+            sums[-1:],
+        ]
         if pending.loss_scale is not None:
             parts.append(pending.loss_scale.reshape(1))
         vector = torch.cat(parts)
@@ -385,7 +410,7 @@ def _replica_mask(layout: _Layout, rows: tuple[int, ...], device: Any, dtype: An
     key = (device, ("mask", *rows))
     found = layout.device_index.get(key)
     if found is None:
-        found = torch.tensor([1.0 if layout.replica[r] else 0.0 for r in rows], dtype=dtype, device=device)
+        found = _on_device([1.0 if layout.replica[r] else 0.0 for r in rows], dtype, device)
         layout.device_index[key] = found
     return found
 
@@ -395,7 +420,7 @@ def _group_sums(sq: Any, layout: _Layout, rows: tuple[int, ...], device: Any, dt
     groups = torch.zeros(n_groups, dtype=dtype, device=device)
     in_group = tuple(i for i, r in enumerate(rows) if layout.index[r] >= 0)
     if n_groups and in_group:
-        values = sq if len(in_group) == len(rows) else sq[list(in_group)]
+        values = sq if len(in_group) == len(rows) else layout.select(sq, in_group)
         groups.index_add_(0, layout.index_on(device, tuple(rows[i] for i in in_group)), values)
     return torch.cat([sq.sum().reshape(1), groups])
 
@@ -433,7 +458,7 @@ def _loss_scale(scaler: Any, device: Any, dtype: Any) -> Any:
     if scaler is None:
         return None
     if isinstance(scaler, (int, float)):
-        return torch.tensor(float(scaler), dtype=dtype, device=device)
+        return torch.full((), float(scaler), dtype=dtype, device=device)  # a fill kernel, no copy
     if isinstance(scaler, torch.Tensor):
         return scaler.detach().reshape(()).to(device=device, dtype=dtype, non_blocking=True)
     enabled = getattr(scaler, "is_enabled", None)
