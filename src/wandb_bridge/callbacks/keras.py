@@ -120,7 +120,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         >>> model.evaluate(xt, yt, callbacks=[callback])   # -> test/loss  # doctest: +SKIP
         >>> callback.finish()   # or leave it to the end of the process  # doctest: +SKIP
 
-    What is recorded (DESIGN.md section 3): ``trainer/global_step`` is the
+    What is recorded (the run contract, docs/run-contract.md): ``trainer/global_step`` is the
     optimizer's iteration count, so it continues across several ``fit`` calls
     and ``initial_epoch`` resumes; ``trainer/epoch`` counts completed epochs
     (``1.0`` at the end of the first); ``loss`` -> ``train/loss``,
@@ -136,7 +136,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         project, entity, name, group, tags, job_type, notes, config, mode, dir,
             id, resume, run, log_model, checkpoint_name, monitor, monitor_mode,
             system_stats, rank_zero_only, on_error: the shared arguments of
-            DESIGN.md section 2. ``log_model=True`` means ``"end"``.
+            docs/settings.md. ``log_model=True`` means ``"end"``.
         log_freq: ``"epoch"`` (default: one row per epoch, and no per-batch
             hook runs at all), ``"batch"`` (a row for every optimizer step), or
             an int N (a row every N optimizer steps) plus the epoch rows.

@@ -49,8 +49,8 @@ class Session(CheckpointsMixin, WorkerMixin):
     Args:
         project, entity, name, group, tags, job_type, notes, config, mode, dir, id,
         resume, run, log_model, checkpoint_name, monitor, monitor_mode,
-        system_stats, rank_zero_only, on_error: the shared arguments of DESIGN.md
-            section 2; ``WANDB_*`` variables fill in what is not given.
+        system_stats, rank_zero_only, on_error: the shared arguments of
+            docs/settings.md; ``WANDB_*`` variables fill in what is not given.
         framework: the name of the calling framework (for checkpoint metadata).
         framework_version: its version.
         bridge_settings: an already resolved :class:`Settings` (callbacks use this);
@@ -465,7 +465,7 @@ class Session(CheckpointsMixin, WorkerMixin):
     ) -> None:
         """Record values at a global step (hot path: only hands them to the worker).
 
-        Keys are mapped as in DESIGN.md section 3 (``val_loss`` -> ``val/loss``,
+        Keys are mapped as in the run contract, docs/run-contract.md (``val_loss`` -> ``val/loss``,
         ``loss`` -> ``<stage>/loss``); everything logged for one step lands in one
         row. Values may be Python or numpy numbers or single-element tensors
         (read later, many at once); NaN/inf are recorded with one warning per

@@ -58,8 +58,8 @@ class CheckpointsMixin(SessionBase):
         """Report a checkpoint file or folder the framework wrote.
 
         The checkpoint policy (``log_model``) decides whether it is uploaded now,
-        at the end, or not at all; aliases and metadata follow DESIGN.md
-        section 3; the same content is never uploaded twice. The training thread
+        at the end, or not at all; aliases and metadata follow the run
+        contract (docs/run-contract.md); the same content is never uploaded twice. The training thread
         only keeps the files' content (small files read into memory, large ones
         hard-linked); the policy, the run marker, hashing and the upload run in
         the worker, in order with everything logged before.

@@ -85,7 +85,7 @@ class Settings:
         Args:
             env: the environment to read (``os.environ`` when None). Never written.
             default_log_model_true: what ``log_model=True`` means for the caller.
-            **kwargs: the shared keyword arguments of DESIGN.md section 2; unknown
+            **kwargs: the shared keyword arguments (docs/settings.md); unknown
                 names are kept in ``init_kwargs`` and passed on to ``wandb.init``.
 
         Returns:
