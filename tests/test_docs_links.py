@@ -135,6 +135,18 @@ def test_no_behaviour_notes_left_under_their_old_title() -> None:
     assert old == []
 
 
+def test_the_architecture_page_names_every_module() -> None:
+    page = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    package = ROOT / "src" / "wandb_bridge"
+    unnamed = [
+        module.relative_to(package).as_posix()
+        for folder in ("core", "adapters", "callbacks", "testing")
+        for module in sorted((package / folder).glob("*.py"))
+        if module.name != "__init__.py" and not re.search(rf"(?<![\w.-]){re.escape(module.name)}(?!\w)", page)
+    ]
+    assert unnamed == []
+
+
 def test_nothing_cites_a_design_file_outside_the_repository() -> None:
     missing = "DESIGN" + ".md"  # the project's design notes live outside this repository
     assert not (ROOT / missing).exists()
