@@ -95,7 +95,7 @@ def examples(session: nox.Session) -> None:
     session.run("python", "-m", "wandb_bridge", "demo", "--dir", f"{tmp}/demo", env=env)
 
 
-# --- Version matrix: the supported versions, proven (README: Supported versions) --------------------------
+# --- Version matrix: the supported versions, proven (docs/versions.md) -----------------------------------------
 # `nox -t matrix` runs all of it (about 10 minutes on 2 cores); `nox -s "matrix_wandb(0.19.0)"` one cell.
 # Each cell pins one package at the oldest or newest version we support and runs the tests that
 # exercise it; everything else resolves to what pip picks for that pin.

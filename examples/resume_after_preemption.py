@@ -23,7 +23,7 @@ Offline, each attempt is its own ``offline-run-*`` folder with the same run id;
 With the frameworks no run id is passed at all: each callback finds it in the
 marker beside the checkpoint when Lightning resumes with ``trainer.fit(ckpt_path=...)``,
 transformers with ``trainer.train(resume_from_checkpoint=...)`` and Keras with
-``fit(initial_epoch=...)`` (see README, "Resume after pre-emption").
+``fit(initial_epoch=...)`` (see docs/resume.md).
 
 Run (offline unless WANDB_MODE says otherwise; about 15 s on CPU)::
 

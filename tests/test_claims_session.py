@@ -1,4 +1,4 @@
-"""README / DESIGN claims about ``Session`` that had no test: resume "who wins", one fault one warning, stats.
+"""README / run contract claims about ``Session`` that had no test: resume "who wins", one fault one warning, stats.
 
 Everything runs against real wandb offline; what the run recorded is read back.
 """
@@ -168,7 +168,7 @@ def test_a_replaced_checkpoint_file_has_no_marker(wandb_offline: WandbOfflineRun
 @pytest.mark.xfail(
     strict=True,
     reason="src bug: one stuck wandb-core at finish gives 4 WandbBridgeWarnings (hand-off timeout, 'took no row', "
-    "'did not finish', 'rows kept'); DESIGN section 3 faults says warn once",
+    "'did not finish', 'rows kept'); the run contract's faults row says warn once",
 )
 def test_a_stuck_wandb_at_finish_warns_once(wandb_offline: WandbOfflineRuns) -> None:
     session = Session(project="faults", finish_timeout=2)
@@ -193,7 +193,7 @@ def test_a_stuck_wandb_at_finish_warns_once(wandb_offline: WandbOfflineRuns) -> 
 @pytest.mark.xfail(
     strict=True,
     reason="src bug: wandb-core killed mid-run gives 3 WandbBridgeWarnings ('did not take a row', 'failed to "
-    "update_config', 'The logging process could not ...'); README fault table and DESIGN section 3 say one warning",
+    "update_config', 'The logging process could not ...'); docs/faults.md and the run contract say one warning",
 )
 def test_wandb_core_killed_mid_run_warns_once(wandb_offline: WandbOfflineRuns) -> None:
     with warnings.catch_warnings(record=True) as caught:
