@@ -386,13 +386,36 @@ class RunHandle:
         aliases: Sequence[str],
         metadata: Mapping[str, Any],
         description: str | None = None,
-    ) -> None:
-        """Log an artifact made of ``(name inside the artifact, local path)`` files."""
+        references: Sequence[tuple[str, str, str | None, int | None]] = (),
+    ) -> Any:
+        """Log an artifact made of ``(name inside the artifact, local path)`` files.
+
+        ``references`` are ``(name inside the artifact, URI, digest, size)`` entries
+        recorded without copying a byte (``artifact.add_reference``). A None digest
+        lets wandb ask the object store for its checksum (``checksum=True``); a given
+        one (wandb's base64 MD5 of the content, or a size + mtime fingerprint) is
+        recorded as the entry's digest, with ``checksum=False`` so wandb reads nothing.
+
+        Returns:
+            The logged ``wandb.Artifact`` (``.wait()`` returns once it is committed).
+        """
         wandb = load()
         artifact = wandb.Artifact(name=name, type=kind, metadata=dict(metadata), description=description)
         for inner, local in files:
             artifact.add_file(local, name=inner)
+        for inner, uri, digest, size in references:
+            entries = artifact.add_reference(uri, name=inner, checksum=digest is None)
+            if digest is not None:
+                for entry in entries:
+                    entry.digest = digest
+                    if size is not None:
+                        entry.size = size
         self.run.log_artifact(artifact, aliases=list(aliases))
+        return artifact
+
+    def public_api(self) -> Any:
+        """The public ``wandb.Api()`` (needs a W&B server: online runs only)."""
+        return load().Api()
 
     def use_artifact(self, name: str, kind: str | None = None, aliases: Sequence[str] | None = None) -> Any:
         """Declare an artifact as an input of this run."""

@@ -164,8 +164,8 @@ class SessionBase:
         """Attach to a run (implemented by :class:`~wandb_bridge.core.session.Session`)."""
         raise NotImplementedError
 
-    def _upload_checkpoint(self, upload: Upload, snap: files.Snapshot) -> None:
-        """Upload one checkpoint (worker; implemented in ``session_worker.py``)."""
+    def _upload_checkpoint(self, upload: Upload, snap: files.Snapshot) -> Any:
+        """Upload one checkpoint (worker; implemented in ``session_worker.py``); the logged artifact or None."""
         raise NotImplementedError
 
 

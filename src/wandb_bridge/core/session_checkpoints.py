@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wandb_bridge._version import __version__
-from wandb_bridge.adapters import files, markers, wandb_sdk
+from wandb_bridge.adapters import files, markers, retention, wandb_sdk
 from wandb_bridge.adapters.markers import RunMarker
 from wandb_bridge.core.checkpoints import CheckpointEvent, Upload, score_from
 from wandb_bridge.core.metrics import flatten_metrics
@@ -16,6 +17,14 @@ from wandb_bridge.core.session_base import _CALL, SessionBase
 
 class CheckpointsMixin(SessionBase):
     """The checkpoint half of the public API (the policy itself is in ``checkpoints.py``)."""
+
+    # Set on first use (the session's state is reset in session_base.py): offline
+    # ``keep_checkpoints`` holds back versions until the end; online it prunes in the background.
+    _ckpt_deferred: list[tuple[Upload, files.Snapshot]]
+    _ckpt_prune_lock: threading.Lock
+    # A seam for tests: a callable returning the public ``wandb.Api`` (default: the real one).
+    public_api_factory: Any = None
+    retention_log: list[retention.Pruned]
 
     def upload_end_checkpoints(self) -> None:
         """Upload now what ``log_model="end"`` would upload at :meth:`finish`; the run stays open.
@@ -30,6 +39,7 @@ class CheckpointsMixin(SessionBase):
 
     def _upload_end(self, only_if_new: bool = False) -> None:
         """Upload the end-of-run checkpoints (in the worker, after every checkpoint reported before)."""
+        self._flush_deferred()
         if only_if_new and self._end_uploaded == self._end_key():
             return
         for upload in self.policy.at_end():
@@ -84,20 +94,62 @@ class CheckpointsMixin(SessionBase):
         if not self._ensure_started():
             return
         path_text = os.fspath(path)
+        remote = files.is_remote(path_text)
+        if not remote:
+            path_text = files.local_path(path_text)
         at = self._last_step if step is None else int(step)
         snap = None
+        sharded = False
         if self.policy.enabled:
             # The training thread only keeps the content (the framework may overwrite or delete
-            # the files next); the policy, the marker and the upload run in the worker.
-            try:
-                snap = files.snapshot(path_text, include, exclude, payload_name)
-            except OSError as exc:
-                self._put((_CALL, self._write_marker, path_text, at, epoch))
-                self._fault("checkpoint", f"checkpoint {path_text!r} skipped: {exc}")
-                return
+            # the files next), or nothing at all for a reference; the policy, the marker, the
+            # completeness check of a sharded folder and the upload run in the worker.
+            sharded = not remote and files.is_sharded(path_text)
+            if remote or self.settings.checkpoint_storage == "reference":
+                snap = files.Snapshot.by_reference(path_text, include, exclude, payload_name)
+            elif not sharded:
+                try:
+                    snap = files.snapshot(path_text, include, exclude, payload_name)
+                except OSError as exc:
+                    self._put((_CALL, self._write_marker, path_text, at, epoch))
+                    self._fault("checkpoint", f"checkpoint {path_text!r} skipped: {exc}")
+                    return
         self._reported += 1
         saved = (path_text, at, epoch, metrics and dict(metrics), score, is_best, tuple(aliases), metadata)
-        self._put((_CALL, self._checkpoint_saved, saved, snap))
+        if sharded:
+            self._put((_CALL, self._sharded_saved, saved, snap, (include, tuple(exclude), payload_name)))
+        else:
+            self._put((_CALL, self._checkpoint_saved, saved, snap))
+
+    def _sharded_saved(
+        self,
+        saved: tuple[Any, ...],
+        snap: files.Snapshot | None,
+        spec: tuple[Sequence[str] | None, Sequence[str], str | None],
+    ) -> None:
+        """A sharded folder (in the worker): wait until it is complete, then handle it as one checkpoint."""
+        path = saved[0]
+        if not self.settings.rank_zero_only and self.rank.rank != 0:
+            # One run per rank: the folder is shared by all ranks; global rank 0 logs it, once.
+            self._write_marker(path, saved[1], saved[2])
+            return
+        reason = files.wait_complete(path)
+        if reason is not None:
+            self._write_marker(path, saved[1], saved[2])
+            self._warn(
+                f"ckpt:{path}",
+                f"Sharded checkpoint {path!r} was not logged: still incomplete after "
+                f"{files.SHARD_WAIT_S:.0f} s ({reason}).",
+            )
+            return
+        if snap is None:
+            try:
+                snap = files.snapshot(path, *spec)
+            except OSError as exc:
+                self._write_marker(path, saved[1], saved[2])
+                self._warn(f"ckpt:{path}", f"Checkpoint {path!r} was not uploaded: {exc}")
+                return
+        self._checkpoint_saved(saved, snap)
 
     def _checkpoint_saved(self, saved: tuple[Any, ...], snap: files.Snapshot | None) -> None:
         """The worker's half of :meth:`log_checkpoint`: marker, policy, uploads."""
@@ -261,4 +313,75 @@ class CheckpointsMixin(SessionBase):
             return
         if self.policy.log_model != "end" or self._finished:
             self._retained.pop(upload.event.sequence, None)
-        self._upload_checkpoint(upload, snap)
+        keep = self.settings.keep_checkpoints
+        handle = self._handle
+        if keep is not None and handle is not None and handle.offline and self.policy.log_model != "end":
+            self._defer(upload, snap, keep)
+            return
+        logged = self._upload_checkpoint(upload, snap)
+        if logged is not None and keep is not None and handle is not None and not handle.offline:
+            self._prune_later(logged, keep)
+
+    # ------------------------------------------------------------ retention
+
+    def _defer(self, upload: Upload, snap: files.Snapshot, keep: int) -> None:
+        """Offline ``keep_checkpoints``: hold the version back; drop those that would not be kept.
+
+        Nothing can be deleted from an offline run before it is synced, so the
+        versions that retention would delete are never logged: the newest ``keep``,
+        the one holding ``best`` and those with the user's own aliases are logged at
+        the end of training (:meth:`upload_end_checkpoints` or :meth:`finish`).
+        """
+        deferred = self.__dict__.setdefault("_ckpt_deferred", [])
+        if self._retained.get(upload.event.sequence) is snap:
+            self._retained.pop(upload.event.sequence, None)  # the deferral owns the snapshot now
+        if snap.reference is not None:
+            try:  # fingerprint now: the framework may delete or rewrite the files before the end
+                files.resolve_references(snap, self.settings.reference_digest)
+            except OSError as exc:
+                self._warn(f"ckpt:{upload.event.path}", f"Checkpoint {upload.event.path!r} was not uploaded: {exc}")
+                return
+        deferred.append((upload, snap))
+        best = max((i for i, (u, _) in enumerate(deferred) if u.best), default=-1)
+        kept = []
+        for index, (old, old_snap) in enumerate(deferred):
+            user = [a for a in retention.protective(old.aliases) if a not in ("latest", "best")]
+            if index >= len(deferred) - keep or index == best or user:
+                kept.append((old, old_snap))
+            else:
+                old_snap.release()
+        self._ckpt_deferred = kept
+
+    def _flush_deferred(self) -> None:
+        deferred = self.__dict__.get("_ckpt_deferred") or []
+        self._ckpt_deferred = []
+        for upload, snap in deferred:
+            self._upload_checkpoint(upload, snap)
+            snap.release()
+
+    def _prune_later(self, artifact: Any, keep: int) -> None:
+        """Online ``keep_checkpoints``: once ``artifact`` is committed, delete old versions (a background thread).
+
+        The worker does not wait for the upload; the thread waits for the commit
+        (``artifact.wait()``), then deletes through the public ``wandb.Api``.
+        """
+        handle = self._handle
+        assert handle is not None
+        lock = self.__dict__.setdefault("_ckpt_prune_lock", threading.Lock())
+        factory = self.public_api_factory or handle.public_api
+        run_id = handle.id
+
+        def prune() -> None:
+            with lock:
+                try:
+                    artifact.wait()
+                    path = f"{artifact.entity}/{artifact.project}/{artifact.name.split(':')[0]}"
+                    done = retention.prune(factory(), path, keep, run_id=run_id)
+                except Exception as exc:
+                    self._warn("retention", f"Old checkpoint versions were not deleted ({type(exc).__name__}: {exc}).")
+                    return
+                self.__dict__.setdefault("retention_log", []).append(done)
+                if done.failed:
+                    self._warn("retention", f"Some old checkpoint versions could not be deleted: {done.failed}")
+
+        threading.Thread(target=prune, name="wandb-bridge-retention", daemon=True).start()

@@ -83,15 +83,17 @@ class WorkerMixin(RowsMixin):
         assert handle is not None
         handle.update_summary(values)
 
-    def _upload_checkpoint(self, upload: Upload, snap: files.Snapshot) -> None:
+    def _upload_checkpoint(self, upload: Upload, snap: files.Snapshot) -> Any:
+        """Log one checkpoint version; returns the logged wandb artifact (None when nothing new was logged)."""
         handle = self._handle
         assert handle is not None
         try:
+            refs = files.resolve_references(snap, self.settings.reference_digest)
             digest = files.digest(snap)
             duplicate = digest in self._digests
             moving = [a for a in upload.aliases if a in ("latest", "best")]
             if duplicate and all(self._alias_holder.get(a) == digest for a in moving):
-                return
+                return None
             # Same content again but with aliases its version does not hold (e.g. "latest" on a
             # last.ckpt identical to the best checkpoint): log it again. wandb keeps one version
             # per content digest and only moves the aliases; no file is uploaded twice.
@@ -99,20 +101,26 @@ class WorkerMixin(RowsMixin):
             meta = self.policy.metadata(
                 upload.event, run_id=handle.id, framework=self.framework, framework_version=self.framework_version
             )
-            if (
-                self._guard_worker(
-                    "log a checkpoint", handle.log_artifact, name, "model", snap.files, upload.aliases, meta
-                )
-                is _FAILED
-            ):
-                return
+            if snap.reference is not None:
+                meta["checkpoint_storage"] = "reference"
+                meta["reference_digest"] = self.settings.reference_digest
+            references = [(r.name, r.uri, r.digest, r.size) for r in refs]
+            logged = self._guard_worker(
+                "log a checkpoint",
+                handle.log_artifact,
+                *(name, "model", snap.files, upload.aliases, meta, None, references),
+            )
+            if logged is _FAILED:
+                return None
             self._alias_holder.update(dict.fromkeys(upload.aliases, digest))
             if duplicate:
-                return
+                return None
             self._digests.add(digest)
             self.checkpoints_uploaded += 1
+            return logged
         except OSError as exc:
             self._warn(f"ckpt:{upload.event.path}", f"Checkpoint {upload.event.path!r} was not uploaded: {exc}")
+            return None
         finally:
             if upload.event.sequence not in self._retained or self._finished:
                 snap.release()

@@ -17,12 +17,16 @@ LogModel = Literal[False, "end", "best", "all"]
 Mode = Literal["online", "offline", "disabled"]
 MonitorMode = Literal["min", "max"]
 OnError = Literal["warn", "raise"]
+CheckpointStorage = Literal["upload", "reference"]
+ReferenceDigest = Literal["hash", "size_mtime"]
 
 MODES: tuple[str, ...] = ("online", "offline", "disabled")
 LOG_MODEL_VALUES: tuple[object, ...] = (False, True, "end", "best", "all")
 MONITOR_MODES: tuple[str, ...] = ("min", "max")
 ON_ERROR_VALUES: tuple[str, ...] = ("warn", "raise")
 WATCH_VALUES: tuple[str, ...] = ("gradients", "parameters", "all", "false")
+CHECKPOINT_STORAGE_VALUES: tuple[str, ...] = ("upload", "reference")
+REFERENCE_DIGEST_VALUES: tuple[str, ...] = ("hash", "size_mtime")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off", "none"}
@@ -70,6 +74,9 @@ class Settings:
     health_every: int = 50
     health_groups: Mapping[str, str] | None = None
     health_histograms: int | None = None
+    checkpoint_storage: CheckpointStorage = "upload"
+    keep_checkpoints: int | None = None
+    reference_digest: ReferenceDigest = "hash"
     init_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -150,6 +157,15 @@ class Settings:
         log_health, health_every, health_groups, health_histograms = health.validate(
             args.get("log_health"), args.get("health_every"), args.get("health_groups"), args.get("health_histograms")
         )
+        checkpoint_storage = args.get("checkpoint_storage") or "upload"
+        _check("checkpoint_storage", checkpoint_storage, CHECKPOINT_STORAGE_VALUES)
+        reference_digest = args.get("reference_digest") or "hash"
+        _check("reference_digest", reference_digest, REFERENCE_DIGEST_VALUES)
+        keep_checkpoints = args.get("keep_checkpoints")
+        if keep_checkpoints is not None and (
+            isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int) or keep_checkpoints < 1
+        ):
+            raise ValueError(f"keep_checkpoints must be None or an int >= 1, got {keep_checkpoints!r}")
         return cls(
             project=pick("project", "WANDB_PROJECT"),
             entity=pick("entity", "WANDB_ENTITY"),
@@ -181,6 +197,9 @@ class Settings:
             health_every=health_every,
             health_groups=health_groups,
             health_histograms=health_histograms,
+            checkpoint_storage=checkpoint_storage,  # type: ignore[arg-type]  # validated by _check above
+            keep_checkpoints=keep_checkpoints,
+            reference_digest=reference_digest,  # type: ignore[arg-type]  # validated by _check above
             init_kwargs=init_kwargs,
         )
 
