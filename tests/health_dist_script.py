@@ -12,6 +12,7 @@ the figures are rank 0's own, under ``health/rank-0/``; EXPECTED_JSON holds
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import sys
 from typing import Any
@@ -33,6 +34,7 @@ def _norm(tensors: list[Any]) -> float:
 
 
 def _work(rank: int, world: int, mode: str, rendezvous: str, out: str) -> None:
+    faulthandler.enable()  # a native abort prints where it happened
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     torch.manual_seed(0)
     model: nn.Module = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
