@@ -58,6 +58,11 @@ def _run_by_id(wandb_offline: Any, run_id: str | None) -> Any:
     return found[0]
 
 
+def best_digest(models: list[Any]) -> str:
+    """The digest of the epoch=1-step=16.ckpt version."""
+    return next(a.digest for a in models if a.metadata["original_filename"] == "epoch=1-step=16.ckpt")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -204,12 +209,15 @@ def test_every_checkpoint_callback_followed_best_alias_metadata_and_dedup(wandb_
     names = [a.metadata["original_filename"] for a in models]
     assert {"epoch=0-step=8.ckpt", "epoch=1-step=16.ckpt", "acc-epoch=0.ckpt", "acc-epoch=1.ckpt"} <= set(names)
     assert names[-1] == "last.ckpt"  # the changed re-save
-    # last.ckpt: saved at step 8, saved at step 16 with the content of epoch=1-step=16.ckpt (logged
-    # again only to move "latest"), then the changed re-save; the touched re-save added no version
+    # last.ckpt versions: step 8; the content of epoch=1-step=16.ckpt (step 16), logged again only to
+    # move "latest" back from acc-epoch=1.ckpt (wandb keeps one copy per digest); the changed re-save.
+    # Every other save of the same content added no version: 7 in all.
     assert names.count("last.ckpt") == 3
     assert len(models) == 7
     last_digests = [a.digest for a in models if a.metadata["original_filename"] == "last.ckpt"]
     assert len(set(last_digests)) == 3
+    same_as_best = [a for a in models if a.digest == best_digest(models)]
+    assert [a.metadata["original_filename"] for a in same_as_best] == ["epoch=1-step=16.ckpt", "last.ckpt"]
     # the best alias follows the first callback's best_model_path (the run's monitor is its val_loss)
     best = [a for a in models if "best" in a.aliases]
     assert [a.metadata["original_filename"] for a in best][-1] == Path(by_loss.best_model_path).name
