@@ -161,3 +161,17 @@ def test_console_setting_of_the_user_is_left_alone(tmp_path: Path) -> None:
     ours = _run("ours", tmp_path, {"WANDB_CONSOLE": "off"})
     assert ours["outputs"] == []
     assert len(ours["run"].history) == LINES
+
+
+def test_other_console_modes_are_left_to_wandb(wandb_offline: Any) -> None:
+    """Only wandb's raw wrapper is batched: with capture off there is nothing to take over."""
+    import wandb
+
+    from wandb_bridge.adapters import console
+
+    run = wandb.init(project="guard", settings=wandb.Settings(console="off"))
+    try:
+        assert console.take_over(run) is None
+    finally:
+        run.finish()
+    assert console.take_over(object()) is None  # not a wandb run at all
