@@ -1,4 +1,4 @@
-"""README claims about ``WandbKerasCallback`` that had no test: a user's run is left open,
+"""Documented claims (docs/, README) about ``WandbKerasCallback`` that had no test: a user's run is left open,
 ``log_model="end"`` uploads the newest and the best file (``ModelCheckpoint`` per epoch,
 ``save_freq=<int>``, ``.h5``), a weights-only checkpoint resumes nothing."""
 

@@ -1,4 +1,4 @@
-"""README claims about ``WandbLogger`` that had no test: a user's run is left open, a wandb failure
+"""Documented claims (docs/, README) about ``WandbLogger`` that had no test: a user's run is left open, a wandb failure
 warns once and training goes on, ``validate``/``test(ckpt_path=...)`` never switch runs."""
 
 from __future__ import annotations

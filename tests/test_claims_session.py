@@ -215,8 +215,8 @@ def test_wandb_core_killed_mid_run_warns_once(wandb_offline: WandbOfflineRuns) -
 
 @pytest.mark.xfail(
     strict=True,
-    reason="src bug: bad config and tags give 3 warnings (tag cut, tag count, config too large); the README "
-    "fault table row 'bad config' says one warning",
+    reason="src bug: bad config and tags give 3 warnings (tag cut, tag count, config too large); docs/faults.md "
+    "(row 'bad config') says one warning",
 )
 def test_bad_config_input_warns_once(wandb_offline: WandbOfflineRuns) -> None:
     config = {"huge": "x" * (20 << 20), "ok": 1}

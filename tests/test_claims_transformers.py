@@ -1,4 +1,4 @@
-"""README claims about ``WandbTrainerCallback`` that had no test: a user's run is left open, a wandb
+"""Documented claims (docs/, README) about ``WandbTrainerCallback`` that had no test: a user's run is left open, a wandb
 failure warns once and training goes on, ``log_model="end"`` uploads the newest and the best
 ``checkpoint-N``, the sweep-mismatch warning, rotated checkpoints drop their marker entries."""
 
