@@ -227,7 +227,7 @@ def test_transformers_checkpoint_folders_by_reference(wandb_offline: WandbOfflin
 
 
 def test_keras_checkpoints_by_reference(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
-    pytest.importorskip("keras")
+    pytest.importorskip("keras_helpers")  # sets KERAS_BACKEND=torch (unless set) before keras is imported
     import keras
 
     from keras_helpers import make_data, make_model
@@ -316,6 +316,37 @@ def test_an_incomplete_folder_is_reported_with_the_missing_shard(tmp_path: Path)
     (folder / "model.safetensors.index.json").unlink()  # ... but shards without their index are not done either
     assert "index" in (files.incomplete(str(folder)) or "")
     assert files.wait_complete(str(folder), timeout=0.3, settle=0.05) is not None
+
+
+def test_deepspeed_and_dcp_layouts_wait_for_what_their_index_names(tmp_path: Path) -> None:
+    # DeepSpeed's layout (as Lightning's DeepSpeedStrategy writes it): "latest" names the tag folder.
+    folder = tmp_path / "epoch=0-step=8.ckpt"
+    folder.mkdir()
+    (folder / "zero_to_fp32.py").write_text("# converter\n")
+    (folder / "latest").write_text("checkpoint")
+    (folder / "other").mkdir()
+    assert files.is_sharded(str(folder))
+    assert "checkpoint/" in (files.incomplete(str(folder)) or "")
+    (folder / "checkpoint").mkdir()
+    (folder / "checkpoint" / "mp_rank_00_model_states.pt").write_bytes(b"m")
+    assert files.incomplete(str(folder)) is None
+    # shards of a torch.distributed.checkpoint folder before dcp.save wrote its .metadata
+    dcp = tmp_path / "dcp"
+    dcp.mkdir()
+    (dcp / "__0_0.distcp").write_bytes(b"a")
+    assert files.is_sharded(str(dcp)) and ".metadata" in (files.incomplete(str(dcp)) or "")
+    (dcp / ".metadata").write_bytes(b"\x80\x04...__0_0.distcp...__1_0.distcp...")  # names rank 1's shard too
+    assert "__1_0.distcp" in (files.incomplete(str(dcp)) or "")
+    (dcp / "__1_0.distcp").write_bytes(b"b")
+    (dcp / "__1_0.distcp.tmp").write_bytes(b"")
+    assert "being written" in (files.incomplete(str(dcp)) or "")
+    (dcp / "__1_0.distcp.tmp").unlink()
+    assert files.incomplete(str(dcp)) is None
+    assert files.wait_complete(str(dcp), timeout=5, settle=0.05) is None
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "model.safetensors").write_bytes(b"w")
+    assert not files.is_sharded(str(plain))
 
 
 def test_sharded_folder_by_reference(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:

@@ -357,6 +357,7 @@ def _as_number(value: Any) -> float | None:
 
 _SHARD = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})(?P<ext>\.[^/]+)$")
 _DISTCP = re.compile(rb"__\d+_\d+\.distcp")
+_TAG = re.compile(r"^[\w.\-]{1,128}$")
 _WRITING = (".tmp", ".partial", ".incomplete", ".lock")
 # How long the worker waits for a sharded folder to be complete, and how long its files
 # must keep their size and modification time to count as no longer being written.
@@ -370,7 +371,8 @@ def is_sharded(path: str) -> bool:
     Sharded safetensors / ``.bin`` with an index (``*.index.json``, or
     ``name-00001-of-00003.ext`` shards), ``torch.distributed.checkpoint`` folders
     (``.metadata``, ``*.distcp``, also inside sub-folders as FSDP and accelerate
-    write them) and DeepSpeed folders (``latest`` + ``global_step*``).
+    write them) and DeepSpeed folders (a ``latest`` file beside the tag folders,
+    ``global_step<N>/`` or Lightning's ``checkpoint/``).
     """
     if not os.path.isdir(path):
         return False
@@ -381,7 +383,7 @@ def is_sharded(path: str) -> bool:
                 name.endswith((".index.json", ".distcp"))
                 or name == ".metadata"
                 or _SHARD.match(name)
-                or (name == "latest" and any(d.startswith("global_step") for d in dirs))
+                or (name == "latest" and bool(dirs))  # DeepSpeed: "latest" names the tag folder
             ):
                 return True
     return False
@@ -428,13 +430,13 @@ def incomplete(path: str) -> str | None:
             missing = _missing_from_dcp(os.path.join(root, ".metadata"), present)
             if missing:
                 return f"{where}{missing} named in .metadata is missing"
-        if "latest" in present and any(d.startswith("global_step") for d in dirs):
+        if "latest" in present and dirs:
             try:
                 with open(os.path.join(root, "latest"), encoding="utf-8") as handle:
-                    tag = handle.read().strip()
-            except OSError:
+                    tag = handle.read(256).strip()
+            except (OSError, ValueError):
                 tag = ""
-            if tag and not os.path.isdir(os.path.join(root, tag)):
+            if _TAG.match(tag) and not os.path.isdir(os.path.join(root, tag)):
                 return f"{where}{tag}/ named in 'latest' is missing"
     return None
 
