@@ -34,6 +34,8 @@ from typing import Any
 # millisecond anyway: wandb-core itself uploads console output in periodic chunks).
 LINGER_S = 0.1
 _STREAMS = ("stdout", "stderr")
+# A burst larger than this becomes several records (each one stays small for wandb-core).
+MAX_RECORD_CHARS = 64 * 1024
 
 
 def take_over(run: Any, linger: float = LINGER_S) -> ConsoleBatch | None:
@@ -106,16 +108,18 @@ class ConsoleBatch:
             chunks = self._chunks
             name: str | None = None
             parts: list[str] = []
+            size = 0
             while True:
                 try:
                     stream, data = chunks.popleft()
                 except IndexError:
                     break
-                if stream != name and parts:
+                if parts and (stream != name or size >= MAX_RECORD_CHARS):
                     self._send(name, parts)
-                    parts = []
+                    parts, size = [], 0
                 name = stream
                 parts.append(data)
+                size += len(data)
             if parts:
                 self._send(name, parts)
 
