@@ -6,7 +6,8 @@
 group exists (the session reads them). Each rank opens a ``Session`` (rank 1's
 is a no-op), saves two checkpoints with ``dcp.save`` (every rank writes its own
 ``__<rank>_0.distcp`` shard, rank 0 the ``.metadata``) and reports each folder
-with ``log_checkpoint``. Each worker writes ``rank-<r>.json`` with what it saw.
+with ``log_checkpoint``; then, with ``rank_zero_only=False`` (a run per rank), both
+ranks report one more shared folder. Each worker writes ``rank-<r>.json`` with what it saw.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def _worker(rank: int, root: str) -> None:
             session.log_checkpoint(folder, step=step)
             saved.append(folder)
         info = {"rank": rank, "enabled": session.enabled, "run": session.run_id if session.started else None}
+    dist.barrier()
+    # One run per rank: the shared folder is logged by global rank 0's run only.
+    with Session(project="dcp", log_model="all", system_stats=False, rank_zero_only=False, group="per-rank") as s:
+        folder = os.path.join(root, "dcp-per-rank")
+        dcp.save({f"layer{rank}.weight": torch.full((16,), float(100 + rank))}, checkpoint_id=folder)
+        s.log_checkpoint(folder, step=3)
+        info["per_rank_run"] = s.run_id
     dist.barrier()
     dist.destroy_process_group()
     Path(root, f"rank-{rank}.json").write_text(json.dumps({**info, "saved": saved}), encoding="utf-8")

@@ -142,6 +142,16 @@ def test_size_mtime_reads_no_byte_and_a_rewrite_is_a_new_version(
     assert first.files["last.ckpt"]["digest"] != second.files["last.ckpt"]["digest"]
 
 
+def test_a_file_url_is_uploaded_like_its_path(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"weights")
+    with Session(project="ref", log_model="all") as session:
+        session.log_checkpoint(f"file://{path}", step=1)
+    (artifact,) = _models(wandb_offline.run())
+    assert Path(artifact.files["model.pt"]["local_path"]).read_bytes() == b"weights"
+    assert artifact.files["model.pt"]["ref"] is None and "checkpoint_storage" not in artifact.metadata
+
+
 def test_remote_urls_are_referenced_automatically(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
     fsspec = pytest.importorskip("fsspec")
     memory = fsspec.filesystem("memory")
@@ -382,9 +392,14 @@ def test_dcp_folders_from_two_gloo_processes_become_one_complete_version_each(
     assert result.returncode == 0, result.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert [r["enabled"] for r in ranks] == [True, False]
-    runs = wandb_offline.runs()
-    assert [r.run_id for r in runs] == [ranks[0]["run"]]  # one run, from rank 0
-    models = _models(runs[0])
+    runs = {r.run_id: r for r in wandb_offline.runs()}
+    assert set(runs) == {ranks[0]["run"], ranks[0]["per_rank_run"], ranks[1]["per_rank_run"]}
+    assert ranks[1]["run"] is None  # the default: one run, from rank 0
+    # one run per rank: the shared folder is one version, in global rank 0's run
+    assert _models(runs[ranks[1]["per_rank_run"]]) == []
+    (shared,) = _models(runs[ranks[0]["per_rank_run"]])
+    assert set(shared.files) == {".metadata", "__0_0.distcp", "__1_0.distcp"}
+    models = _models(runs[ranks[0]["run"]])
     assert len(models) == 2  # one version per save, logged once
     for step, artifact in zip((1, 2), models, strict=True):
         folder = tmp_path / f"dcp-step-{step}"
