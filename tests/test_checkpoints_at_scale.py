@@ -513,3 +513,25 @@ def test_offline_retention_logs_only_the_versions_it_would_keep(
 
 def _models_so_far(wandb_offline: WandbOfflineRuns) -> int:
     return len(staged_files(wandb_offline.data_dir))
+
+
+@pytest.mark.live
+def test_live_retention_deletes_old_unaliased_versions_online(tmp_path: Path) -> None:
+    """Online, against the real W&B server (skipped without WANDB_API_KEY): v1 goes, best v0 and the newest 2 stay."""
+    import wandb
+
+    project = os.environ.get("WANDB_PROJECT", "wandb-bridge-live")
+    with Session(project=project, mode="online", log_model="all", monitor="val_loss", keep_checkpoints=2) as session:
+        for step, loss in enumerate([1.0, 2.0, 3.0, 4.0], start=1):
+            path = tmp_path / f"step-{step}.ckpt"
+            path.write_bytes(os.urandom(1000))
+            session.log({"val_loss": loss}, step=step)
+            session.log_checkpoint(path, step=step, metrics={"val_loss": loss})
+        run_path = f"{session.run.entity}/{session.run.project}/model-{session.run_id}"
+    deadline = time.monotonic() + 300
+    while len(getattr(session, "retention_log", [])) < 4 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert len(session.retention_log) == 4
+    versions = {a.version: a.aliases for a in wandb.Api().artifacts("model", run_path)}
+    assert set(versions) == {"v0", "v2", "v3"}
+    assert "best" in versions["v0"] and "latest" in versions["v3"]
