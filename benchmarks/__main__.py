@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import e2e, report, startup
+from benchmarks import console_cost, e2e, report, startup
 from benchmarks._harness import CONFIGS, OUR_SINKS, ROOT, child_env, count_rows, log, rotation, run_worker
 
 FRAMEWORKS = ("plain", "lightning", "transformers", "keras")
@@ -351,11 +351,20 @@ def bench_startup(reps: int, errors: list[str], budget: Budget, minimum: int) ->
         else:
             errors.append(f"startup/logcost rep {i + 1}: {outcome.error}")
     log("[startup] per-row cost measured")
+    lines: dict[str, list[dict[str, Any]]] = {}
+    for variant in ("off", "native", "ours"):
+        outcome = run_worker(console_cost.MODULE, ["--variant", variant, "--steps", "3000"], env=CONFIGS["defaults"])
+        if outcome.ok:
+            lines.setdefault(variant, []).append(outcome.result)
+        else:
+            errors.append(f"startup/console {variant}: {outcome.error}")
+    log("[startup] per-line cost measured")
     importtime = _python(["-X", "importtime", "-c", "import wandb_bridge"])
     return {
         "imports": imports,
         "starts": starts,
         "row_cost": costs,
+        "line_cost": lines,
         "importtime_top_ms": startup.parse_importtime(importtime.stderr),
     }
 

@@ -462,6 +462,45 @@ def startup_table(results: Mapping[str, Any]) -> str:
     return table(["what", "ms (median [min..max])", "note"], rows)
 
 
+def line_cost_table(results: Mapping[str, Any]) -> str:
+    """What one printed line costs the training process: capture off, wandb's capture, ours batched."""
+    section = results.get("startup", {}).get("line_cost", {})
+    if not section:
+        return ""
+    rows = []
+    labels = {
+        "off": '`console="off"` (nothing captured)',
+        "native": "wandb's default capture (`wrap_raw`: one record per write)",
+        "ours": "the same capture, batched (runs a `Session` starts)",
+    }
+    for variant in ("off", "native", "ours"):
+        runs = section.get(variant, [])
+        if not runs:
+            continue
+        records = [r for r in runs if r.get("records") is not None]
+        rows.append(
+            [
+                labels[variant],
+                fmt(spread(r["thread_cpu_us"] for r in runs), 1),
+                fmt(spread(r["process_cpu_us"] for r in runs), 1),
+                fmt(spread(r["wall_us"] for r in runs), 1),
+                f"{records[0]['records']} for {records[0]['writes']:,} writes"
+                if records
+                else ("none" if variant == "off" else "1 per write"),
+            ]
+        )
+    return table(
+        [
+            "per printed line (`print`, 2 writes)",
+            "printing thread CPU (us)",
+            "process CPU (us)",
+            "wall (us)",
+            "records",
+        ],
+        rows,
+    )
+
+
 def row_cost_table(results: Mapping[str, Any]) -> str:
     """What one history row costs by itself (no training), native vs ours."""
     c = results.get("startup", {}).get("summary", {}).get("row_cost_us")
@@ -505,6 +544,7 @@ def text_report(results: Mapping[str, Any]) -> str:
     if results.get("startup"):
         parts += ["", "Import and start-up:", startup_table(results)]
         parts += ["", "One history row by itself:", row_cost_table(results)]
+        parts += ["", "One printed line, console capture on:", line_cost_table(results)]
     errors = results.get("errors", [])
     if errors:
         parts += ["", f"{len(errors)} run(s) failed:"] + [f"- {e}" for e in errors[:10]]
@@ -721,6 +761,14 @@ def markdown(results: Mapping[str, Any]) -> str:
             "",
             row_cost_table(results),
         ]
+        if line_cost_table(results):
+            out += [
+                "",
+                "One printed line with wandb's console capture on (3,000 `print` calls in a row, each "
+                "a fresh process per variant; the thread's CPU is what training pays):",
+                "",
+                line_cost_table(results),
+            ]
     sinks = _sink_lines(results)
     if sinks:
         out += ["", "## Which row sink", "", *SINK_TEXT, ""] + [f"- {n}" for n in sinks]
