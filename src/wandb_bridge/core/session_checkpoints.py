@@ -74,8 +74,16 @@ class CheckpointsMixin(SessionBase):
         hard-linked); the policy, the run marker, hashing and the upload run in
         the worker, in order with everything logged before.
 
+        With ``checkpoint_storage="reference"``, or for a remote URL (``s3://``,
+        ``gs://``, any ``scheme://``), the version records references (URI, size,
+        digest per ``reference_digest``) and the training thread touches no file. A
+        sharded folder (an ``*.index.json`` with its shards, a
+        ``torch.distributed.checkpoint`` folder, a DeepSpeed folder) is one version,
+        logged once the worker finds it complete. ``keep_checkpoints`` limits how
+        many versions stay (see docs/checkpoints-at-scale.md).
+
         Args:
-            path: the checkpoint file or folder.
+            path: the checkpoint file or folder, a ``file://`` URL, or a remote URL.
             step: the global step it was saved at (default: the last logged).
             epoch: the epoch, when known.
             metrics: metrics at save time; the monitored one gives the score.
