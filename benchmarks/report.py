@@ -562,10 +562,12 @@ def _verdicts(results: Mapping[str, Any]) -> list[str]:
             summary = fw.get("summary")
             if not summary or summary.get("ratio") is None:
                 continue
-            parts.append(f"{fw['title']} {summary['ratio']:.2f}")
+            parts.append(f"{fw['title']} {summary['ratio']:.2f} / {_f(summary.get('cpu_ratio'), 2)}")
         if parts:
             lines.append(
-                f"Per-step ratio ours/native, {config}: " + "; ".join(parts) + f" (goal <= {STEP_RATIO_GOAL})."
+                f"Per-step ratio ours/native, {config} (training-thread wall time / training-process CPU): "
+                + "; ".join(parts)
+                + f" (goal <= {STEP_RATIO_GOAL})."
             )
     for config in ("defaults", "quiet"):
         parts = []
