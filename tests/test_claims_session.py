@@ -168,11 +168,6 @@ def test_a_replaced_checkpoint_file_has_no_marker(wandb_offline: WandbOfflineRun
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: one stuck wandb-core at finish gives 4 WandbBridgeWarnings (hand-off timeout, 'took no row', "
-    "'did not finish', 'rows kept'); the run contract's faults row says warn once",
-)
 def test_a_stuck_wandb_at_finish_warns_once(wandb_offline: WandbOfflineRuns) -> None:
     session = Session(project="faults", finish_timeout=2)
     session.log({"loss": 1.0}, step=1)
@@ -193,11 +188,6 @@ def test_a_stuck_wandb_at_finish_warns_once(wandb_offline: WandbOfflineRuns) -> 
     assert len([w for w in caught if issubclass(w.category, WandbBridgeWarning)]) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: wandb-core killed mid-run gives 3 WandbBridgeWarnings ('did not take a row', 'failed to "
-    "update_config', 'The logging process could not ...'); docs/faults.md and the run contract say one warning",
-)
 def test_wandb_core_killed_mid_run_warns_once(wandb_offline: WandbOfflineRuns) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -213,11 +203,6 @@ def test_wandb_core_killed_mid_run_warns_once(wandb_offline: WandbOfflineRuns) -
     assert len([w for w in caught if issubclass(w.category, WandbBridgeWarning)]) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: bad config and tags give 3 warnings (tag cut, tag count, config too large); docs/faults.md "
-    "(row 'bad config') says one warning",
-)
 def test_bad_config_input_warns_once(wandb_offline: WandbOfflineRuns) -> None:
     config = {"huge": "x" * (20 << 20), "ok": 1}
     tags = ["t" * 100] + [f"tag{i}" for i in range(1000)]

@@ -81,8 +81,14 @@ def test_demo_trains_every_framework_and_prints_one_table(wandb_offline: WandbOf
         assert {"latest", "best", "step-18"} <= set(_model_versions(run)[-1]), run.name
         assert all(a.metadata.get("run_id") == run.run_id for a in run.artifacts if a.type == "model")
     frameworks = {r.name: r.artifacts[-1].metadata.get("framework") for r in runs}
-    assert frameworks == {"keras": "keras", "lightning": "lightning", "plain-loop": None, "transformers": "transformers",
-                          "accelerate": "accelerate", "fabric": "lightning"}
+    assert frameworks == {
+        "accelerate": "accelerate",
+        "fabric": "lightning",
+        "keras": "keras",
+        "lightning": "lightning",
+        "plain-loop": None,
+        "transformers": "transformers",
+    }
 
 
 @pytest.mark.slow

@@ -183,6 +183,7 @@ class Session(CheckpointsMixin, WorkerMixin):
                 "was not copied with it); this training starts a new run unless id= is given.",
             )
         self._handle = self._attach()
+        self._tell_inputs()
         if self._handle is None:
             self._noop = True
             self._close_rows_out(1.0)
@@ -237,8 +238,7 @@ class Session(CheckpointsMixin, WorkerMixin):
     def _init_kwargs(self) -> dict[str, Any]:
         s = self.settings
         tags, notes = hparams.clean_tags(s.tags)
-        for note in notes:
-            self._warn(f"tags:{note}", f"Tags changed: {note}.")
+        self._note_input([f"tags: {note}" for note in notes])
         kwargs: dict[str, Any] = {
             "project": s.project,
             "entity": s.entity,
@@ -522,6 +522,7 @@ class Session(CheckpointsMixin, WorkerMixin):
         if not config or not self._ensure_started():
             return
         flat = self._prepare_config(config)
+        self._tell_inputs()
         handle = self._handle
         assert handle is not None
         self._put((_CALL, handle.update_config, flat))

@@ -10,6 +10,7 @@ them read and write the state set up here.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -30,6 +31,8 @@ from wandb_bridge.core.settings import Settings
 _LOG, _CALL = "log", "call"
 # Rows wandb could not take are kept in this JSON-lines file in the run folder.
 UNSENT_FILE = "wandb-bridge-unsent.jsonl"
+# Warning keys of W&B faults: one warning per session for all of them (see SessionBase._warn).
+_FAULT_KEYS = ("fault:", "broken", "rows-out", "finish-timeout", "timeout:", "unsent")
 # What a guarded worker call returns when wandb failed.
 _FAILED = object()
 
@@ -79,6 +82,8 @@ class SessionBase:
         self._rows_out_state = "new"
         self.preempted = False
         self._ended_by_user = False
+        self._fault_warned = False
+        self._input_notes: list[str] = []
         self._watching = False  # wandb.watch is on: rows are handed over at once (see Session._before_watch)
         # Optimizer steps completed, read from the framework (set by callbacks); see Session.current_step.
         self.step_clock: Callable[[], int | None] | None = None
@@ -97,9 +102,7 @@ class SessionBase:
     def _prepare_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         flat, notes = hparams.prepare_config(config)
         if notes:
-            self._warn(
-                "config-size", f"Config values too large to record were shortened or left out: {', '.join(notes[:10])}"
-            )
+            self._note_input([f"config values too large to record were shortened or left out: {', '.join(notes[:10])}"])
         return flat
 
     def _ensure_started(self) -> bool:
@@ -140,7 +143,7 @@ class SessionBase:
     def _fault(self, what: str, message: str) -> None:
         if self.settings.on_error == "raise":
             raise RuntimeError(message)
-        self._warn(f"fault:{what}:{message}", message)
+        self._warn(f"input:{what}:{message}", message)
 
     def _raise_pending(self) -> None:
         error, self._error = self._error, None
@@ -148,7 +151,45 @@ class SessionBase:
             raise error
 
     def _warn(self, key: str, message: str) -> None:
+        """Warn once per ``key``; W&B faults (wandb-core gone, stuck, failing) once per session in all.
+
+        The first fault warning says where the data is kept and how to upload it;
+        what goes wrong after it is the same fault seen again (a rejected row, a
+        missing checkpoint or a bad input are told each on their own).
+        """
+        if key.startswith(_FAULT_KEYS):
+            if self._fault_warned:
+                return
+            self._fault_warned = True
+            message = f"{message}{self._fault_hint(message)}"
         self._warner.warn(key, message, stacklevel=4)
+
+    def _fault_hint(self, message: str) -> str:
+        """What the first fault warning adds: where rows are kept and how to upload the run (unless it says so)."""
+        handle = self._handle
+        if handle is None:
+            return ""
+        parts = []
+        unsent = self._unsent_file()
+        if self.run_dir and unsent not in message:
+            parts.append(f"Rows wandb cannot take are kept in {unsent}.")
+        command = handle.sync_command()
+        if command not in message:
+            parts.append(f"What was recorded can be uploaded with: {command}")
+        return "".join(f" {part}" for part in parts)
+
+    def _unsent_file(self) -> str:
+        """The unsent-rows file: ``wandb-bridge-unsent.jsonl`` in the run's files folder."""
+        return os.path.join(self.run_dir or self.settings.dir or ".", UNSENT_FILE)
+
+    def _note_input(self, notes: list[str]) -> None:
+        """Inputs changed to fit W&B's limits (tags, config sizes): told in one warning (see :meth:`_tell_inputs`)."""
+        self._input_notes.extend(notes)
+
+    def _tell_inputs(self) -> None:
+        notes, self._input_notes = self._input_notes, []
+        if notes:
+            self._warn("inputs:" + "|".join(notes), f"Inputs changed to fit W&B's limits: {'; '.join(notes[:10])}.")
 
     @property
     def run_id(self) -> str | None:

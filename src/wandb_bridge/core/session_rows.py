@@ -97,16 +97,13 @@ class RowsMixin(SessionBase):
                         self._broken = f"{type(exc).__name__}: {exc}"
                     else:
                         self._warn(
-                            f"fault:log:{type(exc).__name__}", f"wandb rejected a row ({type(exc).__name__}: {exc})."
+                            f"rejected:{type(exc).__name__}", f"wandb rejected a row ({type(exc).__name__}: {exc})."
                         )
             unsent.append(row)
         if unsent:
             self._keep_unsent(unsent)
 
     # ------------------------------------------------ the logging process
-
-    def _unsent_file(self) -> str:
-        return os.path.join(self.run_dir or self.settings.dir or ".", UNSENT_FILE)
 
     def _helper_log(self) -> str | None:
         """The logging process's stderr file: ``logs/wandb-bridge-helper.log`` in the run's folder."""
@@ -252,7 +249,7 @@ class RowsMixin(SessionBase):
                 self._error = RuntimeError(f"wandb did not take a row: {self._broken}")
         elif "rejected" in message:
             reason = str(message["rejected"])
-            self._warn(f"fault:log:{reason.split(':')[0]}", f"wandb rejected a row ({reason}).")
+            self._warn(f"rejected:{reason.split(':')[0]}", f"wandb rejected a row ({reason}).")
             if self.settings.on_error == "raise" and self._error is None:
                 self._error = RuntimeError(f"wandb rejected a row: {reason}")
         elif "fatal" in message:
