@@ -15,7 +15,7 @@ from typing import Any
 
 from wandb_bridge.adapters import console, row_process
 from wandb_bridge.core.metrics import SKIP_REASONS, convert_rows
-from wandb_bridge.core.session_base import UNSENT_FILE, SessionBase
+from wandb_bridge.core.session_base import SessionBase
 
 
 class RowsMixin(SessionBase):
