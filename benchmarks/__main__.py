@@ -57,10 +57,10 @@ _MODULES = {
 # own per-step cost differs sevenfold, so each gets enough steps for a window of ~0.5-1.5 s
 # without a logger (longer windows average out bursts of other load on the machine).
 STEPS = {
-    "plain": (2000, 300),
-    "lightning": (800, 120),
-    "transformers": (800, 120),
-    "keras": (500, 100),
+    "plain": (4000, 300),
+    "lightning": (1500, 120),
+    "transformers": (1500, 120),
+    "keras": (1000, 100),
 }
 WARMUP = (30, 20)
 # Shares of the time budget per section, from their cost on an idle 2-core machine (unused
