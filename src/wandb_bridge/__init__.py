@@ -16,10 +16,11 @@ if TYPE_CHECKING:
     from wandb_bridge.callbacks.accelerate import WandbTracker
     from wandb_bridge.callbacks.keras import WandbKerasCallback
     from wandb_bridge.callbacks.lightning import WandbLogger
-    from wandb_bridge.callbacks.transformers import WandbTrainerCallback, apply_sweep
+    from wandb_bridge.callbacks.transformers import WandbTrainerCallback
     from wandb_bridge.core.errors import WandbBridgeWarning
     from wandb_bridge.core.session import Session
     from wandb_bridge.core.settings import Settings
+    from wandb_bridge.core.sweeps import apply_sweep
 
 _LAZY = {
     "Session": "wandb_bridge.core.session",
@@ -29,7 +30,7 @@ _LAZY = {
     "WandbTrainerCallback": "wandb_bridge.callbacks.transformers",
     "WandbKerasCallback": "wandb_bridge.callbacks.keras",
     "WandbTracker": "wandb_bridge.callbacks.accelerate",
-    "apply_sweep": "wandb_bridge.callbacks.transformers",
+    "apply_sweep": "wandb_bridge.core.sweeps",
 }
 
 __all__ = [

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from wandb_bridge.callbacks._require import require
-from wandb_bridge.core import health, hparams
+from wandb_bridge.core import health, hparams, sweeps
 from wandb_bridge.core.errors import OnceWarner, guarded_hook
 from wandb_bridge.core.session import Session
 from wandb_bridge.core.settings import Settings
@@ -212,6 +212,10 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
             The session, or None on a rank that does not log.
         """
         return self._open(args, state, model, new_training=new_training, check_sweep=True)
+
+    def sweep_config(self, args: TrainingArguments) -> Mapping[str, Any]:
+        """The run's config (swept values included) for :func:`wandb_bridge.apply_sweep`; starts the run."""
+        return _config_of(self, args)
 
     def _open(
         self,
@@ -629,7 +633,10 @@ def apply_sweep(args: TrainingArguments, session_or_config: Any) -> TrainingArgu
         New ``TrainingArguments`` (``dataclasses.replace``, so derived fields are
         recomputed), or ``args`` itself when nothing changes.
     """
-    changes = _sweep_changes(args, _config_of(session_or_config, args))
+    config = _config_of(session_or_config, args)
+    if not isinstance(session_or_config, Mapping):  # the run's config exists on rank zero only
+        config = {**sweeps.sweep_params(), **config}
+    changes = _sweep_changes(args, config)
     return dataclasses.replace(args, **changes) if changes else args
 
 
