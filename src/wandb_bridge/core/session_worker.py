@@ -81,7 +81,7 @@ class WorkerMixin(RowsMixin):
         convert_rows([values])
         handle = self._handle
         assert handle is not None
-        handle.update_summary(values)
+        self._guard_worker("update the summary", handle.update_summary, values)
 
     def _upload_checkpoint(self, upload: Upload, snap: files.Snapshot) -> Any:
         """Log one checkpoint version; returns the logged wandb artifact (None when nothing new was logged)."""
