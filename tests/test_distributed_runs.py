@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from wandb_bridge import apply_sweep
+from wandb_bridge import Session, apply_sweep
+from wandb_bridge.adapters import markers
 from wandb_bridge.core import sweeps
-from wandb_bridge.testing import WandbOfflineRuns
+from wandb_bridge.testing import RunRecord, WandbOfflineRuns
 
 SCRIPTS = Path(__file__).with_name("dist_runs_scripts.py")
 
@@ -96,3 +97,101 @@ def test_apply_sweep_outside_a_sweep_changes_nothing(monkeypatch: pytest.MonkeyP
         warnings.simplefilter("error")
         assert apply_sweep(settings) is settings
     assert sweeps.sweep_params() == {}
+
+
+# ---------------------------------------------------------------- rewind on resume
+
+
+def _run_record_fields(run: RunRecord) -> dict[str, Any]:
+    """The run record's rewind fields, as wandb wrote them (the reader leaves ``_wandb`` out of the config)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    from wandb_bridge.testing import reader
+
+    found: dict[str, Any] = {}
+    for _, payload in reader._scan_log(run.path, run.path.read_bytes()).records:
+        record = pb.Record()
+        record.ParseFromString(payload)
+        if record.WhichOneof("record_type") == "run":
+            found["starting_step"] = record.run.starting_step
+            if record.run.HasField("branch_point"):
+                point = record.run.branch_point
+                found["branch_point"] = (point.run, point.value, point.metric)
+    return found
+
+
+def _first_attempt(tmp_path: Path, checkpoint_step: int = 4, last: int = 10) -> tuple[Path, str]:
+    checkpoint = tmp_path / "ckpt.pt"
+    with Session(project="rewind") as first:
+        first.log({"warmup": 1.0}, step=0)  # wandb's _step and the global step differ by one
+        for step in range(1, last + 1):
+            first.log({"loss": float(step)}, step=step)
+            if step == checkpoint_step:
+                checkpoint.write_bytes(b"weights")
+                first.log_checkpoint(checkpoint, step=step)
+        run_id = first.run_id
+    assert run_id is not None
+    return checkpoint, run_id
+
+
+def test_resume_from_an_earlier_checkpoint_rewinds_the_run(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    checkpoint, run_id = _first_attempt(tmp_path)
+    index = json.loads(Path(markers.index_path(str(checkpoint))).read_text())
+    # The run markers map the checkpoint's trainer/global_step to wandb's _step of its row.
+    assert index["runs"][run_id]["wandb_steps"] == {"4": 4}
+    assert index["runs"][run_id]["last_logged_step"] == 10
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Session(project="rewind", resume_from_checkpoint=checkpoint) as second:
+            for step in range(5, 8):  # training restarts after the checkpoint's step
+                second.log({"loss": float(step) + 0.5}, step=step)
+            assert second.run_id == run_id
+            moment = second.run.settings.resume_from
+            assert (moment.run, moment.value, moment.metric) == (run_id, 4, "_step")
+    assert not [w for w in caught if "already recorded" in str(w.message)]  # nothing skipped
+    first, resumed = sorted(wandb_offline.runs(), key=lambda r: str(r.folder))
+    assert first.run_id == resumed.run_id == run_id
+    # read back from the resumed run's record: a rewind of the run to _step 4 (global step 4) ...
+    assert _run_record_fields(resumed)["branch_point"] == (run_id, 4.0, "_step")
+    # ... whose history continues from the checkpoint: steps 5-7 again, with the new values
+    assert resumed.values("train/loss") == [(5, 5.5), (6, 6.5), (7, 7.5)]
+    assert [row["_step"] for row in resumed.history] == [5, 6, 7]
+
+
+def test_resume_skips_recorded_steps_when_no_rewind_point_is_known(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path
+) -> None:
+    checkpoint, run_id = _first_attempt(tmp_path)
+    path = Path(markers.index_path(str(checkpoint)))
+    index = json.loads(path.read_text())
+    del index["runs"][run_id]["wandb_steps"]  # a marker written before the map existed
+    path.write_text(json.dumps(index))
+    with (
+        pytest.warns(UserWarning, match="already recorded") as caught,
+        Session(project="rewind", resume_from_checkpoint=checkpoint) as second,
+    ):
+        for step in range(5, 13):
+            second.log({"loss": float(step) + 0.5}, step=step)
+        assert second.run.settings.resume_from is None
+    messages = [str(w.message) for w in caught if "already recorded" in str(w.message)]
+    assert len(messages) == 1 and "holds no wandb _step" in messages[0]
+    resumed = max(wandb_offline.runs(), key=lambda r: str(r.folder))
+    assert "branch_point" not in _run_record_fields(resumed)
+    assert resumed.values("train/loss") == [(11, 11.5), (12, 12.5)]  # steps 5-10 were recorded before
+
+
+def test_marker_step_map_waits_for_the_checkpoint_row(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "last.ckpt"
+    checkpoint.write_bytes(b"x")
+    index = markers.write(str(checkpoint), {"run_id": "r1", "step": 7}, 7)
+    markers.record_wandb_steps(index, "r1", {7: 12})
+    found = markers.find(str(checkpoint))
+    assert found is not None and found.wandb_step == 12 and found.step == 7
+    other = tmp_path / "other.ckpt"
+    other.write_bytes(b"y")
+    markers.write(str(other), {"run_id": "r1", "step": 9}, 9)
+    checkpoint.unlink()  # rotated away: its entry and its map entry go at the next write
+    markers.record_wandb_steps(index, "r1", {9: 14})
+    data = json.loads(Path(index).read_text())
+    assert data["runs"]["r1"]["wandb_steps"] == {"9": 14}
+    assert markers.find(str(other)) is not None and markers.find(str(other)).wandb_step == 14  # type: ignore[union-attr]

@@ -59,7 +59,8 @@ def test_restart_from_checkpoint_continues_the_same_run(
     second = subprocess.run([*command, "resume", str(tmp_path)], env=env, capture_output=True, text=True, timeout=180)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "finished" in second.stdout
-    assert "already recorded by the run's previous attempt" in second.stderr  # the skip rule was applied
+    # The run is rewound to the checkpoint's row (issue 18): nothing is skipped.
+    assert "already recorded by the run's previous attempt" not in second.stderr
 
     runs = wandb_offline.runs()
     assert len(runs) == 2, [r.path for r in runs]
@@ -70,10 +71,10 @@ def test_restart_from_checkpoint_continues_the_same_run(
     assert attempt1.preempting and attempt1.exit_code == 143
     assert not attempt2.preempting and attempt2.exit_code == 0
     steps1, steps2 = _steps(attempt1), _steps(attempt2)
-    # The first attempt recorded past its last checkpoint; the restart replays those
-    # steps but does not record them again, and continues at the next one.
+    # The first attempt recorded past its last checkpoint; the restart rewinds the run to
+    # the checkpoint's row (wandb.init(resume_from=...)) and records the later steps again.
     assert steps1 == list(range(1, steps1[-1] + 1)) and steps1[-1] >= BLOCK_AT > CHECKPOINT_STEP[framework]
-    assert steps2 == list(range(steps1[-1] + 1, STEPS + 1))
+    assert steps2 == list(range(CHECKPOINT_STEP[framework] + 1, STEPS + 1))
 
 
 def test_checkpoint_marker_names_the_run_and_stays_out_of_payloads(
@@ -110,7 +111,11 @@ def test_checkpoint_marker_names_the_run_and_stays_out_of_payloads(
     assert "weights.bin" in files and not any("wandb-bridge-runs" in name for name in files)
     # ... and what it does: resuming from the marked file continues that run in its group,
     # without recording again the steps the run already has (1..4)
-    with pytest.warns(UserWarning, match="already recorded"), Session(resume_from_checkpoint=single) as again:
+    # (resume="allow" given explicitly: no rewind, the skip rule)
+    with (
+        pytest.warns(UserWarning, match="already recorded"),
+        Session(resume_from_checkpoint=single, resume="allow") as again,
+    ):
         for step in (3, 4, 5):
             again.log({"loss": 0.0}, step=step)
         assert again.run_id == run_id
@@ -132,8 +137,8 @@ def test_resume_from_checkpoint_continues_the_run_and_skips_recorded_steps(
         run_id = first.run_id
     assert run_id is not None
     with (
-        pytest.warns(UserWarning, match="already recorded"),
-        Session(project="resume", resume_from_checkpoint=checkpoint) as second,
+        pytest.warns(UserWarning, match="already recorded"),  # resume="allow" given: the skip rule, no rewind
+        Session(project="resume", resume_from_checkpoint=checkpoint, resume="allow") as second,
     ):
         for step in range(4, 9):  # training restarts after the checkpoint's step
             second.log({"loss": float(step) + 0.5}, step=step)

@@ -13,12 +13,16 @@ the leading ``_`` keeps it out of ``Trainer.push_to_hub`` (which skips ``_*``)::
      "checkpoints": {"last.ckpt": {"run_id": "ab12cd34", "project": "demo", "entity": null,
                                    "group": null, "step": 40, "epoch": 2, "framework": "lightning",
                                    "wandb_bridge_version": "0.1.0", "size": 1234}},
-     "runs": {"ab12cd34": {"last_logged_step": 47}}}
+     "runs": {"ab12cd34": {"last_logged_step": 47, "wandb_steps": {"40": 39}}}}
 
 ``runs[<id>].last_logged_step`` is the highest step the run recorded: updated
-when a checkpoint is reported, on SIGTERM and when the run finishes. A
-training that resumes from one of these checkpoints does not record those
-steps again.
+when a checkpoint is reported, on SIGTERM and when the run finishes.
+``runs[<id>].wandb_steps`` maps a checkpoint's ``trainer/global_step`` to
+wandb's own ``_step`` of the history row holding that step (filled in once the
+row was handed to wandb). A training that resumes from one of these
+checkpoints rewinds the run to that ``_step`` (``wandb.init(resume_from=
+"<id>?_step=<n>")``), so the history continues from the checkpoint; where a
+rewind is not possible it does not record the steps already recorded again.
 
 Writes are atomic (a temporary file, then ``os.replace``); entries of
 checkpoints that no longer exist (rotated away) are dropped when the index is
@@ -54,6 +58,8 @@ class RunMarker:
     wandb_bridge_version: str | None = None
     last_logged_step: int | None = None
     exact: bool = True
+    #: wandb's ``_step`` of the history row of ``step`` (None when not known).
+    wandb_step: int | None = None
 
     @property
     def recorded_through(self) -> int | None:
@@ -103,6 +109,42 @@ def record_progress(index: str, run_id: str, last_logged_step: int | None) -> No
         _store(index, data)
 
 
+def record_wandb_steps(index: str, run_id: str, steps: Mapping[int, int]) -> None:
+    """Add ``trainer/global_step -> wandb _step`` entries to ``runs[run_id].wandb_steps`` of an index.
+
+    Entries of checkpoints that no longer exist (rotated away) are dropped.
+
+    Raises:
+        OSError: the index cannot be written.
+    """
+    if not steps or not os.path.exists(index):
+        return
+    data = _load(index)
+    run = data["runs"].setdefault(run_id, {})
+    if not isinstance(run, dict):
+        run = data["runs"][run_id] = {}
+    known = run.get("wandb_steps")
+    mapping: dict[str, int] = dict(known) if isinstance(known, dict) else {}
+    changed = False
+    for step, wandb_step in steps.items():
+        if mapping.get(str(step)) != wandb_step:
+            mapping[str(step)] = int(wandb_step)
+            changed = True
+    folder = os.path.dirname(index)
+    wanted = {
+        str(_int(entry.get("step")))
+        for name, entry in data["checkpoints"].items()
+        if isinstance(entry, Mapping) and os.path.exists(os.path.join(folder, name))
+    }
+    wanted |= {str(step) for step in steps}
+    for key in [k for k in mapping if k not in wanted]:
+        del mapping[key]
+        changed = True
+    if changed:
+        run["wandb_steps"] = mapping
+        _store(index, data)
+
+
 def find(checkpoint: str, step: int | None = None) -> RunMarker | None:
     """The marker of ``checkpoint``, or None.
 
@@ -130,18 +172,24 @@ def find(checkpoint: str, step: int | None = None) -> RunMarker | None:
     run_id = str(entry["run_id"])
     run = data["runs"].get(run_id)
     last = _int(run.get("last_logged_step")) if isinstance(run, Mapping) else None
+    found_step = _int(entry.get("step")) if exact else step
+    wandb_steps = run.get("wandb_steps") if isinstance(run, Mapping) else None
+    wandb_step = None
+    if isinstance(wandb_steps, Mapping) and found_step is not None and exact:
+        wandb_step = _int(wandb_steps.get(str(found_step)))
     return RunMarker(
         checkpoint=checkpoint,
         run_id=run_id,
         project=_str(entry.get("project")),
         entity=_str(entry.get("entity")),
         group=_str(entry.get("group")),
-        step=_int(entry.get("step")) if exact else step,
+        step=found_step,
         epoch=_int(entry.get("epoch")) if exact else None,
         framework=_str(entry.get("framework")),
         wandb_bridge_version=_str(entry.get("wandb_bridge_version")),
         last_logged_step=last,
         exact=exact,
+        wandb_step=wandb_step,
     )
 
 

@@ -63,6 +63,11 @@ def init(kwargs: Mapping[str, Any], *, system_stats: bool, gpu_index: int | None
     return wandb.init(**call)
 
 
+def supports_rewind() -> bool:
+    """True when the installed ``wandb.init`` takes ``resume_from`` (run rewind, wandb >= 0.17.1)."""
+    return "resume_from" in init_parameters()
+
+
 def new_run_id() -> str:
     """A fresh run id in wandb's format (8 lowercase letters and digits)."""
     import secrets
@@ -294,6 +299,11 @@ class RunHandle:
     def dir(self) -> str | None:
         """The run's files folder."""
         return getattr(self.run, "dir", None)
+
+    @property
+    def starting_step(self) -> int:
+        """wandb's ``_step`` of the run's next history row at start (after a resume or a rewind, not 0)."""
+        return int(getattr(self.run, "starting_step", 0) or 0)
 
     @property
     def offline(self) -> bool:

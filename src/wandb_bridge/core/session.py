@@ -259,7 +259,7 @@ class Session(CheckpointsMixin, WorkerMixin):
             kwargs["job_type"] = f"rank-{self.rank.rank}"
             if s.name:
                 kwargs["name"] = f"{s.name}-rank-{self.rank.rank}"
-        if s.id is not None and s.resume is None:
+        if s.id is not None and s.resume is None and "resume_from" not in s.init_kwargs:
             kwargs["resume"] = "allow"
         elif s.id is None and s.mode != "offline" and "id" not in s.init_kwargs:
             # Our own id for an online start: if W&B cannot be reached, the folder that

@@ -11,7 +11,7 @@ from wandb_bridge._version import __version__
 from wandb_bridge.adapters import files, markers, retention, wandb_sdk
 from wandb_bridge.adapters.markers import RunMarker
 from wandb_bridge.core.checkpoints import CheckpointEvent, Upload, score_from
-from wandb_bridge.core.metrics import flatten_metrics
+from wandb_bridge.core.metrics import STEP_KEY, flatten_metrics
 from wandb_bridge.core.session_base import _CALL, SessionBase
 
 
@@ -245,6 +245,12 @@ class CheckpointsMixin(SessionBase):
                 and self._guard("find the active run", wandb_sdk.active_run) is None
             ):
                 changes: dict[str, Any] = {"id": marker.run_id, "resume": settings.resume or "allow"}
+                rewind = self._rewind_point(marker)
+                if rewind is not None:
+                    # Run rewind: the run's history continues from the checkpoint's row.
+                    moment = f"{marker.run_id}?_step={rewind}"
+                    changes["init_kwargs"] = {**settings.init_kwargs, "resume_from": moment}
+                    changes["resume"] = None
                 if settings.project is None and marker.project:
                     changes["project"] = marker.project
                 if settings.entity is None and marker.entity:
@@ -265,20 +271,119 @@ class CheckpointsMixin(SessionBase):
                     )
                 return marker
             self._resumed = marker
-            self._skip_through = marker.recorded_through
+            rewound = "resume_from" in self.settings.init_kwargs and not self._started
+            self._skip_through = None if rewound else marker.recorded_through
+            if self._started and (marker.recorded_through or 0) > (marker.step or 0):
+                self._skip_reason = "the run had started before the checkpoint was known"
             if marker.step is not None and (self._last_step is None or marker.step > self._last_step):
                 self._last_step = marker.step
         return marker
 
+    # Why a resume from an earlier checkpoint skips steps instead of rewinding the run (None: not known yet).
+    _skip_reason: str | None = None
+
+    def _rewind_point(self, marker: RunMarker) -> int | None:
+        """wandb's ``_step`` to rewind ``marker``'s run to, or None (no rewind: the skip rule applies).
+
+        A rewind is needed when the run recorded steps after the checkpoint's; it is
+        possible when wandb knows ``resume_from`` (0.17.1 and later), the marker holds
+        the ``_step`` of the checkpoint's row, and no ``resume=`` was chosen explicitly.
+        """
+        if marker.step is None or (marker.recorded_through or 0) <= marker.step:
+            return None  # nothing recorded after the checkpoint: a plain resume continues it
+        settings = self.settings
+        reason = None
+        if settings.resume is not None:
+            reason = f"resume={settings.resume!r} was chosen explicitly (wandb takes resume or resume_from, not both)"
+        elif "fork_from" in settings.init_kwargs or "resume_from" in settings.init_kwargs:
+            reason = "fork_from/resume_from was chosen explicitly"
+        elif marker.wandb_step is None:
+            reason = (
+                "the run marker holds no wandb _step for the checkpoint's step (written by an older "
+                "wandb-bridge, or the process ended before that step's row reached wandb)"
+            )
+        elif not self._guard("check wandb's run rewind", wandb_sdk.supports_rewind):
+            reason = "the installed wandb has no run rewind (wandb.init(resume_from=...) needs wandb 0.17.1 or later)"
+        if reason is not None:
+            self._skip_reason = reason
+            return None
+        return marker.wandb_step
+
     def _skip_recorded(self) -> None:
         marker = self._resumed
         at = "?" if marker is None or marker.step is None else str(marker.step)
+        why = f" The run is not rewound to the checkpoint because {self._skip_reason}." if self._skip_reason else ""
         self._warn(
             "resume:skip",
             f"This training resumes run {self.run_id} from its checkpoint at step {at}; steps up to "
             f"{self._skip_through} were already recorded by the run's previous attempt, so this attempt's "
-            "values for them are not recorded again (each step is recorded once).",
+            f"values for them are not recorded again (each step is recorded once).{why}",
         )
+
+    # The map trainer/global_step -> wandb _step (worker thread): the run it counts for,
+    # wandb's _step of the next row, the recent rows, and checkpoint steps whose row is
+    # still to come (-> the marker indexes that wait for it).
+    _steps_run: str | None = None
+    _wandb_next = 0
+    _recent_steps: dict[int, int]
+    _pending_steps: dict[int, set[str]]
+
+    def _emit(self, rows: list[dict[str, Any]]) -> None:
+        handle = self._handle
+        if rows and handle is not None:
+            self._count_wandb_steps(handle, rows)
+        super()._emit(rows)  # type: ignore[misc]  # RowsMixin's, next in the session's MRO
+
+    def _count_wandb_steps(self, handle: wandb_sdk.RunHandle, rows: list[dict[str, Any]]) -> None:
+        """Note which wandb ``_step`` each row gets (one per committed row, from the run's starting step)."""
+        if self._steps_run != handle.id:
+            self._steps_run = handle.id
+            self._wandb_next = self._guard("read the run's starting step", lambda: handle.starting_step) or 0
+            self._recent_steps = {}
+            self._pending_steps = {}
+            self._last_row: tuple[int, int] | None = None
+        resolved: dict[str, dict[int, int]] = {}
+        for row in rows:
+            step = row.get(STEP_KEY)
+            number = self._wandb_next
+            self._wandb_next += 1
+            if not isinstance(step, int) or isinstance(step, bool):
+                continue
+            for waiting in [p for p in self._pending_steps if p < step]:
+                # A later step's row: the last row at or before the checkpoint's step is final now.
+                indexes = self._pending_steps.pop(waiting)
+                if self._last_row is not None and self._last_row[0] <= waiting:
+                    for index in indexes:
+                        resolved.setdefault(index, {})[waiting] = self._last_row[1]
+            for index in self._pending_steps.get(step, ()):
+                resolved.setdefault(index, {})[step] = number
+            self._recent_steps[step] = number
+            self._last_row = (step, number)
+        if len(self._recent_steps) > 512:
+            for old in sorted(self._recent_steps)[:-256]:
+                del self._recent_steps[old]
+        for index, steps in resolved.items():
+            try:
+                markers.record_wandb_steps(index, handle.id, steps)
+            except OSError:
+                pass
+
+    def _map_wandb_step(self, index: str, step: int | None) -> None:
+        """Record in ``index`` the ``_step`` of the last row at or before checkpoint step ``step``.
+
+        Recorded now from the rows handed to wandb so far, and again once a row of a
+        later step shows that row is final (the checkpoint's own row may still be open).
+        """
+        handle = self._handle
+        if step is None or handle is None:
+            return
+        if self._steps_run != handle.id:
+            self._count_wandb_steps(handle, [])
+        before = [s for s in self._recent_steps if s <= step]
+        if before:
+            markers.record_wandb_steps(index, handle.id, {step: self._recent_steps[max(before)]})
+        if not any(s > step for s in self._recent_steps):
+            self._pending_steps.setdefault(step, set()).add(index)
 
     def _write_marker(self, path: str, step: int | None, epoch: int | None) -> None:
         """Note beside the checkpoint which run wrote it (a tiny JSON write, in the worker)."""
@@ -296,7 +401,9 @@ class CheckpointsMixin(SessionBase):
             "wandb_bridge_version": __version__,
         }
         try:
-            self._marker_indexes.add(markers.write(path, info, self._last_step))
+            index = markers.write(path, info, self._last_step)
+            self._marker_indexes.add(index)
+            self._map_wandb_step(index, step)
         except OSError as exc:
             self._warn(
                 "marker",
