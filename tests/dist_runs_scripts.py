@@ -70,7 +70,7 @@ def _shared(rank: int, out: Path) -> dict[str, Any]:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        session = Session(project="shared", rank_zero_only=False, shared_run=True, name="job")
+        session = Session(project="shared", shared_run=True, name="job")
         session.log({"loss": float(rank * 10 + 1)}, step=1)
         run = session.run
         settings = run.settings
@@ -83,7 +83,6 @@ def _shared(rank: int, out: Path) -> dict[str, Any]:
             "x_update_finish_state": settings.x_update_finish_state,
             "group": run.group,
             "job_type": run.job_type,
-            "shared": session.shared,
         }
         session.finish(0)
     report["warnings"] = [str(w.message) for w in caught if "shared" in str(w.message).lower()]

@@ -195,3 +195,69 @@ def test_marker_step_map_waits_for_the_checkpoint_row(tmp_path: Path) -> None:
     data = json.loads(Path(index).read_text())
     assert data["runs"]["r1"]["wandb_steps"] == {"9": 14}
     assert markers.find(str(other)) is not None and markers.find(str(other)).wandb_step == 14  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- all ranks in one run
+
+
+@pytest.mark.slow
+def test_shared_run_offline_falls_back_to_grouped_runs(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    ranks = _launch(wandb_offline, "shared", tmp_path)
+    for rank in ranks:
+        # offline, wandb cannot share a run: each rank records its own, grouped, with one warning
+        assert rank["mode"] == "offline" and rank["x_primary"] is True and rank["x_label"] is None
+        assert rank["job_type"] == f"rank-{rank['rank']}"
+        (message,) = rank["warnings"]
+        assert "shared_run=True, but mode='offline'" in message and "(ranks 0, 1)" in message
+    assert ranks[0]["group"] == ranks[1]["group"] and ranks[0]["run_id"] != ranks[1]["run_id"]
+    runs = wandb_offline.runs()
+    assert sorted(r.job_type or "" for r in runs) == ["rank-0", "rank-1"]
+    assert {r.group for r in runs} == {ranks[0]["group"]}
+    assert all(r.exit_code == 0 for r in runs)
+    assert sorted(v for r in runs for _, v in r.values("train/loss")) == [1.0, 11.0]
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_shared_run_puts_every_rank_in_one_run(tmp_path: Path) -> None:
+    """Needs a W&B server (WANDB_API_KEY): wandb's shared mode is online only."""
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "WANDB_SERVICE")}
+    env.update({"WANDB_MODE": "online", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"})
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS), "shared", str(tmp_path / "rendezvous"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    zero, one = (json.loads((out / f"rank-{r}.json").read_text()) for r in range(2))
+    assert zero["run_id"] == one["run_id"]  # one run, rank 0's id
+    assert (zero["mode"], one["mode"]) == ("shared", "shared")
+    assert (zero["x_primary"], one["x_primary"]) == (True, False)
+    assert (zero["x_update_finish_state"], one["x_update_finish_state"]) == (True, False)  # only rank 0 finishes it
+    assert (zero["x_label"], one["x_label"]) == ("rank-0", "rank-1")
+    assert not zero["warnings"] and not one["warnings"]
+
+
+def test_shared_run_settings_and_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wandb_bridge.core.distributed import RankInfo, RankKeys, plan_shared_run
+    from wandb_bridge.core.settings import Settings
+
+    assert Settings.resolve(shared_run=True).rank_zero_only is False  # every rank in one run
+    assert Settings.resolve().shared_run is False
+    with pytest.raises(ValueError, match="rank_zero_only=False"):
+        Settings.resolve(shared_run=True, rank_zero_only=True)
+    with pytest.raises(ValueError, match="shared_run must be True or False"):
+        Settings.resolve(shared_run="yes")
+    # without a process group, only an id given to every rank can be shared
+    one = RankInfo(rank=1, world_size=2)
+    plan, why = plan_shared_run(one, None, None)
+    assert plan is None and why is not None and "not initialised" in why
+    plan, why = plan_shared_run(one, "abc12345", None)
+    assert why is None and plan is not None and (plan.run_id, plan.label, plan.primary) == ("abc12345", "rank-1", False)
+    plan, why = plan_shared_run(RankInfo(), "abc12345", "wandb 0.18.0 has no shared mode")
+    assert plan is None and why == "wandb 0.18.0 has no shared mode (rank 0)"
+    assert RankKeys(1)("loss") == "rank-1/train/loss" and RankKeys(1)("val_loss") == "rank-1/val/loss"

@@ -38,7 +38,14 @@ def active_run() -> Any:
     return None if run is None or run in _DEAD else run
 
 
-def init(kwargs: Mapping[str, Any], *, system_stats: bool, gpu_index: int | None) -> Any:
+def init(
+    kwargs: Mapping[str, Any],
+    *,
+    system_stats: bool,
+    gpu_index: int | None,
+    shared_label: str | None = None,
+    primary: bool = True,
+) -> Any:
     """Start a run with ``wandb.init``.
 
     Args:
@@ -46,6 +53,12 @@ def init(kwargs: Mapping[str, Any], *, system_stats: bool, gpu_index: int | None
             ``wandb.Settings``) is merged with the monitor settings below.
         system_stats: False switches wandb's system monitor off.
         gpu_index: the GPU this process should monitor (one GPU per rank).
+        shared_label: join the run ``kwargs["id"]`` in wandb's shared mode
+            (``mode="shared"``) with this label on this process's system
+            statistics and console output (see :func:`shared_mode_missing`).
+        primary: in shared mode, True for the one process that writes the run's
+            metadata and files and sets its final state (``x_primary``,
+            ``x_update_finish_state``); the others only add to the run.
     """
     wandb = load()
     _prewarm()
@@ -58,9 +71,49 @@ def init(kwargs: Mapping[str, Any], *, system_stats: bool, gpu_index: int | None
     if call.get("reinit") == "create_new" and not _knows_create_new(wandb):
         call["reinit"] = True  # wandb < 0.19.10: a bool; True starts a new run in this process too
     user_settings = call.pop("settings", None)
-    if extra or user_settings is not None:
+    if extra or user_settings is not None or shared_label is not None:
         call["settings"] = _merge_settings(wandb, user_settings, extra)
+    if shared_label is not None:
+        call["mode"] = "shared"
+        shared = {"x_label": shared_label, "x_primary": primary, "x_update_finish_state": primary}
+        for key, value in shared.items():  # set whatever the user's settings held: these decide who owns the run
+            setattr(call["settings"], key, value)
     return wandb.init(**call)
+
+
+#: The ``wandb.Settings`` fields shared mode needs (wandb >= 0.19.9).
+SHARED_MODE_FIELDS = ("x_label", "x_primary", "x_update_finish_state")
+
+
+def shared_mode_missing(mode: str | None) -> str | None:
+    """Why this process cannot join a run in wandb's shared mode, or None when it can.
+
+    Shared mode needs wandb >= 0.19.9 (``mode="shared"``, ``x_label``, ``x_primary``,
+    ``x_update_finish_state``), an online run (offline, each process writes a
+    transaction log of its own; nothing merges them), and a wandb service of this
+    process's own: a ``WANDB_SERVICE`` inherited from a parent process that started
+    wandb would carry every rank's stream through one service. wandb reads that
+    variable only from ``os.environ`` (no setting overrides it), so launch the ranks
+    without it; this library never writes ``os.environ``.
+    """
+    import os
+
+    if mode in ("offline", "disabled", "dryrun"):
+        return f"mode={mode!r}: shared mode writes every rank to the W&B server (online only)"
+    wandb = load()
+    fields = set(getattr(wandb.Settings, "model_fields", {}) or {})
+    mode_field = getattr(wandb.Settings, "model_fields", {}).get("mode")
+    modes = str(getattr(mode_field, "annotation", ""))
+    if not fields or not set(SHARED_MODE_FIELDS) <= fields or "shared" not in modes:
+        return f"wandb {wandb.__version__} has no shared mode (it needs wandb 0.19.9 or later)"
+    token = os.environ.get("WANDB_SERVICE", "")
+    parts = token.split("-")
+    if len(parts) > 1 and parts[1].isdigit() and int(parts[1]) != os.getpid():
+        return (
+            f"WANDB_SERVICE was inherited from process {parts[1]} (its wandb service would carry every rank); "
+            "start the ranks without it"
+        )
+    return None
 
 
 def supports_rewind() -> bool:

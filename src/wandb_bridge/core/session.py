@@ -18,7 +18,7 @@ from typing import Any
 
 from wandb_bridge.adapters import files, signals, system, wandb_sdk
 from wandb_bridge.core import health, hparams
-from wandb_bridge.core.distributed import shared_group_id
+from wandb_bridge.core.distributed import RankKeys, join_shared_run, shared_group_id
 from wandb_bridge.core.errors import WandbBridgeWarning
 from wandb_bridge.core.metrics import (
     EPOCH_KEY,
@@ -209,8 +209,15 @@ class Session(CheckpointsMixin, WorkerMixin):
         # Rank-zero mode monitors every GPU of the node (wandb's default); a run per rank its own.
         gpu = self.rank.local_rank if self.rank.distributed and not settings.rank_zero_only else None
         self._spawn_rows_out()
+        shared = self._shared
         try:
-            run = wandb_sdk.init(kwargs, system_stats=settings.system_stats, gpu_index=gpu)
+            run = wandb_sdk.init(
+                kwargs,
+                system_stats=settings.system_stats,
+                gpu_index=gpu,
+                shared_label=None if shared is None else shared.label,
+                primary=shared is None or shared.primary,
+            )
         except Exception as exc:
             if settings.on_error == "raise":
                 raise
@@ -254,14 +261,23 @@ class Session(CheckpointsMixin, WorkerMixin):
         }
         if s.config:
             kwargs["config"] = self._prepare_config(s.config)
-        if not s.rank_zero_only and self.rank.distributed:
+        self._shared, why = (None, None)
+        if s.shared_run and not s.rank_zero_only and self.rank.distributed:
+            self._shared, why = join_shared_run(self.rank, s.id, s.mode)
+            if why is not None:
+                self._warn("shared-run", f"shared_run=True, but {why}: every rank records a run of its own, grouped.")
+            elif self._shared is not None and not self._shared.primary:
+                self._keys = RankKeys(self.rank.rank)  # values of the other ranks are labelled rank-<r>/...
+        if self._shared is not None:
+            kwargs["id"] = self._shared.run_id
+        elif not s.rank_zero_only and self.rank.distributed:
             kwargs["group"] = s.group or shared_group_id()
             kwargs["job_type"] = f"rank-{self.rank.rank}"
             if s.name:
                 kwargs["name"] = f"{s.name}-rank-{self.rank.rank}"
         if s.id is not None and s.resume is None and "resume_from" not in s.init_kwargs:
             kwargs["resume"] = "allow"
-        elif s.id is None and s.mode != "offline" and "id" not in s.init_kwargs:
+        elif s.id is None and s.mode != "offline" and "id" not in s.init_kwargs and self._shared is None:
             # Our own id for an online start: if W&B cannot be reached, the folder that
             # attempt left is found by it and removed before the offline fallback.
             kwargs["id"] = wandb_sdk.new_run_id()

@@ -63,6 +63,7 @@ class Settings:
     monitor_mode: MonitorMode = "min"
     system_stats: bool = True
     rank_zero_only: bool = True
+    shared_run: bool = False  # every rank in one run (wandb's shared mode); docs/distributed.md
     on_error: OnError = "warn"
     watch: str | None = None
     queue_size: int = 10_000
@@ -146,7 +147,7 @@ class Settings:
         log_process = args.get("log_process")
         if log_process is None:
             log_process = _env_flag(environ, "WANDB_BRIDGE_LOG_PROCESS", default=True)
-        for flag in ("system_stats", "rank_zero_only", "log_process"):
+        for flag in ("system_stats", "rank_zero_only", "log_process", "shared_run"):
             value = log_process if flag == "log_process" else args.get(flag)
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"{flag} must be True or False, got {value!r}")
@@ -185,7 +186,8 @@ class Settings:
             monitor=monitor,
             monitor_mode=monitor_mode,
             system_stats=args.get("system_stats", True) is not False,
-            rank_zero_only=args.get("rank_zero_only", True) is not False,
+            rank_zero_only=_rank_zero_only(args),
+            shared_run=args.get("shared_run") is True,
             on_error=on_error,  # type: ignore[arg-type]  # validated by _check above
             watch=watch,
             queue_size=queue_size,
@@ -211,6 +213,16 @@ class Settings:
     def disabled(self) -> bool:
         """True when logging is switched off (``mode="disabled"`` or ``WANDB_DISABLED``)."""
         return self.mode == "disabled"
+
+
+def _rank_zero_only(args: Mapping[str, Any]) -> bool:
+    """``rank_zero_only``; ``shared_run=True`` (every rank in one run) implies False and contradicts True."""
+    given = args.get("rank_zero_only")
+    if args.get("shared_run") is True:
+        if given is True:
+            raise ValueError("shared_run=True puts every rank in one run; it needs rank_zero_only=False (or unset)")
+        return False
+    return given is not False
 
 
 def _check_init_kwargs(init_kwargs: Mapping[str, Any], known: Iterable[str]) -> None:

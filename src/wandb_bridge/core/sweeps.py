@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import threading
 import warnings
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from wandb_bridge.core import hparams
+from wandb_bridge.core.distributed import broadcast_object, initialised_group
 from wandb_bridge.core.errors import WandbBridgeWarning
 
 _lock = threading.Lock()
@@ -63,27 +63,6 @@ def read_param_file(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     return params
 
 
-def _initialised_dist() -> Any:
-    """``torch.distributed`` when imported, initialised and with more than one process, else None."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is None or not getattr(dist, "is_available", lambda: False)() or not dist.is_initialized():
-        return None
-    return dist if dist.get_world_size() > 1 else None
-
-
-def broadcast_object(value: Any, src: int = 0) -> Any:
-    """``value`` of rank ``src`` on every rank (one ``broadcast_object_list``); ``value`` itself without a group.
-
-    A collective: every rank of the initialised process group must call it.
-    """
-    dist = _initialised_dist()
-    if dist is None:
-        return value
-    box = [value if dist.get_rank() == src else None]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def sweep_params(environ: Mapping[str, str] | None = None, *, refresh: bool = False) -> dict[str, Any]:
     """The sweep's parameters on every rank: rank zero reads them, one broadcast hands them to the others.
 
@@ -106,7 +85,7 @@ def sweep_params(environ: Mapping[str, str] | None = None, *, refresh: bool = Fa
     with _lock:
         if _cached is not None and _cached[0] == key and not refresh:
             return dict(_cached[1])
-        dist = _initialised_dist()
+        dist = initialised_group()
         local = read_param_file(env) if dist is None or dist.get_rank() == 0 else None
         params = broadcast_object(local)
         _cached = (key, dict(params or {}))
@@ -282,4 +261,4 @@ def _reset_for_tests() -> None:
         _cached = None
 
 
-__all__ = ["apply_sweep", "broadcast_object", "cast_like", "changes_for", "read_param_file", "sweep_params"]
+__all__ = ["apply_sweep", "cast_like", "changes_for", "read_param_file", "sweep_params"]
