@@ -214,10 +214,14 @@ class CheckpointsMixin(SessionBase):
         run per rank): those win. The ``resume_from_checkpoint=`` argument does
         the same at start.
 
-        Steps the previous attempts of the same run recorded (up to the last one
-        they logged, which may be after the checkpoint) are not recorded again:
-        :meth:`log` drops rows for them, with one warning, so the history has each
-        step once.
+        When the run recorded steps after the checkpoint's, it is rewound to the
+        checkpoint's row (``wandb.init(resume_from="<id>?_step=<n>")``, with the
+        ``_step`` the run markers map the checkpoint's step to) and those steps are
+        recorded again. Where no rewind is possible (``resume=`` given, a marker
+        without that map, a wandb without ``resume_from``, a run already started),
+        the steps the previous attempts recorded are not recorded again:
+        :meth:`log` drops rows for them, with one warning that says why, so the
+        history has each step once (docs/distributed.md).
 
         Args:
             path: the checkpoint file or folder training resumes from.
