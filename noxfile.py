@@ -22,9 +22,14 @@ def core(session: nox.Session) -> None:
     """No framework installed: the core, the reader and the lazy imports work alone."""
     session.install("-e", ".[test]")
     session.run(
-        "pytest", "-n", "2",
-        "tests/test_settings.py", "tests/test_hparams.py", "tests/test_reader.py",
-        "tests/test_core_alone.py", *session.posargs,
+        "pytest",
+        "-n",
+        "2",
+        "tests/test_settings.py",
+        "tests/test_hparams.py",
+        "tests/test_reader.py",
+        "tests/test_core_alone.py",
+        *session.posargs,
     )
 
 
@@ -83,15 +88,26 @@ def examples(session: nox.Session) -> None:
     tmp = session.create_tmp()
     env = {"WANDB_MODE": "offline", "WANDB_DIR": f"{tmp}/wandb-dir", "WANDB_SILENT": "true", "KERAS_BACKEND": "torch"}
     for script in (
-        "plain_loop.py", "lightning_example.py", "transformers_example.py", "keras_example.py",
-        "ddp_example.py", "resume_after_preemption.py", "dataset_artifact.py", "sweep/train.py",
+        "plain_loop.py",
+        "lightning_example.py",
+        "transformers_example.py",
+        "keras_example.py",
+        "ddp_example.py",
+        "resume_after_preemption.py",
+        "dataset_artifact.py",
+        "sweep/train.py",
     ):
         name = script.replace("/", "-").removesuffix(".py")
         session.run("python", f"examples/{script}", "--dir", f"{tmp}/{name}", env=env)
     with open(f"{tmp}/params.yaml", "w") as params:  # one sweep run, the way the agent starts it
         params.write("learning_rate: {value: 0.05}\nper_device_train_batch_size: {value: 8}\n")
-    session.run("python", "examples/sweep/train.py", "--dir", f"{tmp}/sweep-agent",
-                env={**env, "WANDB_SWEEP_ID": "local", "WANDB_SWEEP_PARAM_PATH": f"{tmp}/params.yaml"})
+    session.run(
+        "python",
+        "examples/sweep/train.py",
+        "--dir",
+        f"{tmp}/sweep-agent",
+        env={**env, "WANDB_SWEEP_ID": "local", "WANDB_SWEEP_PARAM_PATH": f"{tmp}/params.yaml"},
+    )
     session.run("python", "-m", "wandb_bridge", "demo", "--dir", f"{tmp}/demo", env=env)
 
 

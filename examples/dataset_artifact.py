@@ -55,8 +55,13 @@ def prepare(root: Path, mode: str) -> Path:
     with Session(
         project="wandb-bridge-examples", name="prepare", job_type="dataset", dir=str(root), mode=mode
     ) as session:
-        session.log_artifact(path, name=ARTIFACT, kind="dataset", aliases=["latest"],
-                             metadata={"rows": 200, "columns": ["x1", "x2", "x3", "y"], "sha256": sha256})
+        session.log_artifact(
+            path,
+            name=ARTIFACT,
+            kind="dataset",
+            aliases=["latest"],
+            metadata={"rows": 200, "columns": ["x1", "x2", "x3", "y"], "sha256": sha256},
+        )
         print(f"run {session.run_id}: logged {ARTIFACT} ({path})")
     return path
 
@@ -69,11 +74,15 @@ def train(root: Path, mode: str, local_copy: Path) -> None:
         if run is not None and not run.offline:
             artifact = session.use_artifact(f"{ARTIFACT}:latest", "dataset")  # recorded as this run's input
         path = Path(artifact.download()) / "data.csv" if artifact is not None else local_copy
-        session.log_config({"dataset": {
-            "artifact": f"{ARTIFACT}:latest",
-            "source": "artifact" if artifact is not None else "local copy (offline runs cannot use artifacts)",
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        }})
+        session.log_config(
+            {
+                "dataset": {
+                    "artifact": f"{ARTIFACT}:latest",
+                    "source": "artifact" if artifact is not None else "local copy (offline runs cannot use artifacts)",
+                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                }
+            }
+        )
         with path.open() as handle:
             rows = [[float(v) for v in row] for row in list(csv.reader(handle))[1:]]
         data = torch.tensor(rows)

@@ -69,8 +69,12 @@ def train(rank: int, world_size: int, init_method: str, root: str, per_rank: boo
                 step += 1
                 mean = loss.detach().clone()
                 dist.all_reduce(mean)  # every rank takes part; only rank 0's session records it
-                session.log({"loss": mean / world_size, "rank_loss": loss.detach()},
-                            step=step, epoch=epoch + (batch + 1) / len(loader), samples=len(xb) * world_size)
+                session.log(
+                    {"loss": mean / world_size, "rank_loss": loss.detach()},
+                    step=step,
+                    epoch=epoch + (batch + 1) / len(loader),
+                    samples=len(xb) * world_size,
+                )
             if rank == 0:
                 path = Path(root) / "checkpoints" / f"step={step}.pt"
                 path.parent.mkdir(parents=True, exist_ok=True)

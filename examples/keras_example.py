@@ -66,11 +66,20 @@ def main() -> None:
         log_freq=4,  # a row every 4 optimizer steps; "epoch" (default) has no per-batch hook at all
         log_predictions=8,  # a table of 8 validation samples per epoch
     ) as callback:  # leaving the block finishes the run (non-zero exit code on an exception)
-        model.fit(x, y, validation_data=(xv, yv), epochs=args.epochs, batch_size=32,
-                  callbacks=[callback, checkpoint], verbose=0)
+        model.fit(
+            x,
+            y,
+            validation_data=(xv, yv),
+            epochs=args.epochs,
+            batch_size=32,
+            callbacks=[callback, checkpoint],
+            verbose=0,
+        )
         test = model.evaluate(xt, yt, callbacks=[callback], verbose=0, return_dict=True)  # -> test/*
-        print(f"run {callback.run.id}: {int(model.optimizer.iterations)} steps, "
-              f"test accuracy {test['accuracy']:.2f} ({keras.backend.backend()} backend)")
+        print(
+            f"run {callback.run.id}: {int(model.optimizer.iterations)} steps, "
+            f"test accuracy {test['accuracy']:.2f} ({keras.backend.backend()} backend)"
+        )
 
 
 if __name__ == "__main__":

@@ -80,8 +80,12 @@ def main() -> None:
                 optimizer.step()
                 step += 1  # trainer/global_step = optimizer steps completed
                 # A tensor is fine: it is read off the training thread, many at once.
-                session.log({"loss": loss.detach(), "lr": optimizer.param_groups[0]["lr"]},
-                            step=step, epoch=epoch + (batch + 1) / len(train), samples=len(x))
+                session.log(
+                    {"loss": loss.detach(), "lr": optimizer.param_groups[0]["lr"]},
+                    step=step,
+                    epoch=epoch + (batch + 1) / len(train),
+                    samples=len(x),
+                )
             val_loss = evaluate(model, val)
             session.log({"val_loss": val_loss}, step=step)  # same step: lands in the same row
             path = checkpoints / f"epoch={epoch}-step={step}.pt"

@@ -78,8 +78,15 @@ def worker(root: Path, steps: int) -> int:
         def save(step: int) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(".partial")  # write, then rename: never a half-written last.pt
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "step": step, "run_id": session.run_id}, partial)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "run_id": session.run_id,
+                },
+                partial,
+            )
             os.replace(partial, path)
             session.log_checkpoint(path, step=step)
 

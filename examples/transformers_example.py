@@ -69,10 +69,17 @@ def main() -> None:
 
     tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(VOCAB)})
     torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(
-        vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=16, num_labels=2,
-    ))
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=len(VOCAB),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=16,
+            num_labels=2,
+        )
+    )
     training_args = TrainingArguments(
         output_dir=str(root / "trainer"),
         report_to="none",  # the callback below does the W&B part

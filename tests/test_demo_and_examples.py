@@ -54,7 +54,15 @@ def test_demo_trains_every_framework_and_prints_one_table(wandb_offline: WandbOf
         assert re.search(rf"^  {re.escape(label)}\.+ +\d+\.\d s  done$", output, re.MULTILINE), output
     lines = output.splitlines()
     header = lines[next(i for i, line in enumerate(lines) if line.startswith("───")) - 1]
-    assert header.split() == ["plain", "loop", "Lightning", "transformers", "Keras", "accelerate", "Fabric"]  # one column per run
+    assert header.split() == [
+        "plain",
+        "loop",
+        "Lightning",
+        "transformers",
+        "Keras",
+        "accelerate",
+        "Fabric",
+    ]  # one column per run
 
     def row(key: str) -> str:
         return next(line for line in output.splitlines() if line.startswith(key))[26:]
@@ -73,7 +81,13 @@ def test_demo_trains_every_framework_and_prints_one_table(wandb_offline: WandbOf
 
     runs = read_runs(target / "wandb")
     assert sorted(r.name or "" for r in runs) == [
-        "accelerate", "fabric", "keras", "lightning", "plain-loop", "transformers"]
+        "accelerate",
+        "fabric",
+        "keras",
+        "lightning",
+        "plain-loop",
+        "transformers",
+    ]
     for run in runs:  # the same contract, whatever trained the model
         assert _steps(run, "train/loss") == list(range(1, 19)), run.name
         assert _steps(run, "val/loss") == [6, 12, 18], run.name
@@ -120,7 +134,10 @@ def test_plain_loop_example(wandb_offline: WandbOfflineRuns) -> None:
     assert run.config["model/hidden"] == 16 and run.config["lr"] == 0.05
     assert run.summary["val/loss"] == {"min": min(v for _, v in run.values("val/loss"))}
     assert [next(a for a in aliases if a.startswith("step-")) for aliases in _model_versions(run)] == [
-        "step-16", "step-32", "step-48"]
+        "step-16",
+        "step-32",
+        "step-48",
+    ]
     assert run.exit_code == 0
     assert f"wandb sync {run.folder}" in output
 

@@ -97,8 +97,10 @@ def main() -> None:
     )
     trainer.remove_callback(PrinterCallback)
     trainer.train()
-    print(f"run {callback.run.id}: learning_rate={training_args.learning_rate}, "
-          f"batch size {training_args.per_device_train_batch_size}, {trainer.state.global_step} steps")
+    print(
+        f"run {callback.run.id}: learning_rate={training_args.learning_rate}, "
+        f"batch size {training_args.per_device_train_batch_size}, {trainer.state.global_step} steps"
+    )
     callback.finish()
 
 

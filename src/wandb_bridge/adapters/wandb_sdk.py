@@ -235,12 +235,35 @@ def attach(shared: bytes) -> RunHandle:
 
 # ``wandb.init``'s keyword arguments (0.19 - 0.31); a name not here is looked up in the
 # installed wandb's signature before it is called a typo (see :func:`init_parameters`).
-INIT_PARAMETERS = frozenset({
-    "entity", "project", "dir", "id", "name", "notes", "tags", "config", "config_exclude_keys",
-    "config_include_keys", "allow_val_change", "group", "job_type", "mode", "force", "reinit",
-    "resume", "resume_from", "fork_from", "save_code", "tensorboard", "sync_tensorboard",
-    "monitor_gym", "settings", "anonymous",
-})
+INIT_PARAMETERS = frozenset(
+    {
+        "entity",
+        "project",
+        "dir",
+        "id",
+        "name",
+        "notes",
+        "tags",
+        "config",
+        "config_exclude_keys",
+        "config_include_keys",
+        "allow_val_change",
+        "group",
+        "job_type",
+        "mode",
+        "force",
+        "reinit",
+        "resume",
+        "resume_from",
+        "fork_from",
+        "save_code",
+        "tensorboard",
+        "sync_tensorboard",
+        "monitor_gym",
+        "settings",
+        "anonymous",
+    }
+)
 
 
 def init_parameters() -> frozenset[str]:

@@ -18,6 +18,5 @@ def require(module: str, extra: str, what: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ImportError(
-            f"{what} needs {module.split('.')[0]}, which is not installed: "
-            f'pip install "wandb-bridge[{extra}]"'
+            f'{what} needs {module.split(".")[0]}, which is not installed: pip install "wandb-bridge[{extra}]"'
         ) from exc

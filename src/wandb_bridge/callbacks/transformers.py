@@ -139,9 +139,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         if checkpoint_files not in ("all", "weights"):
-            raise ValueError(
-                f"checkpoint_files={checkpoint_files!r} is not valid; use one of 'all', 'weights'"
-            )
+            raise ValueError(f"checkpoint_files={checkpoint_files!r} is not valid; use one of 'all', 'weights'")
         if isinstance(log_predictions, bool) or not isinstance(log_predictions, int):
             raise ValueError(f"log_predictions must be an int >= 0, got {log_predictions!r}")
         if log_predictions < 0:
@@ -269,9 +267,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         self._warn_report_to(args)
         return session
 
-    def _record(
-        self, session: Session, args: TrainingArguments, state: TrainerState | None, model: Any
-    ) -> None:
+    def _record(self, session: Session, args: TrainingArguments, state: TrainerState | None, model: Any) -> None:
         """Record the config and the monitored metric (``metric_for_best_model``)."""
         self._hf_best = False
         metric = args.metric_for_best_model
@@ -299,9 +295,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
 
     @override
     @_guarded
-    def on_init_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
+    def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         """Warn when ``report_to`` also holds ``"wandb"``."""
         if not self.settings.disabled and (not self.settings.rank_zero_only or state.is_world_process_zero):
             self._warn_report_to(args)
@@ -333,9 +327,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         self._in_step = True
 
     @override
-    def on_step_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         """The optimizer step is done."""
         self._in_step = False
 
@@ -454,9 +446,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
 
     @override
     @_guarded
-    def on_save(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         """Report the ``checkpoint-<global_step>`` folder the Trainer just wrote.
 
         Also with ``log_model=False``: the core then uploads nothing but marks the
@@ -534,9 +524,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         if model is not None:
             model_config = getattr(model, "config", None)
             if model_config is not None:
-                config["model"] = (
-                    dict(model_config) if isinstance(model_config, Mapping) else model_config.to_dict()
-                )
+                config["model"] = dict(model_config) if isinstance(model_config, Mapping) else model_config.to_dict()
             peft = getattr(model, "peft_config", None)
             if peft:
                 config["peft"] = hparams.to_json_safe(peft)
@@ -579,9 +567,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         if batch is None:
             return None
         device = getattr(model, "device", None)
-        inputs = {
-            k: (v.to(device) if device is not None and hasattr(v, "to") else v) for k, v in batch.items()
-        }
+        inputs = {k: (v.to(device) if device is not None and hasattr(v, "to") else v) for k, v in batch.items()}
         labels = inputs.get("labels", inputs.get("label"))
         was_training = bool(model.training)
         model.eval()
@@ -672,9 +658,7 @@ def _sweep_changes(args: TrainingArguments, config: Mapping[str, Any]) -> dict[s
             continue
         current = getattr(args, key)
         value = _cast(value, current)
-        if value != current and not (
-            hasattr(current, "value") and value == current.value
-        ):
+        if value != current and not (hasattr(current, "value") and value == current.value):
             changes[key] = value
     return changes
 
@@ -820,8 +804,6 @@ def _ints(value: Any) -> list[int] | None:
         return [data]
     if isinstance(data, float):
         return [int(data)] if data.is_integer() else None
-    if isinstance(data, Sequence) and not isinstance(data, str) and all(
-        isinstance(v, int) for v in data
-    ):
+    if isinstance(data, Sequence) and not isinstance(data, str) and all(isinstance(v, int) for v in data):
         return list(data)
     return None

@@ -32,8 +32,25 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off", "none"}
 # Metric-name words that mean "higher is better" when monitor_mode is not given.
 _MAX_WORDS = {
-    "acc", "accuracy", "f1", "auc", "auroc", "precision", "recall", "bleu", "rouge",
-    "iou", "miou", "map", "dice", "r2", "top1", "top5", "sacrebleu", "meteor", "exact",
+    "acc",
+    "accuracy",
+    "f1",
+    "auc",
+    "auroc",
+    "precision",
+    "recall",
+    "bleu",
+    "rouge",
+    "iou",
+    "miou",
+    "map",
+    "dice",
+    "r2",
+    "top1",
+    "top5",
+    "sacrebleu",
+    "meteor",
+    "exact",
 }
 
 
@@ -116,9 +133,7 @@ class Settings:
             return value
 
         mode = _resolve_mode(args.get("mode"), environ)
-        log_model = _resolve_log_model(
-            args.get("log_model"), environ.get("WANDB_LOG_MODEL"), default_log_model_true
-        )
+        log_model = _resolve_log_model(args.get("log_model"), environ.get("WANDB_LOG_MODEL"), default_log_model_true)
         monitor = args.get("monitor")
         monitor_mode = args.get("monitor_mode")
         if monitor_mode is None:
@@ -243,8 +258,7 @@ def _check_init_kwargs(init_kwargs: Mapping[str, Any], known: Iterable[str]) -> 
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise TypeError(
-        f"unexpected keyword argument {name!r}: it is neither a wandb-bridge setting nor a wandb.init "
-        f"argument{hint}"
+        f"unexpected keyword argument {name!r}: it is neither a wandb-bridge setting nor a wandb.init argument{hint}"
     )
 
 

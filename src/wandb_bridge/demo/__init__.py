@@ -48,8 +48,10 @@ def run_demo(directory: str | None = None) -> int:
     """
     root = Path(directory or tempfile.mkdtemp(prefix="wandb-bridge-demo-")).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    print("wandb-bridge demo: one tiny regression trained with a plain loop through Session, Lightning, transformers,\n"
-          "Keras, accelerate and Fabric, offline (no W&B account needed), then read back side by side.\n")
+    print(
+        "wandb-bridge demo: one tiny regression trained with a plain loop through Session, Lightning, transformers,\n"
+        "Keras, accelerate and Fabric, offline (no W&B account needed), then read back side by side.\n"
+    )
     runs: dict[str, str] = {}
     failed = False
     for name in FRAMEWORKS:
@@ -88,7 +90,10 @@ def _in_child(root: Path) -> str:
     env = {**os.environ, "KERAS_BACKEND": BACKEND}
     done = subprocess.run(
         [sys.executable, "-m", "wandb_bridge.demo.keras", str(root)],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
@@ -133,8 +138,11 @@ def _quiet() -> Iterator[None]:
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -215,5 +223,3 @@ def _holder(run: RunRecord, alias: str) -> str:
 
 
 __all__ = ["FRAMEWORKS", "run_demo"]
-
-

@@ -41,8 +41,16 @@ def train(root: Path) -> str:
     callback = WandbKerasCallback(log_model="all", log_freq="batch", **run_args(root, "keras"))
     checkpoint = keras.callbacks.ModelCheckpoint(str(root / "keras" / "model-{epoch:02d}.keras"), monitor="val_loss")
     with callback:  # leaving the block finishes the run
-        model.fit(x, y, validation_data=(xv, yv), epochs=EPOCHS, batch_size=BATCH_SIZE, shuffle=False,
-                  callbacks=[callback, checkpoint], verbose=0)
+        model.fit(
+            x,
+            y,
+            validation_data=(xv, yv),
+            epochs=EPOCHS,
+            batch_size=BATCH_SIZE,
+            shuffle=False,
+            callbacks=[callback, checkpoint],
+            verbose=0,
+        )
         return str(callback.run.id)
 
 

@@ -53,8 +53,14 @@ def train(root: Path) -> str:
     torch.manual_seed(0)
     logger = WandbLogger(log_model="all", **run_args(root, "lightning"))
     trainer = L.Trainer(
-        max_epochs=EPOCHS, logger=logger, log_every_n_steps=1, accelerator="cpu", default_root_dir=root / "lightning",
-        callbacks=[ModelCheckpoint(monitor="val_loss")], enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=EPOCHS,
+        logger=logger,
+        log_every_n_steps=1,
+        accelerator="cpu",
+        default_root_dir=root / "lightning",
+        callbacks=[ModelCheckpoint(monitor="val_loss")],
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     trainer.fit(Regression(LEARNING_RATE), loader(train_rows), loader(val_rows))
     run_id = str(logger.version)

@@ -41,8 +41,10 @@ def train(root: Path) -> str:
                 batch = train_rows[start : start + BATCH_SIZE]
                 loss = mse(batch)  # the batch loss before the update, as the frameworks report it
                 errors = [predict(x) - y for x, y in batch]
-                grad_w = [2 * sum(e * x[i] for e, (x, _) in zip(errors, batch, strict=True)) / len(batch)
-                          for i in range(FEATURES)]
+                grad_w = [
+                    2 * sum(e * x[i] for e, (x, _) in zip(errors, batch, strict=True)) / len(batch)
+                    for i in range(FEATURES)
+                ]
                 w = [wi - LEARNING_RATE * g for wi, g in zip(w, grad_w, strict=True)]
                 b -= LEARNING_RATE * 2 * sum(errors) / len(batch)
                 step += 1

@@ -39,15 +39,29 @@ def train(root: Path) -> str:
 
     train_rows, val_rows = make_data()
     args = TrainingArguments(
-        output_dir=str(root / "transformers"), report_to="none", use_cpu=True, disable_tqdm=True,
-        num_train_epochs=EPOCHS, per_device_train_batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
-        optim="sgd", lr_scheduler_type="constant", logging_steps=1, eval_strategy="epoch", save_strategy="epoch",
-        metric_for_best_model="loss", seed=0, dataloader_num_workers=0,
+        output_dir=str(root / "transformers"),
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        num_train_epochs=EPOCHS,
+        per_device_train_batch_size=BATCH_SIZE,
+        learning_rate=LEARNING_RATE,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        metric_for_best_model="loss",
+        seed=0,
+        dataloader_num_workers=0,
     )
     torch.manual_seed(0)
     callback = WandbTrainerCallback(log_model="all", checkpoint_files="weights", **run_args(root, "transformers"))
     trainer = Trainer(
-        model=Regression(), args=args, train_dataset=dataset(train_rows), eval_dataset=dataset(val_rows),
+        model=Regression(),
+        args=args,
+        train_dataset=dataset(train_rows),
+        eval_dataset=dataset(val_rows),
         callbacks=[callback],
     )
     trainer.remove_callback(PrinterCallback)  # disable_tqdm=True would print every log dict
