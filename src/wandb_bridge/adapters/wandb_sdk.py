@@ -29,6 +29,14 @@ def load() -> ModuleType:
 _DEAD: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+def mark_dead(run: Any) -> None:
+    """Record that ``run`` can record nothing any more (its wandb-core is gone); see :func:`active_run`."""
+    try:
+        _DEAD.add(run)
+    except TypeError:  # not weak-referenceable: not a wandb run
+        pass
+
+
 def active_run() -> Any:
     """The run wandb considers active in this process (``wandb.run``), or None (also for a dead run)."""
     import sys
@@ -361,10 +369,7 @@ class RunHandle:
 
     def mark_dead(self) -> None:
         """Record that wandb-core is gone for this run (see :func:`active_run`)."""
-        try:
-            _DEAD.add(self.run)
-        except TypeError:  # not weak-referenceable: not a wandb run
-            pass
+        mark_dead(self.run)
 
     @property
     def id(self) -> str:

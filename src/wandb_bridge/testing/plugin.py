@@ -200,11 +200,16 @@ def _reset_wandb() -> None:
     wandb = sys.modules.get("wandb")
     if wandb is None:
         return
-    if getattr(wandb, "run", None) is not None:
+    run = getattr(wandb, "run", None)
+    if run is not None:
         try:
             wandb.finish()
         except (Exception, SystemExit):  # see _teardown_wandb
             pass
+        if getattr(wandb, "run", None) is run:  # its wandb-core is gone: no later session may take it over
+            from wandb_bridge.adapters import wandb_sdk
+
+            wandb_sdk.mark_dead(run)
     _teardown_wandb(wandb)
 
 
