@@ -64,7 +64,7 @@ def test_a_wandb_failure_warns_once_and_training_goes_on(wandb_offline: WandbOff
     unsent = Path(logger.session.run_dir or "", "wandb-bridge-unsent.jsonl")
     kept = [json.loads(line)["trainer/global_step"] for line in unsent.read_text().splitlines()]
     assert set(range(6, 17)) <= set(kept)  # every row after the fault is kept locally
-    assert kept == sorted(kept)
+    # each row carries its step; the file, written by two processes, need not be in step order
 
 
 def test_validate_and_test_with_ckpt_path_never_switch_runs(wandb_offline: WandbOfflineRuns, tmp_path: Any) -> None:
