@@ -172,6 +172,12 @@ def _worker(rank: int, kind: str, root: str, mode: str) -> None:
     (folder / f"rank-{rank}.json").write_text(json.dumps(info))
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    if rank != 0:
+        # Rank 1 holds no run: end it without the interpreter's teardown, where torch's gloo threads
+        # sometimes abort the process ("terminate called without an active exception") after the work is done.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
