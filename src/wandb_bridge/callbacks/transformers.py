@@ -657,29 +657,10 @@ def _sweep_changes(args: TrainingArguments, config: Mapping[str, Any]) -> dict[s
         if not isinstance(value, (bool, int, float, str)) or value == hparams.REDACTED:
             continue
         current = getattr(args, key)
-        value = _cast(value, current)
+        value = sweeps.cast_like(value, current)
         if value != current and not (hasattr(current, "value") and value == current.value):
             changes[key] = value
     return changes
-
-
-def _cast(value: Any, current: Any) -> Any:
-    if current is None or (isinstance(value, type(current)) and not isinstance(current, bool)):
-        return value
-    try:
-        if isinstance(current, bool):
-            if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
-            return bool(value)
-        if isinstance(current, int) and isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(current, float) and isinstance(value, (int, str)):
-            return float(value)
-        if isinstance(current, int) and isinstance(value, str):
-            return int(value)
-    except ValueError:
-        return value
-    return value
 
 
 def _stage_of(values: Mapping[str, Any]) -> Literal["train", "val", "test"]:
