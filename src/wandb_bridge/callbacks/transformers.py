@@ -12,7 +12,6 @@ calls; key names, the step axis, aliases and ownership are decided by the core.
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import os
 import sys
@@ -213,7 +212,8 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
 
     def sweep_config(self, args: TrainingArguments) -> Mapping[str, Any]:
         """The run's config (swept values included) for :func:`wandb_bridge.apply_sweep`; starts the run."""
-        return _config_of(self, args)
+        session = self._open(args, None, None, check_sweep=False)
+        return {} if session is None else session.config
 
     def _open(
         self,
@@ -540,7 +540,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
     def _check_sweep(self, session: Session, args: TrainingArguments) -> None:
         if not os.environ.get("WANDB_SWEEP_ID"):
             return
-        changes = _sweep_changes(args, session.config)
+        changes = sweeps.changes_for(args, sweeps.swept_values(session.config))
         if changes:
             shown = ", ".join(f"{k}={v!r}" for k, v in sorted(changes.items()))
             self._warner.warn(
@@ -619,48 +619,10 @@ def apply_sweep(args: TrainingArguments, session_or_config: Any) -> TrainingArgu
         New ``TrainingArguments`` (``dataclasses.replace``, so derived fields are
         recomputed), or ``args`` itself when nothing changes.
     """
-    config = _config_of(session_or_config, args)
-    if not isinstance(session_or_config, Mapping):  # the run's config exists on rank zero only
-        config = {**sweeps.sweep_params(), **config}
-    changes = _sweep_changes(args, config)
-    return dataclasses.replace(args, **changes) if changes else args
-
-
-def _config_of(source: Any, args: TrainingArguments) -> Mapping[str, Any]:
-    if isinstance(source, WandbTrainerCallback):
-        session = source._open(args, None, None, check_sweep=False)
-        return {} if session is None else session.config
-    if isinstance(source, Session):
-        source.start()
-        return source.config
-    if isinstance(source, Mapping):
-        return source
-    config = getattr(source, "config", source)
-    as_dict = getattr(config, "as_dict", None)
-    if callable(as_dict):
-        data = as_dict()
-        return data if isinstance(data, Mapping) else {}
-    try:
-        return dict(config)
-    except (TypeError, ValueError):
-        return {}
-
-
-def _sweep_changes(args: TrainingArguments, config: Mapping[str, Any]) -> dict[str, Any]:
-    fields = {f.name for f in dataclasses.fields(args) if f.init}
-    changes: dict[str, Any] = {}
-    for key, value in config.items():
-        if key not in fields or hparams.is_secret_key(key):
-            continue
-        if isinstance(value, Mapping) and set(value) == {"value"}:
-            value = value["value"]
-        if not isinstance(value, (bool, int, float, str)) or value == hparams.REDACTED:
-            continue
-        current = getattr(args, key)
-        value = sweeps.cast_like(value, current)
-        if value != current and not (hasattr(current, "value") and value == current.value):
-            changes[key] = value
-    return changes
+    # The rule lives in the core (dataclass fields, casting, secrets); no warning for the run config's
+    # other keys (model config, Trainer facts), which naturally match no TrainingArguments field.
+    updated: TrainingArguments = sweeps.apply_sweep(args, session_or_config, warn=False)
+    return updated
 
 
 def _stage_of(values: Mapping[str, Any]) -> Literal["train", "val", "test"]:

@@ -129,12 +129,7 @@ def apply_sweep(target: Any, source: Any = None, *, warn: bool = True) -> Any:
     Returns:
         The updated arguments (a new object for dataclasses and read-only mappings).
     """
-    values = sweep_params() if source is None else _values_of(source, target)
-    values = {
-        k: (v["value"] if isinstance(v, Mapping) and set(v) == {"value"} else v)
-        for k, v in values.items()
-        if not hparams.is_secret_key(k) and v != hparams.REDACTED and k != "_wandb"
-    }
+    values = swept_values(sweep_params() if source is None else _values_of(source, target))
     if not values:
         return target
     updated, matched = _apply(target, values)
@@ -147,6 +142,16 @@ def apply_sweep(target: Any, source: Any = None, *, warn: bool = True) -> Any:
             stacklevel=2,
         )
     return updated
+
+
+def swept_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of a run config a sweep may apply: ``{"value": v}`` unwrapped; secrets, redacted values
+    and wandb's own ``_wandb`` left out."""
+    return {
+        k: (v["value"] if isinstance(v, Mapping) and set(v) == {"value"} else v)
+        for k, v in config.items()
+        if not hparams.is_secret_key(k) and v != hparams.REDACTED and k != "_wandb"
+    }
 
 
 def _values_of(source: Any, target: Any) -> dict[str, Any]:
