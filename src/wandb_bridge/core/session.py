@@ -127,16 +127,13 @@ class Session(CheckpointsMixin, WorkerMixin):
         The framework's step (:attr:`step_clock`, optimizer steps completed) when a
         callback set one, else the last step logged; at least 1 (the first row's step).
         """
-        clock = self.step_clock
         step = None
-        if clock is not None:
+        if self.step_clock is not None:
             try:
-                step = clock()
+                step = self.step_clock()
             except Exception:  # a framework object in teardown
-                step = None
-        if step is None:
-            step = self._last_step
-        return max(1, int(step or 0))
+                pass
+        return max(1, int((self._last_step if step is None else step) or 0))
 
     @property
     def monitor(self) -> str | None:
@@ -513,14 +510,9 @@ class Session(CheckpointsMixin, WorkerMixin):
                 return
         if self._error is not None:
             self._raise_pending()
-        if keep_keys:
-            if step is None:
-                step = self.current_step
-            elif self._last_step is None or step > self._last_step:
-                self._last_step = step
-            self._put((_LOG, step, epoch, None, _hand_over(metrics), time.perf_counter(), None))
-            return
-        if step is None:
+        if step is None and keep_keys:
+            step = self.current_step  # the step in progress, not a new one
+        elif step is None:
             with self._lock:
                 step = 1 if self._last_step is None else self._last_step + 1
                 self._last_step = step
@@ -529,7 +521,9 @@ class Session(CheckpointsMixin, WorkerMixin):
         if self._skip_through is not None and step <= self._skip_through:
             self._skip_recorded()
             return
-        self._put((_LOG, step, epoch, stage, _hand_over(metrics), time.perf_counter(), samples))
+        # stage None: a direct call, recorded with its keys as written (see session_worker._merge)
+        op_stage, op_samples = (None, None) if keep_keys else (stage, samples)
+        self._put((_LOG, step, epoch, op_stage, _hand_over(metrics), time.perf_counter(), op_samples))
         if self._watching and self._pipeline is not None:
             self._pipeline.barrier(self.settings.finish_timeout)
 
