@@ -7,13 +7,14 @@ another core. wandb supports this: a run object, pickled, attaches to the
 same run in another process (wandb's documented multiprocessing support).
 
 Protocol. Parent -> child, on the child's stdin: frames of a 4-byte length
-and a pickle. The first frame is the header (the pickled run, the unsent-rows
-file, how many recent rows to keep); then ``("rows", seq, rows)`` and
-``("sync", token)``; ``("end",)`` (or the end of input) means: finish logging, then exit. Child ->
+and a pickle. The first frame is the header (the pickled run, how many recent
+rows to keep); then ``("rows", seq, rows)`` and ``("sync", token)``;
+``("end",)`` (or the end of input) means: finish logging, then exit. Child ->
 parent, on its stdout: one JSON object per line: ``{"ack": seq, "logged": n}``
-after each batch, ``{"synced": token}``, ``{"broken": reason, "path": file}``
-or ``{"rejected": reason, "path": file}`` when wandb did not take a row, and
-``{"done": n}`` at the end.
+after each batch (with ``"unsent": rows`` when wandb did not take some: the
+parent keeps them, the child writes no file), ``{"synced": token}``,
+``{"broken": reason}`` or ``{"rejected": reason}`` when wandb did not take a
+row, and ``{"done": n}`` at the end.
 """
 
 from __future__ import annotations
@@ -99,21 +100,20 @@ class RowProcess:
         )
         return cls(proc, on_message)
 
-    def attach(self, shared_run: bytes, unsent_path: str, keep_recent: int, log_path: str | None = None) -> None:
-        """Send the header: the run to log into (:meth:`RunHandle.share`), and where to keep unsent rows.
+    def attach(self, shared_run: bytes, keep_recent: int, log_path: str | None = None) -> None:
+        """Send the header: the run to log into (:meth:`RunHandle.share`).
 
         wandb's own variables (the address of wandb-core among them, set by
         ``wandb.init``) travel with it: the child may have started before them.
 
         Args:
             shared_run: the pickled wandb run.
-            unsent_path: where the child keeps rows wandb did not take.
-            keep_recent: how many recently logged rows the child saves too when wandb-core dies.
+            keep_recent: how many recently logged rows the child reports too when wandb-core dies.
             log_path: a file for the child's stderr from now on (wandb's own error output
                 there would otherwise reach the user's terminal twice); None keeps it inherited.
         """
         wandb_env = {k: v for k, v in os.environ.items() if k.startswith("WANDB_")}
-        self._write(("header", shared_run, unsent_path, keep_recent, wandb_env, log_path))
+        self._write(("header", shared_run, keep_recent, wandb_env, log_path))
 
     @property
     def used(self) -> bool:
@@ -156,22 +156,19 @@ class RowProcess:
                 deadline = time.monotonic() + (timeout if self._acked else wait)
         return True
 
-    def close(self, timeout: float) -> int | None:
-        """End input, wait for the child to log what it has, and return how many rows it logged.
+    def close(self, timeout: float) -> list[dict[str, Any]]:
+        """End input, wait for the child to log what it has (killed past ``timeout``).
 
         Returns:
-            None when the child did not finish within ``timeout`` (it is killed then).
-
-        Raises:
-            RowProcessGone: the child ended before confirming some rows (they travel with it).
+            The rows it did not confirm: none when it finished (:attr:`done` holds how
+            many it logged), else it ended early (:attr:`gone` says why) or was too slow.
         """
-        lost: RowProcessGone | None = None
         try:
             # An explicit end, not only end of input: a process forked from ours meanwhile (a
             # DataLoader worker) holds a copy of this pipe, and the child would see no EOF.
             self._write(("end",))
         except RowProcessGone as exc:
-            lost = exc
+            self._unconfirmed.appendleft((0, exc.rows))
         try:
             self._in.close()
         except OSError:
@@ -184,16 +181,14 @@ class RowProcess:
                     break
                 self._read(left)
         except RowProcessGone as exc:
-            lost = exc
+            self._unconfirmed.appendleft((0, exc.rows))
         try:
             self._proc.wait(max(0.0, deadline - time.monotonic()) + 1.0)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
         self._out.close()  # type: ignore[union-attr]
-        if lost is not None and lost.rows:
-            raise lost
-        return self.done
+        return self.kill()
 
     def kill(self) -> list[dict[str, Any]]:
         """Stop the child at once (a hung wandb); return the rows it had not confirmed."""

@@ -37,11 +37,10 @@ def _frames(stream: IO[bytes]) -> Any:
 
 
 class _Logger:
-    """Logs rows into the attached run; keeps what wandb did not take in the unsent-rows file."""
+    """Logs rows into the attached run; reports what wandb did not take to the parent (which keeps it)."""
 
-    def __init__(self, handle: wandb_sdk.RunHandle, unsent_path: str, keep_recent: int, out: IO[str]) -> None:
+    def __init__(self, handle: wandb_sdk.RunHandle, keep_recent: int, out: IO[str]) -> None:
         self.handle = handle
-        self.unsent_path = unsent_path
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep_recent)
         self.out = out
         self.logged = 0
@@ -54,8 +53,13 @@ class _Logger:
         except (OSError, ValueError):
             pass  # the parent is gone (killed): nobody to tell, keep logging what was handed over
 
-    def log(self, rows: list[dict[str, Any]]) -> None:
-        """Log a batch, then wait until wandb-core has handled it (so that an ack means recorded)."""
+    def log(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Log a batch, then wait until wandb-core has handled it (so that an ack means recorded).
+
+        Returns:
+            The rows wandb did not take (with the recent ones when wandb-core died), in order.
+        """
+        unsent: list[dict[str, Any]] = []
         for row in rows:
             if self.broken is None:
                 try:
@@ -64,40 +68,32 @@ class _Logger:
                     self.recent.append(row)
                     continue
                 except OSError as exc:  # the connection to wandb-core is gone
-                    self.broken = f"{type(exc).__name__}: {exc}"
-                    self._keep([*self.recent, row], {"broken": self.broken})
-                    self.recent.clear()
-                    continue
+                    self._break(f"{type(exc).__name__}: {exc}", unsent)
                 except Exception as exc:
-                    self._keep([row], {"rejected": f"{type(exc).__name__}: {exc}"})
-                    continue
-            self._keep([row], None)
-        self.settle()
+                    self.say({"rejected": f"{type(exc).__name__}: {exc}"})
+            unsent.append(row)
+        if self.broken is None:
+            self.settle(unsent)
+        return unsent
 
-    def settle(self) -> None:
+    def settle(self, unsent: list[dict[str, Any]]) -> None:
         """Wait for wandb-core to handle what this process sent (one round trip per batch, not per row).
 
         wandb's ``run.log`` may return before wandb-core has the row (older wandb
         buffers it in this process): without this an ack, a sync, or this process's
         exit could come before the row is safe.
         """
-        if self.broken is not None:
-            return
         try:
             self.handle.wait_recorded()
         except Exception as exc:
-            self.broken = f"{type(exc).__name__}: {exc}"
-            self._keep(list(self.recent), {"broken": self.broken})  # (this batch's rows are in it)
-            self.recent.clear()
+            self._break(f"{type(exc).__name__}: {exc}", unsent)  # (this batch's rows are in the recent ones)
 
-    def _keep(self, rows: list[dict[str, Any]], report: dict[str, Any] | None) -> None:
-        try:
-            with open(self.unsent_path, "a", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(r, default=str) + "\n" for r in rows)
-        except OSError:
-            pass
-        if report is not None:
-            self.say({**report, "path": self.unsent_path})
+    def _break(self, why: str, unsent: list[dict[str, Any]]) -> None:
+        """wandb-core is gone: the recent rows may be lost with it, so they are reported as unsent too."""
+        self.broken = why
+        unsent[:0] = self.recent  # (a row is either logged, and recent, or unsent)
+        self.recent.clear()
+        self.say({"broken": why})
 
     def finish(self) -> None:
         self.say({"done": self.logged})
@@ -128,20 +124,20 @@ def main() -> int:
     header = next(frames, None)
     if header is None:
         return 0
-    _, shared, unsent_path, keep_recent, wandb_env, log_path = header
+    _, shared, keep_recent, wandb_env, log_path = header
     os.environ.update(wandb_env)  # this helper's own environment, as wandb.init left the parent's
     if log_path:
         _stderr_to(log_path)
     try:
-        logger = _Logger(wandb_sdk.attach(shared), unsent_path, keep_recent, out)
+        logger = _Logger(wandb_sdk.attach(shared), keep_recent, out)
     except Exception as exc:
         out.write(json.dumps({"fatal": f"{type(exc).__name__}: {exc}"}) + "\n")
         out.flush()
         return 1
     for frame in frames:
         if frame[0] == "rows":
-            logger.log(frame[2])
-            logger.say({"ack": frame[1], "logged": logger.logged})
+            unsent = logger.log(frame[2])
+            logger.say({"ack": frame[1], "logged": logger.logged, **({"unsent": unsent} if unsent else {})})
         elif frame[0] == "sync":
             logger.say({"synced": frame[1]})
         elif frame[0] == "end":

@@ -1,6 +1,6 @@
-"""A bounded queue drained in order by one background thread.
+"""A bounded queue of typed operations drained in order by one background thread.
 
-The training thread only appends a tuple to a deque (atomic, no lock, no
+The training thread only appends an operation to a deque (atomic, no lock, no
 wake-up call); the worker wakes every ``linger`` seconds, or at once for a
 flush, and handles everything queued in one burst: far fewer thread switches
 and GIL hand-overs than waking up per operation. When ``maxsize`` operations
@@ -14,12 +14,21 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
 
-Op = tuple[Any, ...]
-_STOP = "__stop__"
-_BARRIER = "__barrier__"
+from wandb_bridge.core.ops import Op
+
 _BATCH = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Barrier(Op):
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop(Op):
+    pass
 
 
 class Pipeline:
@@ -66,10 +75,10 @@ class Pipeline:
         """
         if not self.alive:
             return not self._items
-        done = threading.Event()
-        self._items.append((_BARRIER, done))
+        barrier = _Barrier()
+        self._items.append(barrier)
         self._wake.set()
-        return done.wait(timeout)
+        return barrier.done.wait(timeout)
 
     def stop(self, timeout: float | None) -> bool:
         """Handle everything queued, then end the thread.
@@ -80,7 +89,7 @@ class Pipeline:
         if not self._started:
             return True
         if self.alive:
-            self._items.append((_STOP,))
+            self._items.append(_Stop())
             self._wake.set()
         self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -96,14 +105,13 @@ class Pipeline:
                 work: list[Op] = []
                 while items and len(work) < _BATCH:
                     op = items.popleft()
-                    kind = op[0]
-                    if kind in (_BARRIER, _STOP):
+                    if isinstance(op, _Barrier | _Stop):
                         self._run(work)
                         work = []
-                        if kind == _STOP:
+                        if isinstance(op, _Stop):
                             stopping = True
                             break
-                        op[1].set()
+                        op.done.set()
                     else:
                         work.append(op)
                 self._run(work)

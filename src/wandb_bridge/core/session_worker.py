@@ -1,137 +1,110 @@
-"""The background worker's half of a session: drain the queue, merge rows, upload checkpoints.
+"""The background worker of a session: drain the queued operations in order, dispatching on their type.
 
-Finished rows go on through ``session_rows.py``.
+A :class:`~wandb_bridge.core.ops.LogRow` is merged into the row of its step
+(:class:`~wandb_bridge.core.row_path.RowPath`); before any other operation the
+rows merged so far are converted and handed to the row sinks
+(:class:`~wandb_bridge.core.row_sinks.RowRouter`). A
+:class:`~wandb_bridge.core.ops.Call` is a call on wandb: it waits until the
+rows before it were logged, and its failure is a W&B fault. Every other
+operation is the session's own bookkeeping, run even when wandb is gone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from wandb_bridge.adapters import files
-from wandb_bridge.core.checkpoints import Upload
-from wandb_bridge.core.metrics import EPOCH_KEY, STEP_KEY, as_written, convert_rows, flatten_metrics
-from wandb_bridge.core.pipeline import Op
-from wandb_bridge.core.session_base import _CALL, _FAILED, _LOG
-from wandb_bridge.core.session_rows import RowsMixin
+from wandb_bridge.adapters import wandb_sdk
+from wandb_bridge.core.checkpoint_uploads import CheckpointUploads
+from wandb_bridge.core.faults import FaultBoundary
+from wandb_bridge.core.metrics import SKIP_REASONS, convert_rows
+from wandb_bridge.core.ops import (
+    Call,
+    Checkpoint,
+    CloseRow,
+    HealthRow,
+    LogRow,
+    Marker,
+    Op,
+    RowsHere,
+    ShardedCheckpoint,
+    Summary,
+    UploadEnd,
+    UploadFiles,
+)
+from wandb_bridge.core.row_path import RowPath
+from wandb_bridge.core.row_sinks import RowRouter
+from wandb_bridge.core.run_markers import RunMarkers
+from wandb_bridge.core.settings import Settings
 
 
-class WorkerMixin(RowsMixin):
+class Worker:
     """Runs on the worker thread only: everything the training thread handed over."""
 
-    def _drain(self, ops: list[Op]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        handle: wandb_sdk.RunHandle,
+        parts: tuple[FaultBoundary, RowPath, RowRouter, RunMarkers, CheckpointUploads],
+    ) -> None:
+        self._settings = settings
+        self._handle = handle
+        faults, rows, router, markers, uploads = parts
+        self._faults, self._rows, self._router, self._markers = faults, rows, router, markers
+        self._handlers: dict[type[Op], Callable[[Any], None]] = {
+            CloseRow: self._close_row,
+            RowsHere: self._rows_here,
+            HealthRow: lambda op: self._emit(rows.health(op)),
+            Summary: self._summary,
+            Checkpoint: uploads.saved,
+            ShardedCheckpoint: uploads.sharded,
+            Marker: lambda op: markers.write(op.path, op.step, op.epoch),
+            UploadEnd: uploads.upload_end,
+            UploadFiles: uploads.upload_files,
+        }
+
+    def drain(self, ops: list[Op]) -> None:
+        """Handle a batch of operations, in order."""
         rows: list[dict[str, Any]] = []
+        merge = self._rows.merge
         for op in ops:
-            kind = op[0]
-            if kind == _LOG:
-                rows.extend(self._merge(op))
+            if type(op) is LogRow:
+                rows.extend(merge(op))
                 continue
             self._emit(rows)
             rows = []
-            if kind == _CALL:
-                fn = op[1]
-                if getattr(fn, "__self__", None) is self or isinstance(getattr(fn, "__self__", None), files.Snapshot):
-                    try:
-                        fn(*op[2:])  # our own bookkeeping: runs even when wandb is gone
-                    except Exception as exc:  # a bug of ours must not cost the rows queued after it
-                        self._warn(f"worker:{fn.__name__}", f"wandb-bridge failed in {fn.__name__} ({exc!r}).")
-                else:
-                    self._sync_rows_out()  # wandb calls from here come after the rows before them
-                    self._guard_worker(fn.__name__, fn, *op[2:])
+            if type(op) is Call:
+                self._router.sync()  # wandb calls from here come after the rows before them
+                self._faults.guard_worker(op.what, op.fn, *op.args)
+                continue
+            handler = self._handlers[type(op)]
+            try:
+                handler(op)  # our own bookkeeping: runs even when wandb is gone
+            except Exception as exc:  # a bug of ours must not cost the rows queued after it
+                name = type(op).__name__
+                self._faults.warn(f"worker:{name}", f"wandb-bridge failed in {name} ({exc!r}).")
         self._emit(rows)
 
-    def _merge(self, op: Op) -> list[dict[str, Any]]:
-        _, step, epoch, stage, values, stamp, samples = op
-        if stage is None:  # a direct call (wandb.log, experiment.log, log_image): keys as written
-            return self._merger.add(step, as_written(values), None if epoch is None else float(epoch), keep_both=True)
-        mapped: dict[str, Any] = {}
-        keys = self._keys
-        for key, value in flatten_metrics(values):
-            if not key:
-                self._warn("key:", "An empty metric key was skipped.")
-                continue
-            mapped[keys(key, stage)] = value
-        row_epoch = mapped.pop(EPOCH_KEY, epoch)
-        mapped.pop(STEP_KEY, None)
-        self._time(step, stamp, samples, mapped)
-        return self._merger.add(step, mapped, None if row_epoch is None else float(row_epoch))
-
-    def _time(self, step: int, stamp: float, samples: int | None, mapped: dict[str, Any]) -> None:
-        sampler = self._sampler
-        if sampler is None:
+    def _emit(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
             return
-        previous = self._timing
-        if previous is None or step <= previous[0]:
-            if previous is None:
-                self._timing = (step, stamp)
-            return
-        if sampler.due():
-            last_step, last_stamp = previous
-            per_step = (stamp - last_stamp) / (step - last_step)
-            mapped["perf/step_time_s"] = per_step
-            if samples:
-                mapped["perf/samples_per_second"] = samples / per_step if per_step > 0 else 0.0
-            mapped.update(sampler.sample())
-        self._timing = (step, stamp)
+        self._markers.count(rows)
+        report = convert_rows(rows)
+        for key, reason in report.skipped.items():
+            self._faults.warn(f"skip:{key}", f"Metric {key!r} was not recorded: {SKIP_REASONS[reason]}.")
+        for key in report.non_finite:
+            self._faults.warn(f"nan:{key}", f"Metric {key!r} is NaN or infinite; it is recorded as such.")
+        self._router.send(rows)
 
-    def _close_open_row(self) -> None:
-        self._emit(self._merger.drain())
-        self._sync_rows_out()
+    def _close_row(self, op: CloseRow) -> None:
+        del op
+        self._emit(self._rows.close_row())
+        self._router.sync()
 
-    def _summary(self, values: dict[str, Any]) -> None:
-        convert_rows([values])
-        handle = self._handle
-        assert handle is not None
-        self._guard_worker("update the summary", handle.update_summary, values)
+    def _rows_here(self, op: RowsHere) -> None:
+        del op
+        self._router.rows_here()
 
-    def _upload_checkpoint(self, upload: Upload, snap: files.Snapshot) -> Any:
-        """Log one checkpoint version; returns the logged wandb artifact (None when nothing new was logged)."""
-        handle = self._handle
-        assert handle is not None
-        try:
-            refs = files.resolve_references(snap, self.settings.reference_digest)
-            digest = files.digest(snap)
-            duplicate = digest in self._digests
-            moving = [a for a in upload.aliases if a in ("latest", "best")]
-            if duplicate and all(self._alias_holder.get(a) == digest for a in moving):
-                return None
-            # Same content again but with aliases its version does not hold (e.g. "latest" on a
-            # last.ckpt identical to the best checkpoint): log it again. wandb keeps one version
-            # per content digest and only moves the aliases; no file is uploaded twice.
-            name = self.settings.checkpoint_name or f"model-{handle.id}"
-            meta = self.policy.metadata(
-                upload.event, run_id=handle.id, framework=self.framework, framework_version=self.framework_version
-            )
-            if snap.reference is not None:
-                meta["checkpoint_storage"] = "reference"
-                meta["reference_digest"] = self.settings.reference_digest
-            references = [(r.name, r.uri, r.digest, r.size) for r in refs]
-            logged = self._guard_worker(
-                "log a checkpoint",
-                handle.log_artifact,
-                *(name, "model", snap.files, upload.aliases, meta, None, references),
-            )
-            if logged is _FAILED:
-                return None
-            self._alias_holder.update(dict.fromkeys(upload.aliases, digest))
-            if duplicate:
-                return None
-            self._digests.add(digest)
-            self.checkpoints_uploaded += 1
-            return logged
-        except OSError as exc:
-            self._warn(f"ckpt:{upload.event.path}", f"Checkpoint {upload.event.path!r} was not uploaded: {exc}")
-            return None
-        finally:
-            if upload.event.sequence not in self._retained or self._finished:
-                snap.release()
-
-    def _upload_files(
-        self, snap: files.Snapshot, name: str, kind: str, aliases: tuple[str, ...], meta: dict[str, Any]
-    ) -> None:
-        snap.materialize()
-        handle = self._handle
-        assert handle is not None
-        try:
-            handle.log_artifact(name, kind, snap.files, aliases, meta)
-        finally:
-            snap.release()
+    def _summary(self, op: Summary) -> None:
+        convert_rows([op.values])
+        self._faults.guard_worker("update the summary", self._handle.update_summary, op.values)

@@ -1,0 +1,134 @@
+"""The operations the training thread queues for a session's worker: small frozen dataclasses.
+
+The worker (:mod:`wandb_bridge.core.session_worker`) dispatches on the type:
+:class:`LogRow` values are merged into rows, a :class:`Call` is a call on
+wandb (the rows before it are handed over first; a failure is a W&B fault),
+and every other operation is the session's own bookkeeping, which runs even
+when wandb is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wandb_bridge.adapters import files
+from wandb_bridge.core.metrics import Stage
+
+
+class Op:
+    """Base of every queued operation."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow(Op):
+    """Values for the row of ``step``; ``stage`` None: a direct call, keys recorded as written."""
+
+    step: int
+    epoch: float | None
+    stage: Stage | None
+    values: dict[str, Any]
+    stamp: float
+    samples: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Op):
+    """A call on wandb (``what`` names it in a warning when it fails)."""
+
+    what: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Summary(Op):
+    """Summary values, keys already mapped."""
+
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRow(Op):
+    """Close the open row and hand every row over (a flush, the end)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowsHere(Op):
+    """From now on every row is logged from this process (``wandb.watch``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthRow(Op):
+    """A health vector (one device tensor, one number per key) for the row of ``step``."""
+
+    step: int
+    keys: tuple[str, ...]
+    values: Any
+    histograms: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """What :meth:`Session.log_checkpoint` was told about a checkpoint."""
+
+    path: str
+    step: int | None
+    epoch: int | None
+    metrics: dict[str, Any] | None
+    score: float | None
+    is_best: bool | None
+    aliases: tuple[str, ...]
+    metadata: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint(Op):
+    """A reported checkpoint and its snapshot (None: nothing to upload, only the marker)."""
+
+    saved: Saved
+    snap: files.Snapshot | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShardedCheckpoint(Op):
+    """A sharded checkpoint folder: logged once it is complete (``spec``: include, exclude, payload name)."""
+
+    saved: Saved
+    snap: files.Snapshot | None
+    spec: tuple[Sequence[str] | None, Sequence[str], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Marker(Op):
+    """Write the run marker beside a checkpoint that is not uploaded."""
+
+    path: str
+    step: int | None
+    epoch: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadEnd(Op):
+    """Upload the end-of-run checkpoints.
+
+    ``only_if_new``: unless nothing was reported since they were last uploaded;
+    ``final``: the run ends (snapshots are released after their upload).
+    """
+
+    only_if_new: bool = False
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UploadFiles(Op):
+    """Log a file or folder as an artifact (:meth:`Session.log_artifact`)."""
+
+    snap: files.Snapshot
+    name: str
+    kind: str
+    aliases: tuple[str, ...]
+    metadata: dict[str, Any]

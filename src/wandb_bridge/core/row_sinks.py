@@ -1,0 +1,314 @@
+"""Where a session's merged rows go: one :class:`RowSink` interface, one policy, one unsent-rows writer.
+
+Two sinks take rows: :class:`HereSink` logs them from this process, and the
+logging process (:class:`~wandb_bridge.adapters.row_process.RowProcess`) logs
+them from a helper process into the same run. :class:`RowRouter` is the one
+policy that picks the sink of each row: plain rows go to the logging process
+while it runs (``log_process``), rows holding wandb objects and every row when
+it is off, gone, stuck or ``wandb.watch`` is on are logged here. What wandb
+cannot take is written by :class:`UnsentRows`, the only writer of
+``wandb-bridge-unsent.jsonl``: the logging process reports the rows it could
+not log back with its acknowledgements.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from typing import Any, Protocol
+
+from wandb_bridge.adapters import row_process, wandb_sdk
+from wandb_bridge.core.faults import FaultBoundary
+from wandb_bridge.core.settings import Settings
+
+# Rows wandb could not take are kept in this JSON-lines file in the run folder.
+UNSENT_FILE = "wandb-bridge-unsent.jsonl"
+
+Row = dict[str, Any]
+
+
+class RowSink(Protocol):
+    """Something that logs rows into the run."""
+
+    def send(self, rows: list[Row]) -> None:
+        """Hand rows over (in order)."""
+
+    def sync(self, timeout: float) -> bool:
+        """Wait until every row sent so far was logged; False when nothing moved for ``timeout`` seconds."""
+
+    def close(self, timeout: float) -> list[Row]:
+        """End the sink; the rows it was handed and could not confirm."""
+
+
+class UnsentRows:
+    """The one writer of the unsent-rows file (``wandb-bridge-unsent.jsonl`` in the run's files folder)."""
+
+    def __init__(self, faults: FaultBoundary, path: str) -> None:
+        self._faults = faults
+        self.path = path
+        self.named = False  # the fault warning named the file (rows were kept, or are about to be)
+
+    def name(self) -> None:
+        """Tell (once, as the session's fault warning) that rows wandb does not take are kept in the file."""
+        if not self.named:
+            self.named = True
+            self._faults.warn(
+                "broken",
+                f"wandb did not take a row ({self._faults.broken or 'rejected'}); training goes on, and such rows "
+                f"are kept in {self.path}.",
+            )
+
+    def keep(self, rows: list[Row]) -> None:
+        """Append rows to the file (one write)."""
+        if not rows:
+            return
+        self.name()
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(r, default=str) + "\n" for r in rows)
+        except OSError:
+            pass
+
+
+class HereSink:
+    """Logs rows from this process; once wandb-core is gone, rows go to the unsent-rows file unasked."""
+
+    def __init__(self, handle: wandb_sdk.RunHandle, faults: FaultBoundary, unsent: UnsentRows, keep: int) -> None:
+        self._handle = handle
+        self._faults = faults
+        self._unsent = unsent
+        self.logged = 0
+        # The last rows handed to wandb: wandb-core buffers its writes, so when it dies
+        # these may be missing from the run file; they are saved with the unsent rows.
+        self._recent: deque[Row] = deque(maxlen=keep)
+
+    def send(self, rows: list[Row]) -> None:
+        """Log each row; what wandb did not take is kept."""
+        faults = self._faults
+        unsent: list[Row] = []
+        for row in rows:
+            if faults.broken is None:
+                try:
+                    self._handle.log(row)
+                    self.logged += 1
+                    self._recent.append(row)
+                    continue
+                except Exception as exc:
+                    faults.keep_error(exc)
+                    if isinstance(exc, OSError):  # the connection to wandb-core is gone
+                        faults.broken = f"{type(exc).__name__}: {exc}"
+                    else:
+                        name = type(exc).__name__
+                        faults.warn(f"rejected:{name}", f"wandb rejected a row ({name}: {exc}).")
+            unsent.append(row)
+        if unsent:
+            self._keep(unsent)
+
+    def _keep(self, rows: list[Row]) -> None:
+        if self._faults.broken is not None and not self._unsent.named:
+            rows = [*self._recent, *rows]
+            self._recent.clear()
+        self._unsent.keep(rows)
+
+    def settle(self) -> None:
+        """Wait until wandb-core has handled the rows this process sent (before the helper sends later ones).
+
+        The helper has its own connection to wandb-core; without this round trip a row
+        it sends next could be handled before a row still queued on this process's
+        connection (behind console output, say).
+        """
+        if self._faults.broken is None:
+            try:
+                self._handle.wait_recorded()
+            except Exception:  # a connection problem shows at the next row
+                pass
+
+    def sync(self, timeout: float) -> bool:
+        """Rows are logged as they are sent: nothing to wait for."""
+        del timeout
+        return True
+
+    def close(self, timeout: float) -> list[Row]:
+        """Nothing is held back."""
+        del timeout
+        return []
+
+
+class RowRouter:
+    """The one policy of where rows go (see the module docstring); worker thread, and the end of the run."""
+
+    def __init__(self, settings: Settings, faults: FaultBoundary) -> None:
+        # (the pipe protocol needs POSIX select on pipes)
+        self._wanted = settings.log_process and os.name == "posix"
+        self._timeout = settings.finish_timeout
+        self._keep = settings.queue_size
+        self._faults = faults
+        self.unsent = UnsentRows(faults, os.path.join(settings.dir or ".", UNSENT_FILE))
+        self._here: HereSink | None = None
+        # The logging process: spawned before wandb.init, in use once attached to the run.
+        self._spawned: row_process.RowProcess | None = None
+        self._process: row_process.RowProcess | None = None
+        self._process_logged = 0
+
+    @property
+    def logged(self) -> int:
+        """Rows logged so far (by this process and by the logging process)."""
+        return self._process_logged + (0 if self._here is None else self._here.logged)
+
+    def spawn(self) -> None:
+        """Start the logging process before ``wandb.init``: the two start-ups overlap."""
+        if self._wanted:
+            try:
+                self._spawned = row_process.RowProcess.spawn(self._on_message)
+            except OSError:
+                self._spawned = None
+
+    def start(self, handle: wandb_sdk.RunHandle) -> None:
+        """The run is attached: rows are logged here, or by the logging process once it has the run."""
+        if handle.dir:
+            self.unsent.path = os.path.join(handle.dir, UNSENT_FILE)
+        self._here = HereSink(handle, self._faults, self.unsent, self._keep)
+        out, self._spawned = self._spawned, None
+        shared = handle.share() if self._wanted and self._faults.broken is None else None
+        if shared is None:
+            if out is not None:
+                out.kill()
+            return
+        log = None if not handle.dir else os.path.join(os.path.dirname(handle.dir), "logs", "wandb-bridge-helper.log")
+        try:
+            if out is None:
+                out = row_process.RowProcess.spawn(self._on_message)
+            out.attach(shared, self._keep, log)
+        except (OSError, row_process.RowProcessGone) as exc:
+            self._faults.warn(
+                "rows-out", f"The logging process did not start ({exc}); rows are logged from this process."
+            )
+            if out is not None:
+                out.kill()
+            return
+        self._process = out
+
+    def send(self, rows: list[Row]) -> None:
+        """Log rows: plain ones through the logging process while it runs, the others here, in order."""
+        here = self._here
+        assert here is not None
+        out = self._process
+        if out is None:
+            here.send(rows)
+            return
+        batch: list[Row] = []
+        for row in rows:
+            if row_process.plain(row):
+                batch.append(row)
+                continue
+            # Media and other wandb objects are logged from this process, in order.
+            self._to_process(batch)
+            batch = []
+            self.sync()
+            here.send([row])
+            if self._process is not None:
+                here.settle()
+        self._to_process(batch)
+
+    def _to_process(self, rows: list[Row]) -> None:
+        out = self._process
+        if not rows:
+            return
+        if out is None:
+            assert self._here is not None
+            self._here.send(rows)
+            return
+        try:
+            out.send(rows)
+        except row_process.RowProcessGone as gone:
+            self._gone(gone)
+
+    def sync(self) -> None:
+        """Wait until the logging process logged every row sent (wandb calls come after the rows before them)."""
+        out = self._process
+        if out is None:
+            return
+        try:
+            if not out.sync(self._timeout):
+                # wandb took no row for finish_timeout seconds: stop waiting for it. The rows it
+                # did not confirm, and every later one, go to the unsent-rows file.
+                self._process = None
+                self._faults.broken = f"wandb took no row for {self._timeout:.0f} s"
+                self._faults.stuck = True
+                self.unsent.named = True  # (the warning names the file)
+                self._faults.warn(
+                    "rows-out-stuck",
+                    f"{self._faults.broken} (is wandb-core stuck?); training goes on, rows are kept in "
+                    f"{self.unsent.path}, and what was recorded can be uploaded with: {self._sync_command()}",
+                )
+                self.unsent.keep(out.kill())
+        except row_process.RowProcessGone as gone:
+            self._gone(gone)
+
+    def _sync_command(self) -> str:
+        return self._faults.sync_command or ""
+
+    def rows_here(self) -> None:
+        """From now on log every row from this process (the logging process ends after its last row).
+
+        ``wandb.watch`` adds its histograms to the history row that this process's
+        run commits next; with rows committed by the logging process they would
+        wait until the end of the run.
+        """
+        self.close(self._timeout)
+
+    def close(self, timeout: float, stuck: bool = False) -> None:
+        """End the logging process after its last row (before the run is finished).
+
+        Args:
+            timeout: how long it may take to log what it holds.
+            stuck: the worker did not finish: stop it at once, keep what it did not confirm.
+        """
+        out, self._process = self._process or self._spawned, None
+        self._spawned = None
+        if out is None:
+            return
+        if stuck or not out.used:  # not waited for when it never got a row, or is stuck
+            left = out.kill()
+            if left:  # what it did not confirm is kept, not lost
+                if self._faults.broken is None:
+                    self._faults.broken, self._faults.stuck = "the logging process was stopped", True
+                self.unsent.keep(left)
+            out.close(1.0)
+            return
+        left = out.close(timeout)
+        if out.gone is not None:
+            self._gone(row_process.RowProcessGone(out.gone, left))
+        elif out.done is None:
+            self._faults.warn(
+                "rows-out-timeout",
+                f"The logging process did not finish within {timeout:.0f} s and was stopped; "
+                f"what was recorded can be uploaded with: {self._sync_command()}",
+            )
+            self.unsent.keep(left)
+
+    def _gone(self, gone: row_process.RowProcessGone) -> None:
+        self._process = None
+        self._faults.warn("rows-out-gone", f"{gone}; rows are logged from this process from now on.")
+        if self._here is not None:
+            self._here.send(gone.rows)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        """What the logging process reports (on the worker thread, or at the end of the run)."""
+        faults = self._faults
+        if "ack" in message or "done" in message:
+            self._process_logged = int(message.get("logged", message.get("done", 0)))
+            self.unsent.keep(message.get("unsent") or [])
+            return
+        if "broken" in message:
+            faults.broken = str(message["broken"])
+            faults.keep_error(RuntimeError(f"wandb did not take a row: {faults.broken}"))
+        elif "rejected" in message:
+            reason = str(message["rejected"])
+            faults.warn(f"rejected:{reason.split(':')[0]}", f"wandb rejected a row ({reason}).")
+            faults.keep_error(RuntimeError(f"wandb rejected a row: {reason}"))
+        elif "fatal" in message:
+            faults.warn("rows-out-fatal", f"The logging process could not attach to the run ({message['fatal']}).")
+            return
+        self.unsent.name()
