@@ -47,7 +47,7 @@ MUTATIONS = (
     Mutation(
         "dedup-off",
         "the duplicate-content skip in the checkpoint worker switched off",
-        "src/wandb_bridge/core/session_worker.py",
+        "src/wandb_bridge/core/checkpoint_uploads.py",
         "duplicate = digest in self._digests",
         "duplicate = False",
         ("tests/test_lightning.py::test_every_checkpoint_callback_followed_best_alias_metadata_and_dedup",),
@@ -55,9 +55,9 @@ MUTATIONS = (
     Mutation(
         "rows-not-in-helper",
         "every row logged from the training process, none through the logging process",
-        "src/wandb_bridge/core/session_rows.py",
-        'out = self._rows_out if self._rows_out_state == "on" else self._start_rows_out()',
-        "out = None",
+        "src/wandb_bridge/core/row_sinks.py",
+        "        out = self._process\n        if out is None:\n            here.send(rows)",
+        "        out = None\n        if out is None:\n            here.send(rows)",
         (
             "tests/test_log_process.py::test_rows_are_logged_by_a_helper_process_in_order",
             "tests/test_log_process.py::test_plain_rows_of_every_kind_go_to_the_helper",
@@ -66,9 +66,9 @@ MUTATIONS = (
     Mutation(
         "unsent-rows-dropped",
         "rows wandb could not take after a real wandb-core failure are dropped, not kept",
-        "src/wandb_bridge/core/session_rows.py",
-        "        if unsent:\n            self._keep_unsent(unsent)",
-        "        if False:\n            self._keep_unsent(unsent)",
+        "src/wandb_bridge/core/row_sinks.py",
+        "        if rows:\n            self._keep(rows)",
+        "        if False:\n            self._keep(rows)",
         (
             "tests/test_keras.py::test_logging_failure_does_not_stop_training",
             "tests/test_faults.py::test_wandb_core_killed_mid_run_keeps_training_and_rows",
@@ -77,8 +77,8 @@ MUTATIONS = (
     Mutation(
         "later-calls-not-cheap",
         "after wandb-core died, every later row is still handed to wandb",
-        "src/wandb_bridge/core/session_rows.py",
-        'self._broken = f"{type(exc).__name__}: {exc}"',
+        "src/wandb_bridge/core/row_sinks.py",
+        'faults.break_off(f"{type(exc).__name__}: {exc}")',
         "pass",
         ("tests/test_faults.py::test_wandb_core_killed_mid_run_keeps_training_and_rows",),
     ),
@@ -101,7 +101,7 @@ MUTATIONS = (
     Mutation(
         "failed-fit-exit-code-2",
         "a Keras fit that raised finishes its run with exit code 2 instead of 1",
-        "src/wandb_bridge/core/session.py",
+        "src/wandb_bridge/core/run_lifecycle.py",
         "        return code if isinstance(code, int) else (0 if code is None else 1)\n    return 1\n",
         "        return code if isinstance(code, int) else (0 if code is None else 1)\n    return 2\n",
         ("tests/test_keras.py::test_failed_fit_records_non_zero_exit_code",),
@@ -117,9 +117,9 @@ MUTATIONS = (
     Mutation(
         "no-rows-without-stats",
         "system_stats=False drops the history rows too",
-        "src/wandb_bridge/core/session_rows.py",
-        "        if not rows:\n            return\n        report = convert_rows(rows)",
-        "        if not rows or not self.settings.system_stats:\n            return\n        report = convert_rows(rows)",
+        "src/wandb_bridge/core/session_worker.py",
+        "        if not rows:\n            return\n        self._markers.count(rows)",
+        "        if not rows or not self._settings.system_stats:\n            return\n        self._markers.count(rows)",
         ("tests/test_session.py::test_system_stats_off_records_no_perf_keys",),
     ),
 )

@@ -8,13 +8,14 @@ same run in another process (wandb's documented multiprocessing support).
 
 Protocol. Parent -> child, on the child's stdin: frames of a 4-byte length
 and a pickle. The first frame is the header (the pickled run, how many recent
-rows to keep); then ``("rows", seq, rows)`` and ``("sync", token)``;
-``("end",)`` (or the end of input) means: finish logging, then exit. Child ->
-parent, on its stdout: one JSON object per line: ``{"ack": seq, "logged": n}``
-after each batch (with ``"unsent": rows`` when wandb did not take some: the
-parent keeps them, the child writes no file), ``{"synced": token}``,
-``{"broken": reason}`` or ``{"rejected": reason}`` when wandb did not take a
-row, and ``{"done": n}`` at the end.
+rows to keep); then ``("rows", seq, rows)``; ``("end",)`` (or the end of
+input) means: finish logging, then exit. Child -> parent, on its stdout: one
+JSON object per line: ``{"ack": seq, "logged": n}`` once a batch is recorded
+(with ``"unsent": rows`` when wandb did not take some: the parent keeps them,
+the child writes no file), ``{"broken": reason}`` or ``{"rejected": reason}``
+when wandb did not take a row, and ``{"done": n}`` at the end. The child
+handles frames in order, so the ack of the last batch sent means every row
+sent so far is recorded (:meth:`RowProcess.sync` waits for it).
 """
 
 from __future__ import annotations
@@ -51,6 +52,39 @@ def _plain_nested(value: Any) -> bool:
     return isinstance(value, _PLAIN)
 
 
+def log_each(
+    log: Callable[[dict[str, Any]], None],
+    rows: list[dict[str, Any]],
+    recent: deque[dict[str, Any]],
+    failed: Callable[[Exception], bool],
+) -> tuple[int, list[dict[str, Any]]]:
+    """Log rows one by one (in this process, or in the helper), keeping the logged ones in ``recent``.
+
+    Args:
+        log: logs one row (``RunHandle.log``).
+        rows: the rows.
+        recent: the last rows logged (wandb-core buffers its writes: when it dies these may be lost).
+        failed: told of each failure; True stops logging (wandb-core is gone).
+
+    Returns:
+        How many rows were logged, and the rows that were not, in order.
+    """
+    logged = 0
+    unsent: list[dict[str, Any]] = []
+    going = True
+    for row in rows:
+        if going:
+            try:
+                log(row)
+                logged += 1
+                recent.append(row)
+                continue
+            except Exception as exc:
+                going = not failed(exc)
+        unsent.append(row)
+    return logged, unsent
+
+
 class RowProcessGone(Exception):
     """The helper process ended early; ``rows`` were handed to it but not confirmed."""
 
@@ -72,10 +106,6 @@ class RowProcess:
         os.set_blocking(self._fd, False)
         self._buffer = b""
         self._seq = 0
-        self._seq_synced = 0
-        self._tokens = 0
-        self._synced = 0
-        self._acked = False
         self._unconfirmed: deque[tuple[int, list[dict[str, Any]]]] = deque()
         self.done: int | None = None
         self.gone: str | None = None
@@ -87,7 +117,7 @@ class RowProcess:
         Spawning it before ``wandb.init`` lets both start-ups run at the same time.
 
         Args:
-            on_message: called with every message the child sends except syncs.
+            on_message: called with every message the child sends.
         """
         env = dict(os.environ)  # a copy, for the child only: it needs our import path
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -132,29 +162,33 @@ class RowProcess:
         self._read(0.0)
 
     def sync(self, timeout: float) -> bool:
-        """Wait until the child logged everything sent so far.
+        """Wait until the child confirmed every batch sent so far.
+
+        Returns:
+            False when it confirmed nothing for ``timeout`` seconds (it is stuck).
 
         Raises:
             RowProcessGone: the child ended first.
         """
-        if self._seq == self._seq_synced:
-            return True  # nothing sent since the last sync
-        self._seq_synced = self._seq
-        self._tokens += 1
-        token = self._tokens
-        self._write(("sync", token))
         # "Stuck" means no progress for ``timeout`` seconds: every ack restarts the wait. Before
         # its first ack the child is still starting (importing wandb, attaching), which a loaded
         # machine can make slow: that gets at least STARTUP_S.
-        wait = timeout if self._acked else max(timeout, STARTUP_S)
-        deadline = time.monotonic() + wait
-        while self._synced < token:
+        deadline = self._deadline(timeout)
+        while self._unconfirmed:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
             if self._read(left):
-                deadline = time.monotonic() + (timeout if self._acked else wait)
+                deadline = self._deadline(timeout)
         return True
+
+    def _deadline(self, timeout: float) -> float:
+        return time.monotonic() + (timeout if self._acked else max(timeout, STARTUP_S))
+
+    @property
+    def _acked(self) -> bool:
+        """True once the child confirmed a batch (it has started)."""
+        return self._seq > len(self._unconfirmed)
 
     def close(self, timeout: float) -> list[dict[str, Any]]:
         """End input, wait for the child to log what it has (killed past ``timeout``).
@@ -233,14 +267,11 @@ class RowProcess:
 
     def _handle(self, message: dict[str, Any]) -> None:
         if "ack" in message:
-            self._acked = True
             seq = message["ack"]
             unconfirmed = self._unconfirmed
             while unconfirmed and unconfirmed[0][0] <= seq:
                 unconfirmed.popleft()
             self._on_message(message)
-        elif "synced" in message:
-            self._synced = max(self._synced, int(message["synced"]))
         else:
             if "done" in message:
                 self.done = int(message["done"])

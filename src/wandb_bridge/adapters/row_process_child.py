@@ -17,7 +17,7 @@ import sys
 from collections import deque
 from typing import IO, Any
 
-from wandb_bridge.adapters import wandb_sdk
+from wandb_bridge.adapters import row_process, wandb_sdk
 
 _LENGTH = struct.Struct("<I")
 # Logging yields the CPU to training when cores are short; on an idle core it runs as fast as ever.
@@ -59,40 +59,38 @@ class _Logger:
         Returns:
             The rows wandb did not take (with the recent ones when wandb-core died), in order.
         """
-        unsent: list[dict[str, Any]] = []
-        for row in rows:
-            if self.broken is None:
-                try:
-                    self.handle.log(row)
-                    self.logged += 1
-                    self.recent.append(row)
-                    continue
-                except OSError as exc:  # the connection to wandb-core is gone
-                    self._break(f"{type(exc).__name__}: {exc}", unsent)
-                except Exception as exc:
-                    self.say({"rejected": f"{type(exc).__name__}: {exc}"})
-            unsent.append(row)
+        if self.broken is not None:
+            return rows
+        logged, unsent = row_process.log_each(self.handle.log, rows, self.recent, self._failed)
+        self.logged += logged
         if self.broken is None:
-            self.settle(unsent)
+            self.settle()
+        if self.broken is not None:  # the recent rows may be lost with wandb-core: they are reported too
+            unsent[:0] = self.recent  # (a row is either logged, and recent, or unsent)
+            self.recent.clear()
         return unsent
 
-    def settle(self, unsent: list[dict[str, Any]]) -> None:
+    def _failed(self, exc: Exception) -> bool:
+        if isinstance(exc, OSError):  # the connection to wandb-core is gone
+            self._break(f"{type(exc).__name__}: {exc}")
+            return True
+        self.say({"rejected": f"{type(exc).__name__}: {exc}"})
+        return False
+
+    def settle(self) -> None:
         """Wait for wandb-core to handle what this process sent (one round trip per batch, not per row).
 
         wandb's ``run.log`` may return before wandb-core has the row (older wandb
-        buffers it in this process): without this an ack, a sync, or this process's
+        buffers it in this process): without this an ack, or this process's
         exit could come before the row is safe.
         """
         try:
             self.handle.wait_recorded()
         except Exception as exc:
-            self._break(f"{type(exc).__name__}: {exc}", unsent)  # (this batch's rows are in the recent ones)
+            self._break(f"{type(exc).__name__}: {exc}")
 
-    def _break(self, why: str, unsent: list[dict[str, Any]]) -> None:
-        """wandb-core is gone: the recent rows may be lost with it, so they are reported as unsent too."""
+    def _break(self, why: str) -> None:
         self.broken = why
-        unsent[:0] = self.recent  # (a row is either logged, and recent, or unsent)
-        self.recent.clear()
         self.say({"broken": why})
 
     def finish(self) -> None:
@@ -138,8 +136,6 @@ def main() -> int:
         if frame[0] == "rows":
             unsent = logger.log(frame[2])
             logger.say({"ack": frame[1], "logged": logger.logged, **({"unsent": unsent} if unsent else {})})
-        elif frame[0] == "sync":
-            logger.say({"synced": frame[1]})
         elif frame[0] == "end":
             break
     logger.finish()

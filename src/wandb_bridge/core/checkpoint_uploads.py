@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from wandb_bridge.adapters import files, retention, wandb_sdk
+from wandb_bridge.core import hparams
 from wandb_bridge.core.checkpoints import CheckpointEvent, CheckpointPolicy, Upload, score_from
 from wandb_bridge.core.distributed import RankInfo
 from wandb_bridge.core.faults import FAILED, FaultBoundary
@@ -33,6 +34,7 @@ class CheckpointUploads:
         markers: the run markers written beside checkpoints.
         map_key: the recorded name of a metric name.
         framework: the framework's name and version, for the metadata.
+        put: queues an operation for the worker.
     """
 
     def __init__(
@@ -43,8 +45,10 @@ class CheckpointUploads:
         markers: RunMarkers,
         map_key: Callable[[str], str],
         framework: tuple[str | None, str | None],
+        put: Callable[[Op], None],
     ) -> None:
         self._settings = settings
+        self._put = put
         self._faults = faults
         self._rank = rank
         self._markers = markers
@@ -80,8 +84,8 @@ class CheckpointUploads:
         metrics: Mapping[str, Any] | None,
         options: tuple[float | None, bool | None, Sequence[str], Mapping[str, Any] | None],
         selection: tuple[Sequence[str] | None, Sequence[str], str | None],
-    ) -> Op | None:
-        """The training thread's half of :meth:`Session.log_checkpoint`: the operation to queue.
+    ) -> None:
+        """The training thread's half of :meth:`Session.log_checkpoint`: queue the checkpoint for the worker.
 
         Only the content is kept here (the framework may overwrite or delete the files
         next), or nothing at all for a reference; the policy, the marker, the
@@ -109,14 +113,29 @@ class CheckpointUploads:
                 try:
                     snap = files.snapshot(path, include, exclude, payload_name)
                 except OSError as exc:
+                    self._put(Marker(path, at, epoch))
                     self._faults.input_fault("checkpoint", f"checkpoint {path!r} skipped: {exc}")
-                    return Marker(path, at, epoch)
+                    return
         self.reported += 1
         score, is_best, aliases, metadata = options
-        saved = Saved(path, at, epoch, None if metrics is None else dict(metrics), score, is_best, tuple(aliases), metadata)
+        saved = Saved(
+            path, at, epoch, None if metrics is None else dict(metrics), score, is_best, tuple(aliases), metadata
+        )
         if sharded:
-            return ShardedCheckpoint(saved, snap, (include, tuple(exclude), payload_name))
-        return Checkpoint(saved, snap)
+            self._put(ShardedCheckpoint(saved, snap, (include, tuple(exclude), payload_name)))
+        else:
+            self._put(Checkpoint(saved, snap))
+
+    def artifact(
+        self, path: str, name: str, kind: str, aliases: Sequence[str], metadata: Mapping[str, Any] | None
+    ) -> None:
+        """The training thread's half of :meth:`Session.log_artifact`: keep the files' content, queue the upload."""
+        try:
+            snap = files.snapshot(path)
+        except OSError as exc:
+            self._faults.input_fault("artifact", f"artifact {name!r} skipped: {exc}")
+            return
+        self._put(UploadFiles(snap, name, kind, tuple(aliases), hparams.to_json_safe(dict(metadata or {}))))
 
     # ---------------------------------------------------------------- worker
 

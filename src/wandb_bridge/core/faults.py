@@ -36,10 +36,10 @@ class FaultBoundary:
     def __init__(self, on_error: Literal["warn", "raise"] | str) -> None:
         self.on_error = on_error
         self.warner = OnceWarner()
-        self.broken: str | None = None
+        self.broken: str | None = None  # why wandb takes no more rows (see break_off)
         # Set with broken when the logging process stopped taking rows: wandb-core may be
         # alive, so finishing still tries (with its deadline) to finish the run.
-        self.stuck = False
+        self._stuck = False
         self._error: BaseException | None = None
         self._fault_warned = False
         self._input_notes: list[str] = []
@@ -49,6 +49,16 @@ class FaultBoundary:
     def attach_run(self, unsent_file: str | None, sync_command: str) -> None:
         """What the first fault warning names: the unsent-rows file (None: no run folder) and the upload command."""
         self._unsent_file, self._sync_command = unsent_file, sync_command
+
+    def break_off(self, why: str, stuck: bool = False) -> None:
+        """wandb takes no more rows (``stuck``: it stopped answering, but may still be there); later calls are cheap."""
+        self.broken = why
+        self._stuck = stuck
+
+    @property
+    def core_alive(self) -> bool:
+        """False once wandb-core is known to be gone (a run is then marked dead, not finished)."""
+        return self.broken is None or self._stuck
 
     @property
     def sync_command(self) -> str | None:

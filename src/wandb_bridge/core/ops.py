@@ -11,21 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from wandb_bridge.adapters import files
 from wandb_bridge.core.metrics import Stage
 
 
-class Op:
-    """Base of every queued operation."""
+class Task:
+    """Base of every queued operation but :class:`LogRow` (frozen dataclasses)."""
 
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class LogRow(Op):
-    """Values for the row of ``step``; ``stage`` None: a direct call, keys recorded as written."""
+class LogRow(NamedTuple):
+    """Values for the row of ``step``; ``stage`` None: a direct call, keys recorded as written.
+
+    A named tuple, not a frozen dataclass: one is built per ``log`` call, on the
+    training thread, and a tuple is built four times faster (immutable and typed all the same).
+    """
 
     step: int
     epoch: float | None
@@ -36,7 +39,7 @@ class LogRow(Op):
 
 
 @dataclass(frozen=True, slots=True)
-class Call(Op):
+class Call(Task):
     """A call on wandb (``what`` names it in a warning when it fails)."""
 
     what: str
@@ -45,30 +48,34 @@ class Call(Op):
 
 
 @dataclass(frozen=True, slots=True)
-class Summary(Op):
+class Summary(Task):
     """Summary values, keys already mapped."""
 
     values: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
-class CloseRow(Op):
+class CloseRow(Task):
     """Close the open row and hand every row over (a flush, the end)."""
 
 
 @dataclass(frozen=True, slots=True)
-class RowsHere(Op):
+class RowsHere(Task):
     """From now on every row is logged from this process (``wandb.watch``)."""
 
 
 @dataclass(frozen=True, slots=True)
-class HealthRow(Op):
+class HealthRow(Task):
     """A health vector (one device tensor, one number per key) for the row of ``step``."""
 
     step: int
     keys: tuple[str, ...]
     values: Any
     histograms: dict[str, Any]
+
+
+# Every operation the worker handles.
+Op = LogRow | Task
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +93,7 @@ class Saved:
 
 
 @dataclass(frozen=True, slots=True)
-class Checkpoint(Op):
+class Checkpoint(Task):
     """A reported checkpoint and its snapshot (None: nothing to upload, only the marker)."""
 
     saved: Saved
@@ -94,7 +101,7 @@ class Checkpoint(Op):
 
 
 @dataclass(frozen=True, slots=True)
-class ShardedCheckpoint(Op):
+class ShardedCheckpoint(Task):
     """A sharded checkpoint folder: logged once it is complete (``spec``: include, exclude, payload name)."""
 
     saved: Saved
@@ -103,7 +110,7 @@ class ShardedCheckpoint(Op):
 
 
 @dataclass(frozen=True, slots=True)
-class Marker(Op):
+class Marker(Task):
     """Write the run marker beside a checkpoint that is not uploaded."""
 
     path: str
@@ -112,7 +119,7 @@ class Marker(Op):
 
 
 @dataclass(frozen=True, slots=True)
-class UploadEnd(Op):
+class UploadEnd(Task):
     """Upload the end-of-run checkpoints.
 
     ``only_if_new``: unless nothing was reported since they were last uploaded;
@@ -124,7 +131,7 @@ class UploadEnd(Op):
 
 
 @dataclass(frozen=True, slots=True)
-class UploadFiles(Op):
+class UploadFiles(Task):
     """Log a file or folder as an artifact (:meth:`Session.log_artifact`)."""
 
     snap: files.Snapshot

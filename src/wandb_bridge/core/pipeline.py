@@ -16,18 +16,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from wandb_bridge.core.ops import Op
+from wandb_bridge.core.ops import Op, Task
 
 _BATCH = 1024
 
 
 @dataclass(frozen=True, slots=True)
-class _Barrier(Op):
+class _Barrier(Task):
     done: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True, slots=True)
-class _Stop(Op):
+class _Stop(Task):
     pass
 
 

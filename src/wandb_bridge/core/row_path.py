@@ -9,13 +9,13 @@ figures and merges it into the row of its step.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from wandb_bridge.adapters import system, wandb_sdk
+from wandb_bridge.core.distributed import RankKeys
 from wandb_bridge.core.faults import FaultBoundary
-from wandb_bridge.core.metrics import EPOCH_KEY, STEP_KEY, KeyNormalizer, RowMerger, Stage, as_written, flatten_metrics
+from wandb_bridge.core.metrics import EPOCH_KEY, STEP_KEY, KeyNormalizer, RowMerger, as_written, flatten_metrics
 from wandb_bridge.core.ops import HealthRow, LogRow
 
 Row = dict[str, Any]
@@ -37,6 +37,14 @@ class RowPath:
         self._sampler: system.SystemSampler | None = None
         self._timing: tuple[int, float] | None = None
 
+    def label_rank(self, rank: int) -> None:
+        """This rank writes into another rank's run: its values are labelled ``rank-<r>/...``."""
+        self.keys = RankKeys(rank)
+
+    def map_key(self, key: str) -> str:
+        """The recorded name of a metric name (as the run records it now)."""
+        return self.keys(key)
+
     def sample_system(self) -> None:
         """Add ``perf/`` and system figures to rows (``system_stats``)."""
         self._sampler = system.SystemSampler(cuda_device=system.current_cuda_device())
@@ -52,7 +60,7 @@ class RowPath:
                 pass
         return max(1, int((self.last_step if step is None else step) or 0))
 
-    def skips(self, step: int) -> bool:
+    def skips(self, step: int) -> bool:  # (inlined in SessionParts.log)
         """True when a resumed run recorded ``step`` already (its values are not recorded again)."""
         return self.skip_through is not None and step <= self.skip_through
 
@@ -73,33 +81,23 @@ class RowPath:
         if self.last_step is None or step > self.last_step:
             self.last_step = step
 
-    @staticmethod
-    def op(
-        step: int, metrics: Mapping[str, Any], epoch: float | None, stage: Stage, samples: int | None, keep_keys: bool
-    ) -> LogRow:
-        """The operation for values of ``step`` (a direct call keeps its keys: stage None)."""
-        op_stage, op_samples = (None, None) if keep_keys else (stage, samples)
-        return LogRow(step, epoch, op_stage, _hand_over(metrics), time.perf_counter(), op_samples)
-
     # ---------------------------------------------------------------- worker
 
     def merge(self, op: LogRow) -> list[Row]:
         """Map ``op``'s keys and merge it; the rows it closed."""
-        step, epoch = op.step, op.epoch
-        if op.stage is None:  # a direct call (wandb.log, experiment.log, log_image): keys as written
-            return self._merger.add(
-                step, as_written(op.values), None if epoch is None else float(epoch), keep_both=True
-            )
+        step, epoch, stage, values, stamp, samples = op
+        if stage is None:  # a direct call (wandb.log, experiment.log, log_image): keys as written
+            return self._merger.add(step, as_written(values), None if epoch is None else float(epoch), keep_both=True)
         mapped: Row = {}
         keys = self.keys
-        for key, value in flatten_metrics(op.values):
+        for key, value in flatten_metrics(values):
             if not key:
                 self._faults.warn("key:", "An empty metric key was skipped.")
                 continue
-            mapped[keys(key, op.stage)] = value
+            mapped[keys(key, stage)] = value
         row_epoch = mapped.pop(EPOCH_KEY, epoch)
         mapped.pop(STEP_KEY, None)
-        self._time(step, op.stamp, op.samples, mapped)
+        self._time(step, stamp, samples, mapped)
         return self._merger.add(step, mapped, None if row_epoch is None else float(row_epoch))
 
     def health(self, op: HealthRow) -> list[Row]:
@@ -135,7 +133,7 @@ class RowPath:
         self._timing = (step, stamp)
 
 
-def _hand_over(metrics: Mapping[str, Any]) -> dict[str, Any]:
+def hand_over(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Copy the values for the queue: tensors are detached (their autograd graph is freed now,
     not when the worker reads them); CPU scalars are read at once (no device sync on CPU), so
     the queue holds no tensor objects the garbage collector would walk."""

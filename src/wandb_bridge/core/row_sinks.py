@@ -85,25 +85,21 @@ class HereSink:
 
     def send(self, rows: list[Row]) -> None:
         """Log each row; what wandb did not take is kept."""
+        if self._faults.broken is None:
+            logged, rows = row_process.log_each(self._handle.log, rows, self._recent, self._failed)
+            self.logged += logged
+        if rows:
+            self._keep(rows)
+
+    def _failed(self, exc: Exception) -> bool:
         faults = self._faults
-        unsent: list[Row] = []
-        for row in rows:
-            if faults.broken is None:
-                try:
-                    self._handle.log(row)
-                    self.logged += 1
-                    self._recent.append(row)
-                    continue
-                except Exception as exc:
-                    faults.keep_error(exc)
-                    if isinstance(exc, OSError):  # the connection to wandb-core is gone
-                        faults.broken = f"{type(exc).__name__}: {exc}"
-                    else:
-                        name = type(exc).__name__
-                        faults.warn(f"rejected:{name}", f"wandb rejected a row ({name}: {exc}).")
-            unsent.append(row)
-        if unsent:
-            self._keep(unsent)
+        faults.keep_error(exc)
+        if isinstance(exc, OSError):  # the connection to wandb-core is gone
+            faults.break_off(f"{type(exc).__name__}: {exc}")
+            return True
+        name = type(exc).__name__
+        faults.warn(f"rejected:{name}", f"wandb rejected a row ({name}: {exc}).")
+        return False
 
     def _keep(self, rows: list[Row]) -> None:
         if self._faults.broken is not None and not self._unsent.named:
@@ -234,8 +230,7 @@ class RowRouter:
                 # wandb took no row for finish_timeout seconds: stop waiting for it. The rows it
                 # did not confirm, and every later one, go to the unsent-rows file.
                 self._process = None
-                self._faults.broken = f"wandb took no row for {self._timeout:.0f} s"
-                self._faults.stuck = True
+                self._faults.break_off(f"wandb took no row for {self._timeout:.0f} s", stuck=True)
                 self.unsent.named = True  # (the warning names the file)
                 self._faults.warn(
                     "rows-out-stuck",
@@ -243,6 +238,7 @@ class RowRouter:
                     f"{self.unsent.path}, and what was recorded can be uploaded with: {self._sync_command()}",
                 )
                 self.unsent.keep(out.kill())
+                out.close(1.0)  # (reaps it)
         except row_process.RowProcessGone as gone:
             self._gone(gone)
 
@@ -273,13 +269,14 @@ class RowRouter:
             left = out.kill()
             if left:  # what it did not confirm is kept, not lost
                 if self._faults.broken is None:
-                    self._faults.broken, self._faults.stuck = "the logging process was stopped", True
+                    self._faults.break_off("the logging process was stopped", stuck=True)
                 self.unsent.keep(left)
             out.close(1.0)
             return
         left = out.close(timeout)
         if out.gone is not None:
-            self._gone(row_process.RowProcessGone(out.gone, left))
+            if left:  # it ended before confirming these: they are logged here
+                self._gone(row_process.RowProcessGone(out.gone, left))
         elif out.done is None:
             self._faults.warn(
                 "rows-out-timeout",
@@ -302,7 +299,7 @@ class RowRouter:
             self.unsent.keep(message.get("unsent") or [])
             return
         if "broken" in message:
-            faults.broken = str(message["broken"])
+            faults.break_off(str(message["broken"]))
             faults.keep_error(RuntimeError(f"wandb did not take a row: {faults.broken}"))
         elif "rejected" in message:
             reason = str(message["rejected"])

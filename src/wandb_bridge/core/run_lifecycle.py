@@ -50,18 +50,65 @@ class RunLifecycle:
         self._console: console.ConsoleBatch | None = None
 
     @property
+    def run(self) -> Any:
+        """The wandb run, once attached."""
+        return None if self.handle is None else self.handle.run
+
+    @property
+    def run_id(self) -> str | None:
+        """The run id, once attached."""
+        return None if self.handle is None else self.handle.id
+
+    @property
+    def run_dir(self) -> str | None:
+        """The run's files folder, once attached."""
+        return None if self.handle is None else self.handle.dir
+
+    @property
+    def owns_run(self) -> bool:
+        """True when the session started the run (and so finishes it)."""
+        return self.handle is not None and self.handle.owned
+
+    @property
+    def sync_command(self) -> str | None:
+        """``wandb sync <folder>`` for the run, once attached."""
+        return None if self.handle is None else self.handle.sync_command()
+
+    @property
     def terminating(self) -> bool:
         """True when SIGTERM ends the process right after the session's handler."""
         return self._sigterm is None or self._sigterm.terminating
 
     # ------------------------------------------------------------------ attach
 
+    def start_once(self, attach: Callable[[], None]) -> None:
+        """Run ``attach`` once; other threads wait on the lock meanwhile instead of finding a half-started session."""
+        if self.started:
+            return
+        with self.lock:
+            if self.started:
+                return
+            try:
+                attach()
+            finally:
+                self.started = True  # set last
+
+    def disable(self) -> None:
+        """Record nothing (not rank zero under ``rank_zero_only``, or no run could be had)."""
+        self.noop = True
+
     def attach(self, settings: Settings, before_init: Callable[[], None]) -> wandb_sdk.RunHandle | None:
         """Use the given or active run, or start one (``before_init`` runs right before ``wandb.init``).
 
         Returns:
-            The handle, or None when no run could be had (logging is off then).
+            The handle, or None when no run could be had (the session is a no-op then).
         """
+        self.handle = self._attach(settings, before_init)
+        if self.handle is None:
+            self.noop = True
+        return self.handle
+
+    def _attach(self, settings: Settings, before_init: Callable[[], None]) -> wandb_sdk.RunHandle | None:
         faults = self._faults
         existing = settings.run if settings.run is not None else None
         active = faults.guard("find the active run", wandb_sdk.active_run) if existing is None else None
@@ -179,7 +226,12 @@ class RunLifecycle:
     def install_hooks(self, on_sigterm: Callable[[], None] | None, at_exit: Callable[[], None]) -> None:
         """SIGTERM (when ``on_sigterm`` is given) and the interpreter's exit call the session."""
         if on_sigterm is not None:
-            self._sigterm = signals.SigtermHook(on_sigterm, timeout=self._timeout)
+
+            def fired() -> None:
+                self.preempted = True
+                on_sigterm()
+
+            self._sigterm = signals.SigtermHook(fired, timeout=self._timeout)
             self._sigterm.install()
         if self._at_exit is None:
             self._at_exit = at_exit
@@ -187,12 +239,17 @@ class RunLifecycle:
 
     # --------------------------------------------------------------------- end
 
-    def begin_end(self) -> bool:
-        """Mark the session finished (once) and remove its hooks; False when it was already."""
+    def begin_end(self, by_user: bool = False) -> bool:
+        """Mark the session finished (once; ``by_user``: by ``wandb.finish()``) and remove its hooks.
+
+        Returns:
+            False when it was finished already.
+        """
         with self.lock:
             if self.finished:
                 return False
             self.finished = True
+            self.ended_by_user = by_user
         if self._at_exit is not None:
             atexit.unregister(self._at_exit)
             self._at_exit = None
@@ -210,7 +267,7 @@ class RunLifecycle:
             batch.release()
         if finish_run is None:
             faults = self._faults
-            finish_run = handle.owned and (faults.broken is None or faults.stuck)
+            finish_run = handle.owned and faults.core_alive
             if handle.owned and not finish_run:
                 handle.mark_dead()  # wandb-core is gone: no later session takes this run over
         if finish_run:

@@ -29,6 +29,7 @@ from wandb_bridge.core.ops import (
     RowsHere,
     ShardedCheckpoint,
     Summary,
+    Task,
     UploadEnd,
     UploadFiles,
 )
@@ -51,7 +52,7 @@ class Worker:
         self._handle = handle
         faults, rows, router, markers, uploads = parts
         self._faults, self._rows, self._router, self._markers = faults, rows, router, markers
-        self._handlers: dict[type[Op], Callable[[Any], None]] = {
+        self._handlers: dict[type[Task], Callable[[Any], None]] = {
             CloseRow: self._close_row,
             RowsHere: self._rows_here,
             HealthRow: lambda op: self._emit(rows.health(op)),
@@ -68,12 +69,12 @@ class Worker:
         rows: list[dict[str, Any]] = []
         merge = self._rows.merge
         for op in ops:
-            if type(op) is LogRow:
+            if isinstance(op, LogRow):
                 rows.extend(merge(op))
                 continue
             self._emit(rows)
             rows = []
-            if type(op) is Call:
+            if isinstance(op, Call):
                 self._router.sync()  # wandb calls from here come after the rows before them
                 self._faults.guard_worker(op.what, op.fn, *op.args)
                 continue
