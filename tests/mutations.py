@@ -56,8 +56,8 @@ MUTATIONS = (
         "rows-not-in-helper",
         "every row logged from the training process, none through the logging process",
         "src/wandb_bridge/core/row_sinks.py",
-        "        out = self._process\n        if out is None:\n            here.send(rows)",
-        "        out = None\n        if out is None:\n            here.send(rows)",
+        "shared = handle.share() if self._wanted and self._faults.broken is None else None",
+        "shared = None",
         (
             "tests/test_log_process.py::test_rows_are_logged_by_a_helper_process_in_order",
             "tests/test_log_process.py::test_plain_rows_of_every_kind_go_to_the_helper",

@@ -140,12 +140,17 @@ class RowRouter:
         self._timeout = settings.finish_timeout
         self._keep = settings.queue_size
         self._faults = faults
-        self.unsent = UnsentRows(faults, os.path.join(settings.dir or ".", UNSENT_FILE))
+        self._unsent = UnsentRows(faults, os.path.join(settings.dir or ".", UNSENT_FILE))
         self._here: HereSink | None = None
         # The logging process: spawned before wandb.init, in use once attached to the run.
         self._spawned: row_process.RowProcess | None = None
         self._process: row_process.RowProcess | None = None
         self._process_logged = 0
+
+    @property
+    def kept_in(self) -> str | None:
+        """The unsent-rows file, once rows were kept there."""
+        return self._unsent.path if self._unsent.named else None
 
     @property
     def logged(self) -> int:
@@ -163,8 +168,8 @@ class RowRouter:
     def start(self, handle: wandb_sdk.RunHandle) -> None:
         """The run is attached: rows are logged here, or by the logging process once it has the run."""
         if handle.dir:
-            self.unsent.path = os.path.join(handle.dir, UNSENT_FILE)
-        self._here = HereSink(handle, self._faults, self.unsent, self._keep)
+            self._unsent.path = os.path.join(handle.dir, UNSENT_FILE)
+        self._here = HereSink(handle, self._faults, self._unsent, self._keep)
         out, self._spawned = self._spawned, None
         shared = handle.share() if self._wanted and self._faults.broken is None else None
         if shared is None:
@@ -189,8 +194,7 @@ class RowRouter:
         """Log rows: plain ones through the logging process while it runs, the others here, in order."""
         here = self._here
         assert here is not None
-        out = self._process
-        if out is None:
+        if self._process is None:
             here.send(rows)
             return
         batch: list[Row] = []
@@ -199,24 +203,21 @@ class RowRouter:
                 batch.append(row)
                 continue
             # Media and other wandb objects are logged from this process, in order.
-            self._to_process(batch)
+            self._to_sink(batch)
             batch = []
             self.sync()
             here.send([row])
             if self._process is not None:
                 here.settle()
-        self._to_process(batch)
+        self._to_sink(batch)
 
-    def _to_process(self, rows: list[Row]) -> None:
-        out = self._process
-        if not rows:
-            return
-        if out is None:
-            assert self._here is not None
-            self._here.send(rows)
+    def _to_sink(self, rows: list[Row]) -> None:
+        """Plain rows: to the logging process while it runs, else here."""
+        sink: RowSink | None = self._process or self._here
+        if not rows or sink is None:
             return
         try:
-            out.send(rows)
+            sink.send(rows)
         except row_process.RowProcessGone as gone:
             self._gone(gone)
 
@@ -231,13 +232,13 @@ class RowRouter:
                 # did not confirm, and every later one, go to the unsent-rows file.
                 self._process = None
                 self._faults.break_off(f"wandb took no row for {self._timeout:.0f} s", stuck=True)
-                self.unsent.named = True  # (the warning names the file)
+                self._unsent.named = True  # (the warning names the file)
                 self._faults.warn(
                     "rows-out-stuck",
                     f"{self._faults.broken} (is wandb-core stuck?); training goes on, rows are kept in "
-                    f"{self.unsent.path}, and what was recorded can be uploaded with: {self._sync_command()}",
+                    f"{self._unsent.path}, and what was recorded can be uploaded with: {self._sync_command()}",
                 )
-                self.unsent.keep(out.kill())
+                self._unsent.keep(out.kill())
                 out.close(1.0)  # (reaps it)
         except row_process.RowProcessGone as gone:
             self._gone(gone)
@@ -270,7 +271,7 @@ class RowRouter:
             if left:  # what it did not confirm is kept, not lost
                 if self._faults.broken is None:
                     self._faults.break_off("the logging process was stopped", stuck=True)
-                self.unsent.keep(left)
+                self._unsent.keep(left)
             out.close(1.0)
             return
         left = out.close(timeout)
@@ -283,7 +284,7 @@ class RowRouter:
                 f"The logging process did not finish within {timeout:.0f} s and was stopped; "
                 f"what was recorded can be uploaded with: {self._sync_command()}",
             )
-            self.unsent.keep(left)
+            self._unsent.keep(left)
 
     def _gone(self, gone: row_process.RowProcessGone) -> None:
         self._process = None
@@ -296,7 +297,7 @@ class RowRouter:
         faults = self._faults
         if "ack" in message or "done" in message:
             self._process_logged = int(message.get("logged", message.get("done", 0)))
-            self.unsent.keep(message.get("unsent") or [])
+            self._unsent.keep(message.get("unsent") or [])
             return
         if "broken" in message:
             faults.break_off(str(message["broken"]))
@@ -308,4 +309,4 @@ class RowRouter:
         elif "fatal" in message:
             faults.warn("rows-out-fatal", f"The logging process could not attach to the run ({message['fatal']}).")
             return
-        self.unsent.name()
+        self._unsent.name()

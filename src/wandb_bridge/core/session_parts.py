@@ -298,5 +298,6 @@ class SessionParts:
         self.markers.record_progress()
         life.end_run(exit_code, finish_run)
         faults.raise_pending()
-        if self.router.unsent.named:
-            faults.warn("unsent", f"Rows wandb could not take were kept in {self.router.unsent.path}.")
+        kept_in = self.router.kept_in
+        if kept_in is not None:
+            faults.warn("unsent", f"Rows wandb could not take were kept in {kept_in}.")
