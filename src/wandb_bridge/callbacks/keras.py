@@ -28,7 +28,6 @@ from __future__ import annotations
 import glob
 import importlib.util
 import inspect
-import json
 import os
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from typing import Any, Literal
 from wandb_bridge.callbacks._require import require
 from wandb_bridge.core.checkpoints import find_run_marker
 from wandb_bridge.core.errors import OnceWarner, WandbBridgeWarning, hook_failed
+from wandb_bridge.core.predictions import PredictionTable
 from wandb_bridge.core.session import Session, exit_code_for
 from wandb_bridge.core.settings import Settings, infer_monitor_mode
 
@@ -72,8 +72,6 @@ _Callback: Any = keras.callbacks.Callback
 
 LogFreq = Literal["epoch", "batch"] | int
 
-#: The history key of the per-epoch prediction table.
-PREDICTIONS_KEY = "val/predictions"
 _FIT_LOCALS = (
     "batch_size",
     "epochs",
@@ -90,7 +88,6 @@ _FIT_LOCALS = (
     "epoch_iterator",
 )
 _STACK_DEPTH = 12
-_SUMMARY_VALUES = 6
 
 
 @dataclass
@@ -243,7 +240,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self._last_epoch_logs: dict[str, Any] = {}
         self._last_epoch: int | None = None
         self._samples: tuple[Any, Any] | None = None
-        self._samples_logged = False
+        self._table = PredictionTable(self._session)
         self._user_config_keys: frozenset[str] = frozenset()
         if self._every:
             # Only with batch logging does this object get per-batch hooks (as
@@ -319,6 +316,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             session = self._session = Session(
                 bridge_settings=settings, framework="keras", framework_version=session.framework_version
             )
+            self._table = PredictionTable(session)
         siblings, fit_locals = self._fit_context()
         if not session.started:
             self._resume(siblings, fit_locals)
@@ -695,34 +693,18 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         samples = self._samples
         assert samples is not None
         x, y = samples
-        session = self._session
-        if not self._samples_logged:
-            self._samples_logged = True
-            self._log_samples(x, y)
+        table = self._table
+        if not table.samples_logged:
+            import numpy as np
+
+            path = os.path.join(self._model_dir(), "val-samples.npz")
+            arrays = {f"x_{i}": a for i, a in enumerate(keras.tree.flatten(x))}
+            arrays.update({f"y_{i}": a for i, a in enumerate(keras.tree.flatten(y))})
+            np.savez(path, **arrays)
+            table.log_samples(path, len(keras.tree.flatten(x)[0]))
         predicted = keras.tree.map_structure(keras.ops.convert_to_numpy, self.model.predict_on_batch(x))
-        xs, ys, ps = keras.tree.flatten(x), keras.tree.flatten(y), keras.tree.flatten(predicted)
-        count = min(len(xs[0]), len(ys[0]), len(ps[0])) if xs and ys and ps else 0
-        rows = [
-            [i, _summarize([a[i] for a in xs]), _cell([a[i] for a in ys]), _cell([a[i] for a in ps])]
-            for i in range(count)
-        ]
-        table = session.wandb_type("Table", columns=["sample", "input", "target", "prediction"], data=rows)
-        session.log({PREDICTIONS_KEY: table}, step=step, epoch=float(epoch + 1))
-
-    def _log_samples(self, x: Any, y: Any) -> None:
-        import numpy as np
-
-        session = self._session
-        run_id = session.run_id or "run"
-        folder = self._model_dir()
-        path = os.path.join(folder, "val-samples.npz")
-        arrays = {f"x_{i}": a for i, a in enumerate(keras.tree.flatten(x))}
-        arrays.update({f"y_{i}": a for i, a in enumerate(keras.tree.flatten(y))})
-        np.savez(path, **arrays)
-        name = f"val-samples-{run_id}"
-        count = len(keras.tree.flatten(x)[0])
-        session.log_artifact(path, name=name, kind="dataset", metadata={"samples": count, "table_key": PREDICTIONS_KEY})
-        session.log_config({"predictions": {"artifact": name, "samples": count, "key": PREDICTIONS_KEY}})
+        flat = keras.tree.flatten
+        table.log(flat(x), flat(y), flat(predicted), step=step, epoch=float(epoch + 1))
 
     # ----------------------------------------------------------- plumbing
 
@@ -941,41 +923,4 @@ def _format_of(path: str) -> str:
     return os.path.splitext(path)[1].lstrip(".") or "unknown"
 
 
-def _summarize(arrays: list[Any]) -> str:
-    """A short text for one sample's input(s): the values when few, else shape and statistics."""
-    import numpy as np
-
-    parts = []
-    for value in arrays:
-        a = np.asarray(value)
-        if a.size <= _SUMMARY_VALUES:
-            parts.append(json.dumps(_plain(a)))
-        elif np.issubdtype(a.dtype, np.number):
-            parts.append(
-                f"shape={tuple(a.shape)} mean={float(a.mean()):.4g} min={float(a.min()):.4g} max={float(a.max()):.4g}"
-            )
-        else:
-            parts.append(f"shape={tuple(a.shape)} dtype={a.dtype}")
-    return " | ".join(parts)
-
-
-def _cell(arrays: list[Any]) -> Any:
-    """A table cell for one sample's target(s) or prediction(s): a number, or a short JSON list."""
-    import numpy as np
-
-    values = [np.asarray(v) for v in arrays]
-    if len(values) == 1 and values[0].size == 1:
-        return values[0].reshape(()).item()
-    return json.dumps([_plain(v) for v in values] if len(values) > 1 else _plain(values[0]))
-
-
-def _plain(a: Any) -> Any:
-    import numpy as np
-
-    a = np.asarray(a)
-    if np.issubdtype(a.dtype, np.floating):
-        return np.round(a.astype(float), 5).tolist()
-    return a.tolist()
-
-
-__all__ = ["PREDICTIONS_KEY", "WandbBridgeWarning", "WandbKerasCallback"]
+__all__ = ["WandbBridgeWarning", "WandbKerasCallback"]
