@@ -40,13 +40,13 @@ class KerasHealth:
     def _step(self, batch: int) -> tuple[int, bool]:
         """``(optimizer step, True when this batch's call applies an update)`` for batch index ``batch``."""
         cb = self._callback
-        raw = cb._raw_base + batch + 1
-        return raw // cb._accumulation, raw % cb._accumulation == 0
+        raw = cb._clock.raw_base + batch + 1
+        return raw // cb._clock.accumulation, raw % cb._clock.accumulation == 0
 
     def _usable(self) -> bool:
         if self._monitor is None:
             return False
-        if self._callback._per_call != 1:
+        if self._callback._clock.per_call != 1:
             self._warner.warn(
                 "per-call",
                 "log_health: with steps_per_execution > 1 Keras runs several steps between two callback calls, so "
@@ -65,8 +65,8 @@ class KerasHealth:
                 return
             model = self._callback.model
             self._before = [v.value.detach().clone() for v in model.trainable_weights]
-            inner = _inner(self._callback._optimizer)
-            if self._callback._accumulation > 1 and inner is not None:
+            inner = _inner(self._callback._clock.optimizer)
+            if self._callback._clock.accumulation > 1 and inner is not None:
                 self._accumulated = [a.value.detach().clone() for a in inner._accumulated_gradients]
         except Exception as exc:
             self._failed("copy the weights", exc)
@@ -81,12 +81,12 @@ class KerasHealth:
             variables = list(self._callback.model.trainable_weights)
             named = [(v.path, v.value) for v in variables]
             grads = [v.value.grad for v in variables]
-            optimizer = self._callback._optimizer
+            optimizer = self._callback._clock.optimizer
             inner = _inner(optimizer)
             scale = _loss_scale(optimizer, inner)
             if scale is not None:  # unscaled first, then combined with the (unscaled) accumulators
                 grads = [None if g is None else g / scale for g in grads]
-            accumulated, steps = self._accumulated, self._callback._accumulation
+            accumulated, steps = self._accumulated, self._callback._clock.accumulation
             if accumulated is not None:
                 grads = [None if g is None else (g + a) / steps for g, a in zip(grads, accumulated, strict=True)]
             self._monitor.before_step(step, named, grads=grads, weights_before=before, scaler=scale)

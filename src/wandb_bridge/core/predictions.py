@@ -122,6 +122,11 @@ class PredictionTable:
         self.samples_logged = False
 
     @property
+    def session(self) -> Session:
+        """The session the tables are logged to."""
+        return self._session
+
+    @property
     def key(self) -> str:
         """The history key the tables are logged under."""
         return predictions_key(self.stage)
