@@ -1,19 +1,16 @@
 """``WandbKerasCallback``: Keras 3 (any backend) -> the shared wandb-bridge core.
 
-The callback translates Keras events into :class:`~wandb_bridge.core.session.Session`
-calls; key names, the step axis, checkpoint aliases, the monitor, which files are
-new and run ownership are decided by the core. It never imports TensorFlow (nor
-torch or JAX): it talks to the backend only through ``keras.ops`` and
-``keras.backend``. How it reads Keras (and the two routes Keras 3 offers no public
-API for) is in :mod:`wandb_bridge.callbacks.keras_support`.
+The callback translates Keras events into :class:`~wandb_bridge.core.session.Session` calls;
+key names, the step axis, aliases, the monitor, which checkpoint files are new, the final-model
+rule and run ownership are the core's. It talks to the backend only through ``keras.ops`` and
+``keras.backend``; how it reads Keras is in :mod:`wandb_bridge.callbacks.keras_support`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -45,32 +42,26 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         >>> model.evaluate(xt, yt, callbacks=[callback])   # -> test/loss  # doctest: +SKIP
         >>> callback.finish()   # or leave it to the end of the process  # doctest: +SKIP
 
-    What is recorded (the run contract, docs/run-contract.md): ``trainer/global_step`` is the
-    optimizer's iteration count, so it continues across several ``fit`` calls and
-    ``initial_epoch`` resumes; ``trainer/epoch`` counts completed epochs (``1.0`` at
-    the end of the first); ``loss`` -> ``train/loss``, ``val_<m>`` -> ``val/<m>``,
-    other metrics -> ``train/<m>``; ``train/learning_rate``; ``evaluate()`` -> ``test/<m>``.
-
-    The run starts at the first ``fit`` (or ``evaluate``). One callback object is one
-    run: it stays open across ``fit`` and ``evaluate`` calls and is finished by
-    :meth:`finish`, by leaving a ``with`` block, or when the process exits (exit code
-    1 when it exits during ``fit``).
+    What is recorded (docs/run-contract.md, docs/keras.md): ``trainer/global_step`` is the
+    optimizer's iteration count (it continues across ``fit`` calls and ``initial_epoch``
+    resumes); ``trainer/epoch`` counts completed epochs; ``loss`` -> ``train/loss``,
+    ``val_<m>`` -> ``val/<m>``; ``train/learning_rate``; ``evaluate()`` -> ``test/<m>``.
+    One callback object is one run, started at the first ``fit`` (or ``evaluate``) and
+    finished by :meth:`finish`, a ``with`` block, or the process's exit (exit code 1 during ``fit``).
 
     Args:
         project, entity, name: where the run goes.
-        log_freq: ``"epoch"`` (default: one row per epoch, and no per-batch hook runs
-            at all), ``"batch"`` (a row for every optimizer step), or an int N (a row
-            every N optimizer steps) plus the epoch rows.
-        log_predictions: when > 0, a table of that many validation samples is logged
-            at ``val/predictions`` every epoch (``core/predictions.py``); the samples
-            themselves are logged once as a ``dataset`` artifact ``val-samples-<run id>``.
-        validation_data: ``(x, y)`` arrays for ``log_predictions``; by default the
-            validation arrays of ``fit`` (``validation_data=`` or ``validation_split=``).
-        checkpoint_callback: the ``keras.callbacks.ModelCheckpoint`` (or a list of
-            them) to follow; by default every ``ModelCheckpoint`` of the same ``fit``.
-        **kwargs: the shared arguments of docs/settings.md (``group``, ``tags``,
-            ``config``, ``mode``, ``dir``, ``log_model`` (``True`` means ``"end"``),
-            ``monitor``, ``on_error``, ...); other names go to ``wandb.init``.
+        log_freq: ``"epoch"`` (default: one row per epoch, no per-batch hook runs at all),
+            ``"batch"`` (a row every optimizer step), or an int N (every N steps) plus the epoch rows.
+        log_predictions: when > 0, a table of that many validation samples at ``val/predictions``
+            every epoch (``core/predictions.py``); the samples once, as the ``dataset``
+            artifact ``val-samples-<run id>``.
+        validation_data: ``(x, y)`` arrays for ``log_predictions``; by default ``fit``'s.
+        checkpoint_callback: the ``keras.callbacks.ModelCheckpoint`` (or a list) to follow;
+            by default every ``ModelCheckpoint`` of the same ``fit``.
+        **kwargs: the shared arguments of docs/settings.md (``config``, ``mode``, ``dir``,
+            ``log_model`` (``True`` means ``"end"``), ``monitor``, ``on_error``...); other
+            names go to ``wandb.init``.
 
     Raises:
         ValueError: an argument is not one of its allowed values.
@@ -103,23 +94,22 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self.log_predictions = log_predictions
         self._every = 1 if log_freq == "batch" else (log_freq if isinstance(log_freq, int) else 0)
         self._validation_data = validation_data
-        self._given = [] if checkpoint_callback is None else list(_listed(checkpoint_callback))
+        given = checkpoint_callback
+        self._given = [] if given is None else list(given) if isinstance(given, (list, tuple)) else [given]
         self._clock = support.StepReader()
         self._table: PredictionTable | None = None
-        # Per fit: the ModelCheckpoints followed, the epoch (step, epoch, logs) whose files are
-        # looked for at the next epoch begin / train end, the adopted monitor, the fit's facts.
+        self._samples: tuple[Any, Any] | None = None
+        # Per fit: the followed ModelCheckpoints, the epoch (step, epoch, logs) whose files are looked
+        # for at the next epoch begin / train end, the adopted monitor, the epoch and its last logs.
         self._followed: list[tuple[Any, str, follow.CheckpointFollower]] = []
         self._pending: tuple[int, int, dict[str, Any]] | None = None
         self._adopted: follow.CallbackMonitor | None = None
         self._epoch = 0
-        self._steps: int | None = None
-        self._batch_size: int | None = None
         self._last_epoch: int | None = None
         self._last_logs: dict[str, Any] = {}
-        self._samples: tuple[Any, Any] | None = None
-        if self._every:
-            # Only with batch logging does this object get per-batch hooks (as instance attributes):
-            # with log_freq="epoch" Keras's own no-op defaults stay, so no code of ours runs per batch.
+        self._steps: int | None = None
+        self._batch_size: int | None = None
+        if self._every:  # per-batch hooks only with batch logging (else Keras's no-op defaults stay)
             self.on_train_batch_end = self._train_batch_end
             if keras.backend.backend() == "jax":
                 self.on_train_batch_begin = self._train_batch_begin
@@ -134,13 +124,16 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
 
     @property
     def session(self) -> Session:
-        """The :class:`~wandb_bridge.core.session.Session` behind this callback (log extra values with it)."""
-        return self._session_now()
+        """The :class:`~wandb_bridge.core.session.Session` of this ``fit`` (log extra values with it).
+
+        A run the user finished during a ``fit`` stays finished until the next ``fit`` starts one.
+        """
+        return self._holder.current or self._holder.session
 
     @property
     def run(self) -> Any:
         """The wandb run, once started (None before the first ``fit``, or on a no-op rank)."""
-        return self._session_now().run
+        return self.session.run
 
     def finish(self, exit_code: int | None = None) -> None:
         """Upload what is pending and finish the run if this callback started it.
@@ -153,9 +146,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
     def __enter__(self) -> WandbKerasCallback:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._holder.exit(exc)
 
     # ---------------------------------------------------------------- fit
@@ -179,7 +170,11 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             self._batch_size = support.batch_size(context.arguments)
             self._follow(session, support.checkpoint_callbacks(self._given, context.siblings))
             if self.log_predictions and self._samples is None:
-                self._samples = self._pick_samples(context.arguments)
+                self._samples, why = support.validation_samples(
+                    self._validation_data, context.arguments, self.log_predictions
+                )
+                if why is not None:
+                    self._holder.warner.warn("predictions", why, stacklevel=4)
             extracted = support.fit_config(model, params, context, self._batch_size)
             extracted["wandb_bridge"] = {"log_freq": self.log_freq, "log_predictions": self.log_predictions}
             session.log_config(extracted_config(extracted, session.settings.config))
@@ -193,20 +188,17 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
 
     @guarded("read the learning rate")
     def _train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:  # noqa: ARG002
-        """JAX only, with batch logging: the epoch's learning rate, taken before the first step.
-
-        The JAX trainer keeps the model's state inside the train step during an epoch,
-        after every ``on_epoch_begin`` (``LearningRateScheduler``) ran.
-        """
+        """JAX with batch logging: the epoch's learning rate, before the first step (the JAX trainer
+        holds the model state inside its train step during an epoch, after every ``on_epoch_begin``)."""
         if batch == 0:
             self._clock.epoch_rate = self._clock.learning_rate(self._clock.raw_base)
 
     @guarded("log a batch")
     def _train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        """The per-batch hook (only when ``log_freq`` is not ``"epoch"``): no device read unless logged.
+        """The per-batch hook: no device read unless the batch is logged.
 
-        Stateless (Keras may run it for several batches at once in a thread pool): it logs
-        when this call completed a multiple of ``every`` optimizer steps; a call covers
+        Stateless (Keras may run it for several batches at once in a thread pool): it logs when
+        this call completed a multiple of ``every`` optimizer steps; a call covers
         ``steps_per_execution`` batches. The learning rate goes to the core as a tensor.
         """
         clock = self._clock
@@ -219,14 +211,14 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         if rate is not None:
             values["learning_rate"] = rate
         epoch = self._epoch + (batch + 1) / self._steps if self._steps else float(self._epoch)
-        self._session_now().log(values, step=step, epoch=epoch, samples=self._batch_size)
+        self.session.log(values, step=step, epoch=epoch, samples=self._batch_size)
 
     @override
     @guarded("log an epoch")
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         """Log the epoch's training and validation values in the row of the epoch's last step."""
-        session = self._holder.current
-        if session is None or not session.enabled:
+        session = self.session
+        if not session.enabled:
             return
         logs = dict(logs or {})
         step, raw = self._clock.read()
@@ -235,7 +227,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         values = logs if rate is None else {**logs, "learning_rate": rate}
         session.log(values, step=step, epoch=float(epoch + 1), samples=self._batch_size)
         if self._samples is not None and self._table is not None:
-            self._log_predictions(self._table, step, epoch)
+            support.log_predictions(self._table, self.model, self._samples, step=step, epoch=float(epoch + 1))
         self._last_logs, self._last_epoch = logs, epoch + 1
         if self._followed:
             self._adopt_monitor(session)  # Keras decides mode="auto" at the first epoch end
@@ -248,12 +240,17 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             try:
                 self._report_written()
                 session = self._holder.active
-                trained = session is not None and self._last_epoch is not None
-                if session is not None and follow.final_model_due(
-                    session.settings.log_model, trained=trained, checkpoint_exists=bool(self._followed)
-                ):
-                    self._save_final_model(session)
-                if session is not None and session.settings.log_model == "end":
+                if session is None:
+                    return
+                trained, written = self._last_epoch is not None, bool(self._followed)
+                if follow.final_model_due(session.settings.log_model, trained=trained, checkpoint_exists=written):
+                    step, _ = self._clock.read()
+                    path = os.path.join(support.model_folder(session.run_dir), f"model-step-{step}.keras")
+                    self.model.save(path, overwrite=True)
+                    meta = support.checkpoint_metadata(None, path)
+                    epoch, metrics = self._last_epoch, self._last_logs
+                    session.log_checkpoint(path, step=step, epoch=epoch, metrics=metrics, metadata=meta)
+                if session.settings.log_model == "end":
                     session.upload_end_checkpoints()  # "end" is the end of this fit: the run stays open
             finally:
                 self._holder.end_call()
@@ -271,17 +268,15 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             return
         self._clock.bind(self.model)
         step, _ = self._clock.read()
-        if step == 0 and session.last_step:
-            step = session.last_step
-        session.log(dict(logs), step=step, stage="test")
+        session.log(dict(logs), step=session.last_step if step == 0 and session.last_step else step, stage="test")
 
     # -------------------------------------------------------- checkpoints
 
     def _resume(self, session: Session, context: support.FitContext) -> None:
-        """``fit(initial_epoch=E)`` with E > 0: continue the run of the checkpoint training resumed from.
+        """``fit(initial_epoch=E)``, E > 0: continue the run of the checkpoint training resumed from.
 
-        The candidates are the files the ``ModelCheckpoint`` callbacks of this ``fit``
-        write; the core picks the one (:func:`~wandb_bridge.core.checkpoints.resume_checkpoint`).
+        The candidates are the files of this ``fit``'s ``ModelCheckpoint`` callbacks; the core
+        picks the one (:func:`~wandb_bridge.core.checkpoints.resume_checkpoint`).
         """
         initial = context.arguments.get("initial_epoch")
         if session.settings.resume_from_checkpoint or not isinstance(initial, int) or initial <= 0:
@@ -303,19 +298,17 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             session.resume_from_checkpoint(path)
 
     def _follow(self, session: Session, callbacks: list[tuple[Any, str]]) -> None:
-        self._followed = []
+        self._followed, self._adopted = [], None
         for callback, template in callbacks:
             follower = follow.CheckpointFollower()
             follower.ignore_existing(follow.template_glob(template))
             self._followed.append((callback, template, follower))
-        self._adopted = None
         if self._followed:
             self._adopt_monitor(session)
 
     def _adopt_monitor(self, session: Session) -> None:
-        adopted = follow.adopted_monitor(
-            session.settings.monitor, [support.monitor_of(c) for c, _, _ in self._followed]
-        )
+        monitors = [support.monitor_of(callback) for callback, _, _ in self._followed]
+        adopted = follow.adopted_monitor(session.settings.monitor, monitors)
         if adopted is not None and adopted != self._adopted:
             self._adopted = adopted
             session.define_monitor(adopted.monitor, adopted.mode, stage="train")
@@ -333,60 +326,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         for callback, template, follower in self._followed:
             for path in follower.written_matching(follow.template_glob(template)):
                 meta = support.checkpoint_metadata(callback, path)
-                self._session_now().log_checkpoint(path, step=step, epoch=epoch, metrics=logs, metadata=meta)
-
-    def _save_final_model(self, session: Session) -> None:
-        step, _ = self._clock.read()
-        path = os.path.join(self._folder(session), f"model-step-{step}.keras")
-        self.model.save(path, overwrite=True)
-        meta = support.checkpoint_metadata(None, path)
-        session.log_checkpoint(path, step=step, epoch=self._last_epoch, metrics=self._last_logs, metadata=meta)
-
-    def _folder(self, session: Session) -> str:
-        """A folder beside the run's ``files/`` (not uploaded as run files)."""
-        run_dir = session.run_dir
-        if run_dir:
-            folder = os.path.join(os.path.dirname(os.path.abspath(run_dir)), "keras")
-        else:
-            folder = tempfile.mkdtemp(prefix="wandb-bridge-keras-")
-        os.makedirs(folder, exist_ok=True)
-        return folder
-
-    # -------------------------------------------------------- predictions
-
-    def _pick_samples(self, arguments: Mapping[str, Any]) -> tuple[Any, Any] | None:
-        try:
-            samples = support.validation_arrays(self._validation_data, arguments, self.log_predictions)
-        except Exception:
-            samples = None
-            why = "the validation data is not made of arrays (a dataset or generator); pass validation_data=(x, y)"
-            self._warn(f"log_predictions: {why} arrays to WandbKerasCallback.")
-        else:
-            if samples is None:
-                self._warn(
-                    "log_predictions needs validation arrays: pass validation_data=(x, y) "
-                    "to WandbKerasCallback or arrays to fit(validation_data=...); no prediction table is logged."
-                )
-        return samples  # type: ignore[no-any-return]
-
-    def _log_predictions(self, table: PredictionTable, step: int, epoch: int) -> None:
-        assert self._samples is not None
-        x, y = self._samples
-        if not table.samples_logged:
-            table.log_samples(support.save_samples(self._folder(table.session), x, y), len(keras.tree.flatten(x)[0]))
-        flat = keras.tree.flatten
-        table.log(flat(x), flat(y), support.predict(self.model, x), step=step, epoch=float(epoch + 1))
-
-    def _session_now(self) -> Session:
-        """The session of this ``fit`` (a run the user finished during it stays finished until the next ``fit``)."""
-        return self._holder.current or self._holder.session
-
-    def _warn(self, message: str) -> None:
-        self._holder.warner.warn("predictions", message, stacklevel=5)
-
-
-def _listed(value: Any) -> Sequence[Any]:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
+                self.session.log_checkpoint(path, step=step, epoch=epoch, metrics=logs, metadata=meta)
 
 
 __all__ = ["WandbBridgeWarning", "WandbKerasCallback"]

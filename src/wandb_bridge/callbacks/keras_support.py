@@ -1,19 +1,16 @@
 """Reading Keras 3 for :class:`~wandb_bridge.WandbKerasCallback`: steps, learning rates, fit arguments, files.
 
-Translation only: each function reads a Keras object and returns plain values;
-what is logged, under which key, at which step, with which alias is decided by
-the core. Keras routes used beyond the public ``keras.callbacks.Callback``
-contract (each with a fallback when it is missing):
+Translation only: each function reads a Keras object and returns plain values; what is logged,
+under which key, at which step, with which alias is decided by the core. Beyond the public
+``keras.callbacks.Callback`` contract (each with a fallback when it is missing):
 
-* :func:`fit_context` reads the call stack (the one place, through
-  :func:`~wandb_bridge.callbacks.base.calling_frames`). Keras 3 hands a callback
-  its model and ``params`` (``epochs``, ``steps``, ``verbose``) only, so two things
-  have no public route: the sibling callbacks (``CallbackList.callbacks``, to
-  follow the ``ModelCheckpoint`` files of the same ``fit``; ``checkpoint_callback=``
-  bypasses it) and ``fit``'s other arguments (``batch_size``, ``initial_epoch``,
-  ``validation_data``/``val_x``/``val_y``, ``validation_split``... for the config,
-  ``log_predictions`` and resuming; ``validation_data=`` and
-  ``resume_from_checkpoint=`` bypass them).
+* :func:`fit_context` reads the call stack (the one place, through ``base.calling_frames``):
+  Keras 3 hands a callback its model and ``params`` (``epochs``, ``steps``) only, so the
+  sibling callbacks (``CallbackList.callbacks``: their ``ModelCheckpoint`` files are followed;
+  ``checkpoint_callback=`` bypasses it) and ``fit``'s other arguments (``batch_size``,
+  ``initial_epoch``, ``validation_data``/``val_x``/``val_y``...: for the config,
+  ``log_predictions`` and resuming; ``validation_data=``, ``resume_from_checkpoint=`` bypass
+  them) have no public route.
 * ``optimizer._iterations``, only with ``gradient_accumulation_steps``: the public
   ``optimizer.iterations`` counts updates there, batch rows need the batch count.
 """
@@ -22,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -31,6 +29,7 @@ from wandb_bridge.callbacks._require import require
 from wandb_bridge.callbacks.base import calling_frames
 from wandb_bridge.core.follow import CallbackMonitor
 from wandb_bridge.core.hparams import count_parameters
+from wandb_bridge.core.predictions import PredictionTable
 from wandb_bridge.core.settings import infer_monitor_mode
 
 
@@ -55,23 +54,9 @@ def import_keras() -> ModuleType:
 
 keras = import_keras()
 
-#: The arguments of ``Model.fit`` read from its frame (see the module docstring).
-FIT_ARGUMENTS = (
-    "batch_size",
-    "epochs",
-    "initial_epoch",
-    "steps_per_epoch",
-    "validation_split",
-    "validation_freq",
-    "validation_steps",
-    "validation_batch_size",
-    "shuffle",
-    "validation_data",
-    "val_x",
-    "val_y",
-    "epoch_iterator",
-)
 _FIT_CONFIG = ("initial_epoch", "validation_split", "validation_freq", "validation_steps", "validation_batch_size")
+#: The arguments of ``Model.fit`` read from its frame (see the module docstring).
+FIT_ARGUMENTS = (*_FIT_CONFIG, "shuffle", "batch_size", "epochs", "validation_data", "val_x", "val_y", "epoch_iterator")
 
 
 @dataclass
@@ -109,26 +94,24 @@ def batch_size(arguments: Mapping[str, Any]) -> int | None:
 
 
 class StepReader:
-    """The optimizer's step and learning rate, read at fit and epoch boundaries only.
+    """The optimizer's step and learning rate, read at ``fit`` and epoch boundaries only.
 
-    ``raw_base`` is the batch count at the start of the epoch (= the step
-    without gradient accumulation); a batch's step is computed from it.
+    ``raw_base`` is the batch count at the start of the epoch (the step, without
+    gradient accumulation): a batch's step is computed from it with no device read.
     """
 
     def __init__(self) -> None:
         self.optimizer: Any = None
-        self.accumulation = 1
+        self.accumulation = self.per_call = 1
         self.raw_base = 0
-        self.per_call = 1
         self.epoch_rate: Any = None
         self._schedule: Callable[[Any], Any] | None = None
         self._frozen = False
 
     def bind(self, model: Any, *, fit: bool = False) -> None:
-        """Read the model's optimizer (and with ``fit``, its schedule and ``steps_per_execution``)."""
+        """Read the model's optimizer (with ``fit``: also its schedule, ``steps_per_execution``, the step)."""
         self.optimizer = getattr(model, "optimizer", None)
-        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
-        accumulation = getattr(inner, "gradient_accumulation_steps", None)
+        accumulation = getattr(self._inner(), "gradient_accumulation_steps", None)
         self.accumulation = accumulation if isinstance(accumulation, int) and accumulation > 1 else 1
         if fit:
             per_call = getattr(model, "steps_per_execution", 1)
@@ -137,15 +120,17 @@ class StepReader:
             self._frozen = keras.backend.backend() == "jax"
             self.raw_base = self.read()[1]
 
+    def _inner(self) -> Any:
+        return getattr(self.optimizer, "inner_optimizer", self.optimizer)
+
     def read(self) -> tuple[int, int]:
         """``(optimizer steps, optimizer iterations)`` now (one device read)."""
-        optimizer = self.optimizer
-        if optimizer is None:
+        if self.optimizer is None:
             return 0, 0
-        step = _to_int(optimizer.iterations)
+        step = _to_int(self.optimizer.iterations)
         if self.accumulation == 1:
             return step, step
-        counter = getattr(getattr(optimizer, "inner_optimizer", optimizer), "_iterations", None)
+        counter = getattr(self._inner(), "_iterations", None)
         return step, _to_int(counter) if counter is not None else step * self.accumulation
 
     def learning_rate(self, iteration: int, in_batch: bool = False) -> Any:
@@ -155,15 +140,14 @@ class StepReader:
         worker); a learning-rate variable is copied on its device (on JAX, inside an
         epoch, the variables hold no value: the copy taken at the epoch's first batch).
         """
-        optimizer = self.optimizer
-        if optimizer is None:
+        if self.optimizer is None:
             return None
         if self._schedule is not None:
             value = self._schedule(max(iteration, 0))
         elif in_batch and self._frozen:
             return self.epoch_rate
         else:
-            value = optimizer.learning_rate
+            value = self.optimizer.learning_rate
             if isinstance(value, keras.Variable):
                 value = keras.ops.copy(value)
         if value is None or isinstance(value, (int, float)) or keras.backend.backend() in ("torch", "jax", "numpy"):
@@ -172,9 +156,7 @@ class StepReader:
 
 
 def _to_int(value: Any) -> int:
-    if isinstance(value, keras.Variable):
-        value = value.value
-    return int(keras.ops.convert_to_numpy(value))
+    return int(keras.ops.convert_to_numpy(value.value if isinstance(value, keras.Variable) else value))
 
 
 def _schedule_of(optimizer: Any) -> Callable[[Any], Any] | None:
@@ -197,11 +179,10 @@ def checkpoint_callbacks(given: Sequence[Any], siblings: Sequence[Any] | None) -
 
 
 def monitor_of(callback: Any) -> CallbackMonitor:
-    """What a ``ModelCheckpoint`` monitors, as Keras states it (``"auto"`` is decided at the first epoch end)."""
-    monitor = getattr(callback, "monitor", None)
-    mode = getattr(callback, "mode", None)
-    op = getattr(callback, "monitor_op", None)
+    """What a ``ModelCheckpoint`` monitors, as Keras states it (``mode="auto"`` is set at the first epoch end)."""
+    monitor, mode = getattr(callback, "monitor", None), getattr(callback, "mode", None)
     if mode not in ("min", "max"):
+        op = getattr(callback, "monitor_op", None)
         if op is not None:
             mode = "max" if op is keras.ops.greater else "min"
         else:
@@ -211,8 +192,9 @@ def monitor_of(callback: Any) -> CallbackMonitor:
 
 
 def checkpoint_metadata(callback: Any, path: str) -> dict[str, Any]:
-    """The Keras facts recorded with a checkpoint file a ``ModelCheckpoint`` (or None: the callback) wrote."""
-    meta: dict[str, Any] = {"format": _format_of(path)}
+    """The Keras facts recorded with a file a ``ModelCheckpoint`` (None: the callback itself) wrote."""
+    kind = "weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1].lstrip(".") or "unknown"
+    meta: dict[str, Any] = {"format": kind}
     if callback is None:
         meta["saved_by"] = "wandb_bridge"
     else:
@@ -222,10 +204,12 @@ def checkpoint_metadata(callback: Any, path: str) -> dict[str, Any]:
     return {**meta, "keras_backend": keras.backend.backend()}
 
 
-def _format_of(path: str) -> str:
-    if path.endswith(".weights.h5"):
-        return "weights.h5"
-    return os.path.splitext(path)[1].lstrip(".") or "unknown"
+def model_folder(run_dir: str | None) -> str:
+    """A folder for the files the callback writes (final model, samples): beside the run's ``files/``."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(run_dir)), "keras") if run_dir else None
+    folder = folder or tempfile.mkdtemp(prefix="wandb-bridge-keras-")
+    os.makedirs(folder, exist_ok=True)
+    return folder
 
 
 # ------------------------------------------------------------------ config
@@ -246,35 +230,37 @@ def fit_config(model: Any, params: Mapping[str, Any], context: FitContext, size:
     }
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None:
-        try:
-            config["optimizer"] = {"class": type(optimizer).__name__, **optimizer.get_config()}
-        except Exception:
-            config["optimizer"] = {"class": type(optimizer).__name__}
-    config.update(_compile_config(model))
-    config["model"] = _model_facts(model)
-    return config
-
-
-def _compile_config(model: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    try:
-        compiled = model.get_compile_config() or {}
-    except Exception:
-        compiled = {}
-    loss = compiled.get("loss", getattr(model, "loss", None))
+        config["optimizer"] = {"class": type(optimizer).__name__, **_read(optimizer.get_config)}
+    compiled = _read(model.get_compile_config)
+    loss, metrics = compiled.get("loss", getattr(model, "loss", None)), compiled.get("metrics")
     if loss is not None:
-        out["loss"] = _describe(loss)
-    metrics = compiled.get("metrics")
+        config["loss"] = _describe(loss)
     if metrics:
-        out["metrics"] = (
+        config["metrics"] = (
             {str(k): _describe(v) for k, v in metrics.items()}
             if isinstance(metrics, Mapping)
             else [_describe(m) for m in keras.tree.flatten(metrics)]
         )
     for key in ("loss_weights", "steps_per_execution", "jit_compile", "run_eagerly"):
         if compiled.get(key) is not None:
-            out.setdefault("compile", {})[key] = compiled[key]
-    return out
+            config.setdefault("compile", {})[key] = compiled[key]
+    config["model"] = {"name": getattr(model, "name", None), "class": type(model).__name__}
+    try:
+        model.count_params()  # raises for a model not built yet
+        weights = [(tuple(w.shape), True) for w in model.trainable_weights]
+        counts = count_parameters(weights + [(tuple(w.shape), False) for w in model.non_trainable_weights])
+        config["model"].update(params=counts.total, trainable_params=counts.trainable, layers=len(model.layers))
+        config["model"]["non_trainable_params"] = counts.non_trainable
+    except Exception:
+        pass
+    return config
+
+
+def _read(config: Callable[[], Any]) -> dict[str, Any]:
+    try:
+        return dict(config() or {})
+    except Exception:
+        return {}
 
 
 def _describe(item: Any) -> Any:
@@ -290,52 +276,44 @@ def _describe(item: Any) -> Any:
     return getattr(item, "name", None) or getattr(item, "__name__", None) or type(item).__name__
 
 
-def _model_facts(model: Any) -> dict[str, Any]:
-    facts: dict[str, Any] = {"name": getattr(model, "name", None), "class": type(model).__name__}
-    try:
-        weights = [(tuple(w.shape), True) for w in model.trainable_weights]
-        weights += [(tuple(w.shape), False) for w in model.non_trainable_weights]
-        model.count_params()  # raises for a model not built yet
-        counts = count_parameters(weights)
-        facts.update(params=counts.total, trainable_params=counts.trainable, layers=len(model.layers))
-        facts["non_trainable_params"] = counts.non_trainable
-    except Exception:
-        pass
-    return facts
-
-
 # ------------------------------------------------------------- predictions
 
+_NO_ARRAYS = (
+    "log_predictions needs validation arrays: pass validation_data=(x, y) to WandbKerasCallback "
+    "or arrays to fit(validation_data=...); no prediction table is logged."
+)
+_NOT_ARRAYS = (
+    "log_predictions: the validation data is not made of arrays (a dataset or generator); "
+    "pass validation_data=(x, y) arrays to WandbKerasCallback."
+)
 
-def validation_arrays(given: tuple[Any, Any] | None, arguments: Mapping[str, Any], count: int) -> Any:
-    """The first ``count`` validation samples ``(x, y)`` as numpy trees.
 
-    Returns:
-        The samples; None when ``fit`` has no validation arrays. Raises when they
-        are not arrays (a dataset or a generator).
-    """
+def validation_samples(given: Any, arguments: Mapping[str, Any], count: int) -> tuple[Any, str | None]:
+    """``((x, y), None)``: the first ``count`` validation samples (the callback's ``validation_data``, else
+    ``fit``'s arrays) as numpy trees; ``(None, why)`` when there are none."""
     data = given
     if data is None and arguments.get("val_x") is not None:
         data = (arguments.get("val_x"), arguments.get("val_y"))
     elif data is None and isinstance(arguments.get("validation_data"), (tuple, list)):
         data = tuple(arguments["validation_data"])[:2]
     if data is None or len(data) < 2 or data[1] is None:
-        return None
+        return None, _NO_ARRAYS
     to_numpy = keras.ops.convert_to_numpy
-    return tuple(keras.tree.map_structure(lambda a: to_numpy(a[:count]), part) for part in data[:2])
+    try:
+        return tuple(keras.tree.map_structure(lambda a: to_numpy(a[:count]), part) for part in data[:2]), None
+    except Exception:
+        return None, _NOT_ARRAYS
 
 
-def save_samples(folder: str, x: Any, y: Any) -> str:
-    """Write the samples to ``<folder>/val-samples.npz`` (``x_<i>``, ``y_<i>``); its path."""
+def log_predictions(table: PredictionTable, model: Any, samples: Any, *, step: int, epoch: float) -> None:
+    """Log one prediction table of ``model`` on ``samples``; the first time also the samples (an ``.npz``)."""
     import numpy as np
 
-    path = os.path.join(folder, "val-samples.npz")
-    arrays = {f"x_{i}": a for i, a in enumerate(keras.tree.flatten(x))}
-    arrays.update({f"y_{i}": a for i, a in enumerate(keras.tree.flatten(y))})
-    np.savez(path, **arrays)
-    return path
-
-
-def predict(model: Any, x: Any) -> list[Any]:
-    """The model's outputs for ``x``, flattened to numpy arrays."""
-    return list(keras.tree.flatten(keras.tree.map_structure(keras.ops.convert_to_numpy, model.predict_on_batch(x))))
+    x, y = samples
+    flat = keras.tree.flatten
+    if not table.samples_logged:
+        path = os.path.join(model_folder(table.session.run_dir), "val-samples.npz")
+        np.savez(path, **{f"x_{i}": a for i, a in enumerate(flat(x))}, **{f"y_{i}": a for i, a in enumerate(flat(y))})
+        table.log_samples(path, len(flat(x)[0]))
+    outputs = keras.tree.map_structure(keras.ops.convert_to_numpy, model.predict_on_batch(x))
+    table.log(flat(x), flat(y), flat(outputs), step=step, epoch=epoch)
