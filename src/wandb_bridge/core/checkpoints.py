@@ -235,3 +235,14 @@ def _unique(events: list[CheckpointEvent]) -> list[CheckpointEvent]:
 
 def _basename(path: str) -> str:
     return path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def score_value(value: Any) -> float | None:
+    """A checkpoint score as a Python float (a tensor or number is read; None or anything else: None)."""
+    if value is None:
+        return None
+    item = getattr(value, "item", None)
+    try:
+        return float(item() if callable(item) else value)
+    except (TypeError, ValueError):
+        return None

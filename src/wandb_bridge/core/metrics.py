@@ -98,6 +98,62 @@ def flatten_metrics(values: Mapping[str, Any], parent: str = "") -> Iterator[tup
             yield name, value
 
 
+# ------------------------------------------------------ a logger's prefix and step
+
+
+def prefixed_key(key: str, prefix: str, join: str = "-", *, step_keys_too: bool = False) -> str:
+    """A recorded key under a logger's ``prefix`` (Lightning's ``prefix="a"``: ``train/loss`` -> ``a-train/loss``).
+
+    Args:
+        key: the recorded key (already mapped) or, for values the user names directly, the key as written.
+        prefix: the prefix; empty: none.
+        join: what joins prefix and key (Lightning's ``LOGGER_JOIN_CHAR``).
+        step_keys_too: also prefix the step columns (:data:`STEP_KEYS`), which
+            otherwise keep their names (keys the user names directly get the prefix, whatever they are).
+    """
+    if not prefix or (key in STEP_KEYS and not step_keys_too):
+        return key
+    return f"{prefix}{join}{key}"
+
+
+@dataclass(frozen=True)
+class LoggerStep:
+    """The row step of values a framework's logger was handed (see :func:`logger_step`).
+
+    Attributes:
+        step: the global step of the row (None: the session's current step).
+        eval_batch: the framework's step was an evaluation batch count, so the
+            values went to the training step they were computed at instead.
+    """
+
+    step: int | None
+    eval_batch: bool
+
+
+def logger_step(step: int | None, *, global_step: int | None, in_fit: bool, eval_batch: bool) -> LoggerStep:
+    """The row step of values a logger gets with its framework's 0-based step (Lightning, Fabric).
+
+    The framework's step counts optimizer steps completed before the value, so
+    ``step + 1`` is the step it belongs to; the trainer's optimizer step count
+    wins when it is larger (one batch stepping several optimizers).
+
+    Args:
+        step: the framework's step, if it gave one.
+        global_step: the trainer's optimizer steps completed; None when no
+            trainer is known (the logger is used on its own: ``step + 1``).
+        in_fit: a training call is running (outside one, values go to ``global_step``).
+        eval_batch: the values are per-batch evaluation values (their step is an
+            evaluation batch count, no training step).
+    """
+    if global_step is None:
+        return LoggerStep(None if step is None else int(step) + 1, False)
+    if step is None or not in_fit:
+        return LoggerStep(global_step, False)
+    if eval_batch:
+        return LoggerStep(global_step, True)
+    return LoggerStep(max(global_step, int(step) + 1), False)
+
+
 # ---------------------------------------------------------------------- values
 
 #: Why a value was not recorded, keyed by a short reason code.
