@@ -154,6 +154,20 @@ def logger_step(step: int | None, *, global_step: int | None, in_fit: bool, eval
     return LoggerStep(max(global_step, int(step) + 1), False)
 
 
+def fractional_epoch(epoch: int, batches_done: int, batches_per_epoch: float | None) -> float:
+    """``trainer/epoch`` of a value: epochs completed, as a float (0.125 after 1 of 8 batches, 1.0 at the epoch's end).
+
+    Args:
+        epoch: the running epoch's 0-based index.
+        batches_done: the batches of that epoch done when the value was produced.
+        batches_per_epoch: the epoch's batch count; None, 0 or infinite (an
+            iterable dataset): the epoch index is all that is known.
+    """
+    if not batches_per_epoch or not 0 < batches_per_epoch < math.inf:
+        return float(epoch)
+    return epoch + min(batches_done, batches_per_epoch) / batches_per_epoch
+
+
 # ---------------------------------------------------------------------- values
 
 #: Why a value was not recorded, keyed by a short reason code.
@@ -397,3 +411,68 @@ class RowMerger:
             row[EPOCH_KEY] = self.last_epoch
         self._step, self._row = None, {}
         return row
+
+
+# ------------------------------------------------- a framework's log dict
+
+
+#: Keys of the log dict a framework writes once, when training ends (transformers' ``train()``:
+#: ``train_runtime``, ``total_flos``, ``train_loss``...): its figures go to the summary.
+END_OF_TRAINING_KEYS = ("train_runtime", "total_flos")
+
+
+@dataclass(frozen=True)
+class LogDict:
+    """Where the values of one framework log dict go (see :func:`read_log_dict`).
+
+    Attributes:
+        values: the values, with the names to pass to ``Session.log``/``log_summary``.
+        stage: the stage of their unprefixed names.
+        summary: end-of-training figures: summary values, never a history row.
+    """
+
+    values: dict[str, Any]
+    stage: Stage
+    summary: bool = False
+
+
+def log_stage(values: Mapping[str, Any]) -> Stage:
+    """The stage of a log dict, from its first stage-prefixed key: ``eval_*`` -> val, ``test_*``/``predict_*`` -> test.
+
+    A dict without such a key (``loss``, ``learning_rate``, ``grad_norm``) is a training log.
+    """
+    for key in values:
+        if key.startswith("eval_"):
+            return "val"
+        if key.startswith(("test_", "predict_")):
+            return "test"
+    return "train"
+
+
+def read_log_dict(logs: Mapping[str, Any]) -> LogDict:
+    """Read one log dict a framework hands over (transformers' ``on_log``).
+
+    The end-of-training dict (it holds every key of :data:`END_OF_TRAINING_KEYS`)
+    becomes summary values without its ``epoch``, its ``train_loss`` (the mean
+    training loss of the whole call) named ``loss_mean`` so that it stays apart
+    from the last logged ``train/loss``. Any other dict is a history row of
+    :func:`log_stage`'s stage.
+    """
+    values = dict(logs)
+    if not all(key in values for key in END_OF_TRAINING_KEYS):
+        return LogDict(values, log_stage(values))
+    values.pop("epoch", None)
+    if "train_loss" in values:
+        values["loss_mean"] = values.pop("train_loss")
+    return LogDict(values, "train", summary=True)
+
+
+def epochs_completed(epoch: float | None) -> int | None:
+    """Whole epochs completed at a (fractional) epoch: 1.0 -> 1, 1.5 -> 1; None stays None.
+
+    The epoch count of a checkpoint in every framework: one written at the end
+    of the first epoch gets ``epoch-1``.
+    """
+    if epoch is None:
+        return None
+    return int(epoch + 1e-9)
