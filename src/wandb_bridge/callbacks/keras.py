@@ -17,7 +17,7 @@ from typing import Any, Literal
 from wandb_bridge.callbacks import keras_support as support
 from wandb_bridge.callbacks.base import SessionHolder, guarded, resolve_settings
 from wandb_bridge.callbacks.keras_support import keras
-from wandb_bridge.core import follow
+from wandb_bridge.core import follow, predictions
 from wandb_bridge.core.checkpoints import resume_checkpoint
 from wandb_bridge.core.errors import WandbBridgeWarning
 from wandb_bridge.core.hparams import extracted_config
@@ -84,14 +84,12 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             isinstance(log_freq, int) and not isinstance(log_freq, bool) and log_freq > 0
         ):
             raise ValueError(f"log_freq={log_freq!r} is not valid; use 'epoch', 'batch' or a positive int")
-        if not isinstance(log_predictions, int) or isinstance(log_predictions, bool) or log_predictions < 0:
-            raise ValueError(f"log_predictions must be an int >= 0, got {log_predictions!r}")
+        self.log_predictions = predictions.check_count(log_predictions)
         settings = resolve_settings({"project": project, "entity": entity, "name": name, **kwargs})
         self._holder = SessionHolder(
             settings, owner="WandbKerasCallback", framework="keras", framework_version=keras.__version__, renew="keep"
         )
         self.log_freq: LogFreq = log_freq
-        self.log_predictions = log_predictions
         self._every = 1 if log_freq == "batch" else (log_freq if isinstance(log_freq, int) else 0)
         self._validation_data = validation_data
         given = checkpoint_callback
@@ -107,8 +105,6 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self._epoch = 0
         self._last_epoch: int | None = None
         self._last_logs: dict[str, Any] = {}
-        self._steps: int | None = None
-        self._batch_size: int | None = None
         if self._every:  # per-batch hooks only with batch logging (else Keras's no-op defaults stay)
             self.on_train_batch_end = self._train_batch_end
             if keras.backend.backend() == "jax":
@@ -157,25 +153,20 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self._holder.begin_call()
         self._pending = self._last_epoch = None
         with self._holder.boundary("start logging this fit"):
-            context = support.fit_context(self)
-            session = self._holder.start(lambda s: self._resume(s, context))
+            siblings, arguments = support.fit_context(self)
+            session = self._holder.start(lambda s: self._resume(s, siblings, arguments))
             if session is None:
                 return
             if self._table is None or self._table.session is not session:
                 self._table = PredictionTable(session)
             model, params = self.model, self.params or {}
-            self._clock.bind(model, fit=True)
-            steps = params.get("steps")
-            self._steps = steps if isinstance(steps, int) and steps > 0 else None
-            self._batch_size = support.batch_size(context.arguments)
-            self._follow(session, support.checkpoint_callbacks(self._given, context.siblings))
+            self._clock.bind(model, params, arguments)
+            self._follow(session, support.checkpoint_callbacks(self._given, siblings))
             if self.log_predictions and self._samples is None:
-                self._samples, why = support.validation_samples(
-                    self._validation_data, context.arguments, self.log_predictions
-                )
+                self._samples, why = support.validation_samples(self._validation_data, arguments, self.log_predictions)
                 if why is not None:
                     self._holder.warner.warn("predictions", why, stacklevel=4)
-            extracted = support.fit_config(model, params, context, self._batch_size)
+            extracted = support.fit_config(model, params, arguments, self._clock.batch_size)
             extracted["wandb_bridge"] = {"log_freq": self.log_freq, "log_predictions": self.log_predictions}
             session.log_config(extracted_config(extracted, session.settings.config))
 
@@ -202,16 +193,14 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         ``steps_per_execution`` batches. The learning rate goes to the core as a tensor.
         """
         clock = self._clock
-        raw = clock.raw_base + batch + 1
-        step = raw // clock.accumulation
-        if step // self._every <= ((raw - clock.per_call) // clock.accumulation) // self._every:
+        if not clock.completes(batch, self._every):
             return
+        step, raw = clock.at_batch(batch)
         values = {k: v for k, v in (logs or {}).items() if k not in ("batch", "size")}
         rate = clock.learning_rate(raw - 1, in_batch=True)
         if rate is not None:
             values["learning_rate"] = rate
-        epoch = self._epoch + (batch + 1) / self._steps if self._steps else float(self._epoch)
-        self.session.log(values, step=step, epoch=epoch, samples=self._batch_size)
+        self.session.log(values, step=step, epoch=clock.epoch_at(self._epoch, batch), samples=clock.batch_size)
 
     @override
     @guarded("log an epoch")
@@ -225,7 +214,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self._clock.raw_base = raw
         rate = self._clock.learning_rate(raw - 1)
         values = logs if rate is None else {**logs, "learning_rate": rate}
-        session.log(values, step=step, epoch=float(epoch + 1), samples=self._batch_size)
+        session.log(values, step=step, epoch=float(epoch + 1), samples=self._clock.batch_size)
         if self._samples is not None and self._table is not None:
             support.log_predictions(self._table, self.model, self._samples, step=step, epoch=float(epoch + 1))
         self._last_logs, self._last_epoch = logs, epoch + 1
@@ -272,13 +261,13 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
 
     # -------------------------------------------------------- checkpoints
 
-    def _resume(self, session: Session, context: support.FitContext) -> None:
+    def _resume(self, session: Session, siblings: list[Any] | None, arguments: Mapping[str, Any]) -> None:
         """``fit(initial_epoch=E)``, E > 0: continue the run of the checkpoint training resumed from.
 
         The candidates are the files of this ``fit``'s ``ModelCheckpoint`` callbacks; the core
         picks the one (:func:`~wandb_bridge.core.checkpoints.resume_checkpoint`).
         """
-        initial = context.arguments.get("initial_epoch")
+        initial = arguments.get("initial_epoch")
         if session.settings.resume_from_checkpoint or not isinstance(initial, int) or initial <= 0:
             return
         self._clock.bind(self.model)
@@ -291,7 +280,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
                 "Resume from a full .keras checkpoint (keras.models.load_model) to continue that run.",
                 stacklevel=4,
             )
-        templates = support.checkpoint_callbacks(self._given, context.siblings)
+        templates = support.checkpoint_callbacks(self._given, siblings)
         paths = [p for _, template in templates for p in follow.matching_files(follow.template_glob(template))]
         path = resume_checkpoint(paths, step=step, epoch=initial)
         if path is not None:

@@ -39,9 +39,9 @@ class KerasHealth:
 
     def _step(self, batch: int) -> tuple[int, bool]:
         """``(optimizer step, True when this batch's call applies an update)`` for batch index ``batch``."""
-        cb = self._callback
-        raw = cb._clock.raw_base + batch + 1
-        return raw // cb._clock.accumulation, raw % cb._clock.accumulation == 0
+        clock = self._callback._clock
+        step, raw = clock.at_batch(batch)
+        return step, raw % clock.accumulation == 0
 
     def _usable(self) -> bool:
         if self._monitor is None:

@@ -1,16 +1,14 @@
 """Reading Keras 3 for :class:`~wandb_bridge.WandbKerasCallback`: steps, learning rates, fit arguments, files.
 
-Translation only: each function reads a Keras object and returns plain values; what is logged,
-under which key, at which step, with which alias is decided by the core. Beyond the public
+Translation only: each function reads Keras objects and returns plain values; what is logged,
+under which key and step, with which alias, is the core's decision. Routes beyond the public
 ``keras.callbacks.Callback`` contract (each with a fallback when it is missing):
 
-* :func:`fit_context` reads the call stack (the one place, through ``base.calling_frames``):
-  Keras 3 hands a callback its model and ``params`` (``epochs``, ``steps``) only, so the
-  sibling callbacks (``CallbackList.callbacks``: their ``ModelCheckpoint`` files are followed;
-  ``checkpoint_callback=`` bypasses it) and ``fit``'s other arguments (``batch_size``,
-  ``initial_epoch``, ``validation_data``/``val_x``/``val_y``...: for the config,
-  ``log_predictions`` and resuming; ``validation_data=``, ``resume_from_checkpoint=`` bypass
-  them) have no public route.
+* :func:`fit_context` reads the call stack (the one place, via ``base.calling_frames``): Keras 3
+  hands a callback its model and ``params`` only, so the sibling callbacks (their
+  ``ModelCheckpoint`` files are followed; ``checkpoint_callback=`` bypasses it) and ``fit``'s
+  other arguments (``batch_size``, ``initial_epoch``, ``validation_data``/``val_x``/``val_y``...
+  for the config, ``log_predictions`` and resuming) have no public route.
 * ``optimizer._iterations``, only with ``gradient_accumulation_steps``: the public
   ``optimizer.iterations`` counts updates there, batch rows need the batch count.
 """
@@ -21,7 +19,6 @@ import importlib.util
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -59,69 +56,54 @@ _FIT_CONFIG = ("initial_epoch", "validation_split", "validation_freq", "validati
 FIT_ARGUMENTS = (*_FIT_CONFIG, "shuffle", "batch_size", "epochs", "validation_data", "val_x", "val_y", "epoch_iterator")
 
 
-@dataclass
-class FitContext:
-    """What a ``fit`` call holds that Keras hands a callback no public route to."""
-
+def fit_context(callback: Any) -> tuple[list[Any] | None, dict[str, Any]]:
+    """The callbacks of the same ``fit`` (None: not found) and its arguments (:data:`FIT_ARGUMENTS`)."""
     siblings: list[Any] | None = None
-    arguments: dict[str, Any] = field(default_factory=dict)
-
-
-def fit_context(callback: Any) -> FitContext:
-    """The callbacks of the same ``fit`` and its arguments (:data:`FIT_ARGUMENTS`), from the call stack."""
-    found = FitContext()
     for name, local in calling_frames():
         owner = local.get("self")
-        if found.siblings is None and isinstance(owner, keras.callbacks.CallbackList):
+        if siblings is None and isinstance(owner, keras.callbacks.CallbackList):
             members = getattr(owner, "callbacks", None)
             if isinstance(members, list) and any(c is callback for c in members):
-                found.siblings = list(members)
+                siblings = list(members)
         elif name == "fit" and owner is not None and owner is callback.model:
-            found.arguments = {k: local[k] for k in FIT_ARGUMENTS if k in local}
-            break
-    return found
-
-
-def batch_size(arguments: Mapping[str, Any]) -> int | None:
-    """The batch size of ``fit`` (its argument, or its data adapter's)."""
-    size = arguments.get("batch_size")
-    if not (isinstance(size, int) and size > 0):
-        try:
-            size = getattr(getattr(arguments.get("epoch_iterator"), "data_adapter", None), "batch_size", None)
-        except Exception:
-            size = None
-    return size if isinstance(size, int) and size > 0 else None
+            return siblings, {k: local[k] for k in FIT_ARGUMENTS if k in local}
+    return siblings, {}
 
 
 class StepReader:
-    """The optimizer's step and learning rate, read at ``fit`` and epoch boundaries only.
-
-    ``raw_base`` is the batch count at the start of the epoch (the step, without
-    gradient accumulation): a batch's step is computed from it with no device read.
-    """
+    """The optimizer's step and learning rate, read at ``fit`` and epoch boundaries only; a batch's
+    step is computed from ``raw_base``, the batch count at the start of the epoch, with no device read."""
 
     def __init__(self) -> None:
         self.optimizer: Any = None
         self.accumulation = self.per_call = 1
         self.raw_base = 0
         self.epoch_rate: Any = None
+        self.steps: int | None = None  # batches per epoch
+        self.batch_size: int | None = None
         self._schedule: Callable[[Any], Any] | None = None
         self._frozen = False
 
-    def bind(self, model: Any, *, fit: bool = False) -> None:
-        """Read the model's optimizer (with ``fit``: also its schedule, ``steps_per_execution``, the step)."""
+    def bind(self, model: Any, params: Mapping[str, Any] | None = None, fit: Mapping[str, Any] | None = None) -> None:
+        """Read the model's optimizer; at a ``fit``'s start (its ``params`` and arguments) also the rest."""
         self.optimizer = getattr(model, "optimizer", None)
-        accumulation = getattr(self._inner(), "gradient_accumulation_steps", None)
+        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        accumulation = getattr(inner, "gradient_accumulation_steps", None)
         self.accumulation = accumulation if isinstance(accumulation, int) and accumulation > 1 else 1
-        if fit:
-            per_call = getattr(model, "steps_per_execution", 1)
-            self.per_call = per_call if isinstance(per_call, int) and per_call > 0 else 1
-            self._schedule = _schedule_of(self.optimizer)
-            self._frozen = keras.backend.backend() == "jax"
-            self.raw_base = self.read()[1]
-
-    def _inner(self) -> Any:
-        return getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        if params is None:
+            return
+        fit = fit or {}
+        self.per_call = _positive(getattr(model, "steps_per_execution", 1)) or 1
+        self.steps, self.batch_size = _positive(params.get("steps")), _positive(fit.get("batch_size"))
+        if self.batch_size is None:
+            try:  # fit(x=<dataset>): its data adapter's
+                adapter = getattr(fit.get("epoch_iterator"), "data_adapter", None)
+                self.batch_size = _positive(getattr(adapter, "batch_size", None))
+            except Exception:
+                pass
+        self._schedule = _schedule_of(self.optimizer)
+        self._frozen = keras.backend.backend() == "jax"
+        self.raw_base = self.read()[1]
 
     def read(self) -> tuple[int, int]:
         """``(optimizer steps, optimizer iterations)`` now (one device read)."""
@@ -130,15 +112,29 @@ class StepReader:
         step = _to_int(self.optimizer.iterations)
         if self.accumulation == 1:
             return step, step
-        counter = getattr(self._inner(), "_iterations", None)
+        counter = getattr(getattr(self.optimizer, "inner_optimizer", self.optimizer), "_iterations", None)
         return step, _to_int(counter) if counter is not None else step * self.accumulation
+
+    def at_batch(self, batch: int) -> tuple[int, int]:
+        """``(optimizer step, batch count)`` once batch ``batch`` of this epoch ran (no device read)."""
+        raw = self.raw_base + batch + 1
+        return raw // self.accumulation, raw
+
+    def completes(self, batch: int, every: int) -> bool:
+        """True when the call that ran batch ``batch`` (``steps_per_execution`` batches) reached a multiple of
+        ``every`` optimizer steps."""
+        step, raw = self.at_batch(batch)
+        return step // every > ((raw - self.per_call) // self.accumulation) // every
+
+    def epoch_at(self, epoch: int, batch: int) -> float:
+        """The fractional epoch once batch ``batch`` of epoch ``epoch`` ran."""
+        return epoch + (batch + 1) / self.steps if self.steps else float(epoch)
 
     def learning_rate(self, iteration: int, in_batch: bool = False) -> Any:
         """The learning rate of update ``iteration + 1``, without a device read.
 
-        A schedule is evaluated on the step number (a tensor the core reads in its
-        worker); a learning-rate variable is copied on its device (on JAX, inside an
-        epoch, the variables hold no value: the copy taken at the epoch's first batch).
+        A schedule is evaluated on the step number (a tensor the core reads in its worker); a
+        variable is copied on its device (on JAX, in an epoch: the copy of its first batch).
         """
         if self.optimizer is None:
             return None
@@ -153,6 +149,10 @@ class StepReader:
         if value is None or isinstance(value, (int, float)) or keras.backend.backend() in ("torch", "jax", "numpy"):
             return value  # torch tensors, jax and numpy arrays are read in the core's worker
         return float(keras.ops.convert_to_numpy(value))
+
+
+def _positive(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _to_int(value: Any) -> int:
@@ -194,14 +194,10 @@ def monitor_of(callback: Any) -> CallbackMonitor:
 def checkpoint_metadata(callback: Any, path: str) -> dict[str, Any]:
     """The Keras facts recorded with a file a ``ModelCheckpoint`` (None: the callback itself) wrote."""
     kind = "weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1].lstrip(".") or "unknown"
-    meta: dict[str, Any] = {"format": kind}
     if callback is None:
-        meta["saved_by"] = "wandb_bridge"
-    else:
-        meta["filepath_template"] = callback.filepath
-        meta["save_best_only"] = bool(getattr(callback, "save_best_only", False))
-        meta["save_weights_only"] = bool(getattr(callback, "save_weights_only", False))
-    return {**meta, "keras_backend": keras.backend.backend()}
+        return {"format": kind, "saved_by": "wandb_bridge", "keras_backend": keras.backend.backend()}
+    flags = {k: bool(getattr(callback, k, False)) for k in ("save_best_only", "save_weights_only")}
+    return {"format": kind, "filepath_template": callback.filepath, **flags, "keras_backend": keras.backend.backend()}
 
 
 def model_folder(run_dir: str | None) -> str:
@@ -215,15 +211,13 @@ def model_folder(run_dir: str | None) -> str:
 # ------------------------------------------------------------------ config
 
 
-def fit_config(model: Any, params: Mapping[str, Any], context: FitContext, size: int | None) -> dict[str, Any]:
+def fit_config(model: Any, params: Mapping[str, Any], arguments: Mapping[str, Any], size: int | None) -> dict[str, Any]:
     """The Keras facts of one ``fit``: versions, ``fit`` arguments, optimizer, compile settings, model."""
-    arguments = context.arguments
     fit = {"epochs": params.get("epochs", arguments.get("epochs")), "steps_per_epoch": params.get("steps")}
-    fit["batch_size"] = size
-    for key in (*_FIT_CONFIG, "shuffle"):
-        if arguments.get(key) is None or isinstance(arguments.get(key), (bool, int, float, str)):
-            fit[key] = arguments.get(key)
-    fit["validation"] = arguments.get("validation_data") is not None if arguments else None
+    fit.update(batch_size=size, validation=arguments.get("validation_data") is not None if arguments else None)
+    fit.update(
+        {k: arguments[k] for k in (*_FIT_CONFIG, "shuffle") if isinstance(arguments.get(k), (bool, int, float, str))}
+    )
     config: dict[str, Any] = {
         "keras": {"version": str(keras.__version__), "backend": keras.backend.backend()},
         "fit": {k: v for k, v in fit.items() if v is not None},
@@ -235,15 +229,13 @@ def fit_config(model: Any, params: Mapping[str, Any], context: FitContext, size:
     loss, metrics = compiled.get("loss", getattr(model, "loss", None)), compiled.get("metrics")
     if loss is not None:
         config["loss"] = _describe(loss)
-    if metrics:
-        config["metrics"] = (
-            {str(k): _describe(v) for k, v in metrics.items()}
-            if isinstance(metrics, Mapping)
-            else [_describe(m) for m in keras.tree.flatten(metrics)]
-        )
-    for key in ("loss_weights", "steps_per_execution", "jit_compile", "run_eagerly"):
-        if compiled.get(key) is not None:
-            config.setdefault("compile", {})[key] = compiled[key]
+    if metrics and isinstance(metrics, Mapping):
+        config["metrics"] = {str(k): _describe(v) for k, v in metrics.items()}
+    elif metrics:
+        config["metrics"] = _describe(keras.tree.flatten(metrics))
+    keys = ("loss_weights", "steps_per_execution", "jit_compile", "run_eagerly")
+    if chosen := {k: compiled[k] for k in keys if compiled.get(k) is not None}:
+        config["compile"] = chosen
     config["model"] = {"name": getattr(model, "name", None), "class": type(model).__name__}
     try:
         model.count_params()  # raises for a model not built yet

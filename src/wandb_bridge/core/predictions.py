@@ -46,6 +46,17 @@ def predictions_key(stage: Stage = "val") -> str:
     return normalize_key(NAME, stage)
 
 
+def check_count(count: object) -> int:
+    """A framework's ``log_predictions`` argument: how many samples per table (0: none).
+
+    Raises:
+        ValueError: it is not an int >= 0.
+    """
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ValueError(f"log_predictions must be an int >= 0, got {count!r}")
+    return count
+
+
 def table_rows(inputs: Sequence[Any], targets: Sequence[Any] | None, predictions: Sequence[Any]) -> list[list[Any]]:
     """The rows of a prediction table (:data:`COLUMNS`).
 
@@ -210,6 +221,7 @@ __all__ = [
     "MAX_LISTED",
     "NAME",
     "PredictionTable",
+    "check_count",
     "input_cell",
     "predictions_key",
     "table_rows",
