@@ -119,3 +119,21 @@ def test_a_weights_only_checkpoint_resumes_nothing(wandb_offline: WandbOfflineRu
     runs = wandb_offline.runs()
     assert len({r.run_id for r in runs}) == 2 and first_id in {r.run_id for r in runs}  # a new run
     assert sum("weights" in str(w.message) for w in caught if issubclass(w.category, UserWarning)) == 1
+
+
+def test_resume_continues_from_the_checkpoint_at_the_restored_step(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path
+) -> None:
+    # three epochs' checkpoints exist; training restarts from the middle one: its marker, not the newest, is picked
+    template = str(tmp_path / "ckpt-{epoch:02d}.keras")
+    first = WandbKerasCallback(project="keras-resume")
+    fit(make_model(), [keras.callbacks.ModelCheckpoint(template), first], epochs=3)
+    first.finish()
+
+    model = keras.models.load_model(tmp_path / "ckpt-02.keras")  # restores the optimizer at step 8
+    second = WandbKerasCallback(project="keras-resume")
+    fit(model, [keras.callbacks.ModelCheckpoint(template), second], epochs=3, initial_epoch=2)
+    second.finish()
+    assert second.session.resumed_from is not None
+    assert (second.session.resumed_from.step, second.session.resumed_from.epoch) == (8, 2)
+    assert second.session.run_id == first.session.run_id  # the same run continues
