@@ -1,11 +1,12 @@
 """What :class:`~wandb_bridge.callbacks.transformers.WandbTrainerCallback` reads from transformers.
 
-Framework reading and translation only, no policy: the files of a ``checkpoint-N`` folder, where the
-Trainer saved, what its best-checkpoint choice monitors, a run's name under a
-hyper-parameter search, the config a Trainer run has (``TrainingArguments``, the model
-config, PEFT, parameter counts, trial parameters), what the health monitor needs from
-the optimizer events, and the callback's warning texts. The prediction-table inputs
-are read in :mod:`~wandb_bridge.callbacks.transformers_predictions`.
+Framework reading and translation only, no policy: the files of a ``checkpoint-N`` folder,
+where the Trainer saved, the checkpoint it resumed from, a run's name under a
+hyper-parameter search, ``metric_for_best_model`` offered to the core's monitor rule,
+saving the final model, what the health monitor needs from the optimizer events, the
+callback's warning texts, handing a checkpoint to the session, and ``apply_sweep``. A
+run's config and the prediction-table inputs are read in
+:mod:`~wandb_bridge.callbacks.transformers_data`.
 """
 
 from __future__ import annotations
