@@ -111,3 +111,29 @@ def test_keras_table_has_the_core_columns(wandb_offline: WandbOfflineRuns) -> No
     assert [row[0] for row in content["data"]] == [0, 1, 2]
     assert [row[2] for row in content["data"]] == [float(v) for v in yv[:3, 0]]
     assert [row[3] for row in content["data"]] == pytest.approx([float(v) for v in predicted[:, 0]], rel=1e-5)
+
+
+def test_keras_and_transformers_tables_have_the_same_columns(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    from keras_helpers import make_data
+    from keras_helpers import make_model as make_keras_model
+    from transformers_helpers import make_args, make_trainer
+    from wandb_bridge import WandbKerasCallback, WandbTrainerCallback
+
+    x, y = make_data(32, seed=0)
+    keras_callback = WandbKerasCallback(project="predictions", name="keras", log_predictions=2)
+    validation = make_data(8, seed=1)
+    make_keras_model().fit(
+        x, y, epochs=1, batch_size=16, verbose=0, validation_data=validation, callbacks=[keras_callback]
+    )
+    keras_callback.finish()
+    hf_callback = WandbTrainerCallback(project="predictions", name="transformers", log_predictions=2)
+    args = make_args(tmp_path / "out", max_steps=2, eval_strategy="steps", eval_steps=2)
+    make_trainer(args, [hf_callback], tokenizer=True).train()
+    hf_callback.finish()
+
+    runs = {run.name: run for run in wandb_offline.runs()}
+    (keras_table,) = _tables(runs["keras"], predictions_key())
+    (hf_table,) = _tables(runs["transformers"], predictions_key())
+    assert keras_table["columns"] == hf_table["columns"] == list(COLUMNS)  # one schema, one key
+    assert [row[0] for row in keras_table["data"]] == [row[0] for row in hf_table["data"]] == [0, 1]
+    assert all(isinstance(row[1], str) for row in keras_table["data"] + hf_table["data"])  # input: text
