@@ -1,8 +1,7 @@
-"""PyTorch Lightning: :class:`WandbLogger`, a drop-in for Lightning's own ``WandbLogger`` (docs/lightning.md).
+"""PyTorch Lightning: :class:`WandbLogger`, a drop-in for Lightning's own, translating its events into Session calls.
 
-It translates Lightning's events into :class:`~wandb_bridge.Session` calls. Keys, steps, checkpoint
-following, aliases and the monitor are the core's; the run's lifetime, error boundary and pickling
-:mod:`~wandb_bridge.callbacks.base`'s; reading Lightning :mod:`~wandb_bridge.callbacks.lightning_support`'s.
+Keys, steps, checkpoint following, aliases and the monitor are the core's; the run's lifetime, error boundary
+and pickling :mod:`~wandb_bridge.callbacks.base`'s; reading Lightning :mod:`.lightning_support`'s.
 """
 
 from __future__ import annotations
@@ -32,24 +31,22 @@ _EVAL_STEPS = (
 
 
 class WandbLogger(support.LoggerBase):
-    r"""Log a Lightning training (``lightning.pytorch``, ``pytorch_lightning``, Fabric) to W&B.
+    r"""Log a Lightning training (``lightning.pytorch``, ``pytorch_lightning``, Fabric) to W&B (docs/lightning.md).
 
-    A drop-in for Lightning's ``WandbLogger``: its constructor arguments and public methods work
-    with the same meaning; what is recorded is in docs/lightning.md. The run starts when the
-    Trainer sets up (or at the first use of ``experiment``) and stays open after ``fit`` for a
-    later ``validate``/``test``; :meth:`finish`, the next logger's run or the process's exit
-    finish it (exit code 0), a failed Trainer call at once (1, 130 for Ctrl-C, 143 for SIGTERM).
+    Its constructor arguments and public methods mean what they mean for Lightning's ``WandbLogger``. The run
+    starts when the Trainer sets up (or at the first ``experiment``) and stays open after ``fit`` for a later
+    ``validate``/``test``; :meth:`finish`, the next logger's run or the process's exit finish it (exit code 0),
+    a failed Trainer call at once (1, 130 for Ctrl-C, 143 for SIGTERM).
 
     Example:
         >>> trainer = Trainer(logger=WandbLogger(project="demo", log_model="best"))  # doctest: +SKIP
 
     Args:
         name, save_dir, version, offline, dir, id, anonymous, project, log_model, experiment, prefix,
-            checkpoint_name: as for Lightning's logger (``project`` defaults to ``"lightning_logs"``,
-            ``save_dir``/``dir`` to ``WANDB_DIR``).
-        add_file_policy: accepted; checkpoint files are always staged before upload (``"mutable"``).
-        **kwargs: the shared arguments (docs/settings.md: ``entity``, ``monitor`` (default: the
-            first ``ModelCheckpoint``'s), ``rank_zero_only``, ``on_error``, ...), else ``wandb.init``'s.
+            checkpoint_name, add_file_policy: as for Lightning's logger (``project`` defaults to
+            ``"lightning_logs"``, ``save_dir`` to ``WANDB_DIR``; files are always staged before upload).
+        **kwargs: the shared arguments (docs/settings.md; ``monitor`` defaults to the first
+            ``ModelCheckpoint``'s), else ``wandb.init``'s.
 
     Raises:
         ValueError: an argument has a value that is not allowed.
@@ -77,13 +74,11 @@ class WandbLogger(support.LoggerBase):
             raise ValueError(f"add_file_policy={add_file_policy!r} is not valid; use 'mutable' or 'immutable'")
         directory = save_dir if save_dir is not None else dir
         self._save_dir = None if directory is None else os.fspath(directory)
+        run, mode = kwargs.pop("run", None), kwargs.pop("mode", None)
         given = {**kwargs, "project": project, "name": name, "dir": self._save_dir, "log_model": log_model}
         given.update(id=version if version is not None else id, checkpoint_name=checkpoint_name)
-        given.update(anonymous="allow" if anonymous else None, run=kwargs.get("run"), mode=kwargs.get("mode"))
-        if given["run"] is None:
-            given["run"] = experiment
-        if given["mode"] is None:
-            given["mode"] = "offline" if offline else None
+        given.update(anonymous="allow" if anonymous else None, run=experiment if run is None else run)
+        given.update(mode=("offline" if offline else None) if mode is None else mode)
         settings = resolve_settings(given, default_project="lightning_logs")
         self._holder = SessionHolder(settings, owner="WandbLogger", framework="lightning", pin_run_id=True)
         self._holder.framework_version = support.lightning_version(None)
@@ -241,10 +236,8 @@ class WandbLogger(support.LoggerBase):
             callbacks.append(checkpoint_callback)
         keys = [m and self._key(session, m, "val") for m in (support.monitor_of(c).monitor for c in callbacks)]
         role = follow.checkpoint_role(session.monitor, keys, callbacks.index(checkpoint_callback))
-        done = support.epochs_done(trainer)
-        step, epoch = (
-            (None, None) if trainer is None else (int(trainer.global_step), None if done is None else int(done))
-        )
+        step, done = (None, None) if trainer is None else (int(trainer.global_step), support.epochs_done(trainer))
+        epoch = None if done is None else int(done)
         metrics = None if trainer is None else dict(trainer.callback_metrics)
         best_path = getattr(checkpoint_callback, "best_model_path", "") or ""
         fields = support.callback_fields(checkpoint_callback)
@@ -266,8 +259,7 @@ class WandbLogger(support.LoggerBase):
 
     @override
     def finalize(self, status: str) -> None:
-        """At the end of every Trainer call: ``"success"`` keeps the run open (after ``fit``: final weights when
-        the final-model rule says so, end-of-training checkpoints uploaded); any other status finishes it."""
+        """A Trainer call ended: ``"success"`` keeps the run open (after ``fit``: final weights, end checkpoints)."""
         trainer = self._trainer()
         if status != "success":
             exc = sys.exc_info()[1] or RuntimeError(f"the Trainer call ended with status {status!r}")

@@ -1,8 +1,6 @@
-"""Lightning for :class:`~wandb_bridge.callbacks.lightning.WandbLogger`: framework translation only, no policy.
-
-The ``Logger`` base (every installed distribution's) with the plain ``log_*`` methods, the no-op
-``experiment``, the Trainer's call, stage, facts and epochs, what a ``ModelCheckpoint`` holds, and
-the checkpoint a running ``fit(ckpt_path=...)`` resumes from (:func:`resumed_fit_checkpoint`).
+"""Lightning for :class:`~wandb_bridge.callbacks.lightning.WandbLogger`, translation only: the ``Logger`` base
+(every installed distribution's) with the plain ``log_*`` methods, the no-op ``experiment``, the Trainer's call,
+stage, facts and epochs, what a ``ModelCheckpoint`` holds, and ``fit(ckpt_path=...)``'s checkpoint.
 """
 
 from __future__ import annotations
@@ -17,11 +15,12 @@ from wandb_bridge.callbacks._require import require
 from wandb_bridge.callbacks.base import calling_frames
 from wandb_bridge.core.checkpoints import score_value
 from wandb_bridge.core.follow import CallbackMonitor
-from wandb_bridge.core.metrics import Stage, logger_step, prefixed_key
+from wandb_bridge.core.metrics import Stage, fractional_epoch, logger_step, prefixed_key
 from wandb_bridge.core.session import Session
 
 _LOGGER_MODULES = ("lightning.pytorch.loggers", "pytorch_lightning.loggers")
 _CALLBACK_FIELDS = ("monitor", "mode", "save_last", "save_top_k", "save_weights_only")
+_STAGES: dict[str, Stage] = {"validate": "val", "sanity_check": "val", "test": "test", "predict": "test"}
 _TRAINER_FACTS = (  # the Trainer settings worth having in the config
     "max_epochs max_steps min_epochs precision accumulate_grad_batches gradient_clip_val gradient_clip_algorithm "
     "num_devices num_nodes world_size log_every_n_steps val_check_interval check_val_every_n_epoch "
@@ -52,11 +51,10 @@ else:
 
 
 class LoggerBase(_Base):
-    """Lightning's ``Logger`` base with the methods of its ``WandbLogger`` that only hand values over.
+    """Lightning's ``Logger`` base with the ``WandbLogger`` methods that only hand values over: tables and media
+    (keys as written, with the ``prefix``, at Lightning's 0-based ``step`` or now), ``watch``, artifacts.
 
-    Tables and media (keys as written, Lightning's ``prefix`` before them, at
-    Lightning's 0-based ``step`` or the current step), ``watch`` and artifacts;
-    the subclass gives ``_start()`` (the started session or None) and ``_prefix``.
+    The subclass gives ``_start()`` (the started session, or None) and ``_prefix``.
     """
 
     LOGGER_JOIN_CHAR = "-"
@@ -134,10 +132,7 @@ class NoOpExperiment:
     """What ``experiment`` is on a process that does not log: accepts every call."""
 
     def __getattr__(self, name: str) -> Any:
-        def nop(*_args: Any, **_kwargs: Any) -> None:
-            return None
-
-        return nop
+        return lambda *_args, **_kwargs: None
 
     def __getitem__(self, idx: Any) -> NoOpExperiment:
         return self
@@ -155,12 +150,7 @@ def trainer_fn(trainer: Any) -> str | None:
 def stage(trainer: Any) -> Stage:
     """Where unprefixed names go, from the Trainer's running stage."""
     running = getattr(getattr(trainer, "state", None), "stage", None)
-    value = None if running is None else str(getattr(running, "value", running))
-    if value in ("validate", "sanity_check"):
-        return "val"
-    if value in ("test", "predict"):
-        return "test"
-    return "train"
+    return _STAGES.get(str(getattr(running, "value", running)), "train")
 
 
 def lightning_version(trainer: Any) -> str | None:
@@ -190,22 +180,14 @@ def trainer_facts(trainer: Any) -> dict[str, Any]:
 
 
 def epochs_done(trainer: Any) -> float | None:
-    """Epochs completed when a value was produced, as a float (1.0 at the end of the first epoch); None outside fit.
-
-    The meaning of ``trainer/epoch`` in every framework; Lightning's own
-    ``epoch`` is the 0-based index of the running epoch.
-    """
+    """``trainer/epoch`` now: epochs completed, a float (Lightning's ``epoch`` is the running index); else None."""
     if trainer is None or trainer_fn(trainer) != "fit":
         return None
     try:
-        batches = float(trainer.num_training_batches)
-        batch_idx = int(trainer.fit_loop.epoch_loop.batch_idx)
-        epoch = int(trainer.current_epoch)
+        batches, batch_idx = float(trainer.num_training_batches), int(trainer.fit_loop.epoch_loop.batch_idx)
+        return fractional_epoch(int(trainer.current_epoch), batch_idx + 1, batches)
     except (AttributeError, TypeError, ValueError):
         return None
-    if not (0 < batches < float("inf")):
-        return float(epoch)
-    return epoch + min(batch_idx + 1, batches) / batches
 
 
 # ------------------------------------------------------------ checkpoint callbacks
@@ -213,10 +195,7 @@ def epochs_done(trainer: Any) -> float | None:
 
 def checkpoint_callbacks(trainer: Any) -> list[Any]:
     """The Trainer's checkpoint callbacks, in its order (none without a Trainer)."""
-    try:
-        return list(trainer.checkpoint_callbacks)
-    except Exception:
-        return []
+    return list(getattr(trainer, "checkpoint_callbacks", None) or [])
 
 
 def monitor_of(callback: Any) -> CallbackMonitor:
