@@ -163,9 +163,8 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             self._clock.bind(model, params, arguments)
             self._follow(session, support.checkpoint_callbacks(self._given, siblings))
             if self.log_predictions and self._samples is None:
-                self._samples, why = support.validation_samples(self._validation_data, arguments, self.log_predictions)
-                if why is not None:
-                    self._holder.warner.warn("predictions", why, stacklevel=4)
+                given, count, warner = self._validation_data, self.log_predictions, self._holder.warner
+                self._samples = support.validation_samples(given, arguments, count, warner)
             extracted = support.fit_config(model, params, arguments, self._clock.batch_size)
             extracted["wandb_bridge"] = {"log_freq": self.log_freq, "log_predictions": self.log_predictions}
             session.log_config(extracted_config(extracted, session.settings.config))

@@ -1,16 +1,13 @@
-"""Reading Keras 3 for :class:`~wandb_bridge.WandbKerasCallback`: steps, learning rates, fit arguments, files.
+"""Reading Keras 3 for :class:`~wandb_bridge.WandbKerasCallback`: plain values out of Keras objects.
 
-Translation only: each function reads Keras objects and returns plain values; what is logged,
-under which key and step, with which alias, is the core's decision. Routes beyond the public
-``keras.callbacks.Callback`` contract (each with a fallback when it is missing):
-
-* :func:`fit_context` reads the call stack (the one place, via ``base.calling_frames``): Keras 3
-  hands a callback its model and ``params`` only, so the sibling callbacks (their
-  ``ModelCheckpoint`` files are followed; ``checkpoint_callback=`` bypasses it) and ``fit``'s
-  other arguments (``batch_size``, ``initial_epoch``, ``validation_data``/``val_x``/``val_y``...
-  for the config, ``log_predictions`` and resuming) have no public route.
-* ``optimizer._iterations``, only with ``gradient_accumulation_steps``: the public
-  ``optimizer.iterations`` counts updates there, batch rows need the batch count.
+Translation only; what is logged, under which key and step, with which alias, is the core's
+decision. Beyond the public ``keras.callbacks.Callback`` contract (each with a fallback):
+:func:`fit_context` reads the call stack (the one place, via ``base.calling_frames``): Keras 3
+hands a callback its model and ``params`` only, so the sibling callbacks (their
+``ModelCheckpoint`` files are followed; ``checkpoint_callback=`` bypasses it) and ``fit``'s other
+arguments (``batch_size``, ``initial_epoch``, ``validation_data``/``val_x``/``val_y``...) have no
+public route; ``optimizer._iterations``, only with ``gradient_accumulation_steps`` (the public
+``optimizer.iterations`` counts updates there; batch rows need the batch count).
 """
 
 from __future__ import annotations
@@ -24,6 +21,7 @@ from typing import Any
 
 from wandb_bridge.callbacks._require import require
 from wandb_bridge.callbacks.base import calling_frames
+from wandb_bridge.core.errors import OnceWarner
 from wandb_bridge.core.follow import CallbackMonitor
 from wandb_bridge.core.hparams import count_parameters
 from wandb_bridge.core.predictions import PredictionTable
@@ -36,13 +34,13 @@ def import_keras() -> ModuleType:
         module = require("keras", "keras", "WandbKerasCallback")
     except ImportError as exc:
         cause = exc.__cause__
-        if cause is not None and importlib.util.find_spec("keras") is not None:
-            raise ImportError(
-                f"WandbKerasCallback could not import keras ({type(cause).__name__}: {cause}). "
-                "Keras 3 imports the backend named by KERAS_BACKEND (tensorflow when unset): "
-                "install that backend, or set KERAS_BACKEND to 'torch' or 'jax' before keras is imported."
-            ) from cause
-        raise
+        if cause is None or importlib.util.find_spec("keras") is None:
+            raise
+        raise ImportError(
+            f"WandbKerasCallback could not import keras ({type(cause).__name__}: {cause}). "
+            "Keras 3 imports the backend named by KERAS_BACKEND (tensorflow when unset): "
+            "install that backend, or set KERAS_BACKEND to 'torch' or 'jax' before keras is imported."
+        ) from cause
     version = str(getattr(module, "__version__", "0"))
     if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < 3:
         raise ImportError(f"WandbKerasCallback needs Keras 3 (found keras {version}): pip install 'keras>=3'")
@@ -121,8 +119,7 @@ class StepReader:
         return raw // self.accumulation, raw
 
     def completes(self, batch: int, every: int) -> bool:
-        """True when the call that ran batch ``batch`` (``steps_per_execution`` batches) reached a multiple of
-        ``every`` optimizer steps."""
+        """True when the call that ran batch ``batch`` (of ``per_call`` batches) reached ``every`` steps more."""
         step, raw = self.at_batch(batch)
         return step // every > ((raw - self.per_call) // self.accumulation) // every
 
@@ -131,11 +128,8 @@ class StepReader:
         return epoch + (batch + 1) / self.steps if self.steps else float(epoch)
 
     def learning_rate(self, iteration: int, in_batch: bool = False) -> Any:
-        """The learning rate of update ``iteration + 1``, without a device read.
-
-        A schedule is evaluated on the step number (a tensor the core reads in its worker); a
-        variable is copied on its device (on JAX, in an epoch: the copy of its first batch).
-        """
+        """The learning rate of update ``iteration + 1``, without a device read: a schedule's value on the
+        step (a tensor), or a copy of the variable (on JAX, in an epoch: the copy of its first batch)."""
         if self.optimizer is None:
             return None
         if self._schedule is not None:
@@ -169,9 +163,6 @@ def _schedule_of(optimizer: Any) -> Callable[[Any], Any] | None:
     return schedule if callable(schedule) else None
 
 
-# ------------------------------------------------------------- checkpoints
-
-
 def checkpoint_callbacks(given: Sequence[Any], siblings: Sequence[Any] | None) -> list[tuple[Any, str]]:
     """``(ModelCheckpoint, file path template)`` of the given callbacks, else of the ``fit``'s ones."""
     found = list(given) or [c for c in siblings or () if isinstance(c, keras.callbacks.ModelCheckpoint)]
@@ -180,13 +171,10 @@ def checkpoint_callbacks(given: Sequence[Any], siblings: Sequence[Any] | None) -
 
 def monitor_of(callback: Any) -> CallbackMonitor:
     """What a ``ModelCheckpoint`` monitors, as Keras states it (``mode="auto"`` is set at the first epoch end)."""
-    monitor, mode = getattr(callback, "monitor", None), getattr(callback, "mode", None)
-    if mode not in ("min", "max"):
-        op = getattr(callback, "monitor_op", None)
-        if op is not None:
-            mode = "max" if op is keras.ops.greater else "min"
-        else:
-            mode = infer_monitor_mode(str(monitor or "").removeprefix("val_"))
+    monitor, mode, op = (getattr(callback, k, None) for k in ("monitor", "mode", "monitor_op"))
+    if mode not in ("min", "max"):  # "auto": Keras's choice once set, else the name's direction
+        guess = infer_monitor_mode(str(monitor or "").removeprefix("val_"))
+        mode = guess if op is None else "max" if op is keras.ops.greater else "min"
     preferred = bool(getattr(callback, "save_best_only", False))
     return CallbackMonitor(monitor if isinstance(monitor, str) else None, mode, preferred)
 
@@ -206,9 +194,6 @@ def model_folder(run_dir: str | None) -> str:
     folder = folder or tempfile.mkdtemp(prefix="wandb-bridge-keras-")
     os.makedirs(folder, exist_ok=True)
     return folder
-
-
-# ------------------------------------------------------------------ config
 
 
 def fit_config(model: Any, params: Mapping[str, Any], arguments: Mapping[str, Any], size: int | None) -> dict[str, Any]:
@@ -259,16 +244,13 @@ def _describe(item: Any) -> Any:
     """A short JSON-safe description of a serialized Keras loss or metric."""
     if isinstance(item, Mapping):
         config = item.get("config")
-        name = config.get("name") if isinstance(config, Mapping) else None
-        return name or item.get("class_name") or str(item)
+        return (config.get("name") if isinstance(config, Mapping) else None) or item.get("class_name") or str(item)
     if isinstance(item, (list, tuple)):
         return [_describe(i) for i in item]
     if isinstance(item, str) or item is None:
         return item
     return getattr(item, "name", None) or getattr(item, "__name__", None) or type(item).__name__
 
-
-# ------------------------------------------------------------- predictions
 
 _NO_ARRAYS = (
     "log_predictions needs validation arrays: pass validation_data=(x, y) to WandbKerasCallback "
@@ -280,21 +262,22 @@ _NOT_ARRAYS = (
 )
 
 
-def validation_samples(given: Any, arguments: Mapping[str, Any], count: int) -> tuple[Any, str | None]:
-    """``((x, y), None)``: the first ``count`` validation samples (the callback's ``validation_data``, else
-    ``fit``'s arrays) as numpy trees; ``(None, why)`` when there are none."""
+def validation_samples(given: Any, arguments: Mapping[str, Any], count: int, warner: OnceWarner) -> Any:
+    """``(x, y)``: the first ``count`` validation samples (the callback's ``validation_data``, else ``fit``'s
+    arrays) as numpy trees; None, with one warning, when there are none."""
     data = given
     if data is None and arguments.get("val_x") is not None:
         data = (arguments.get("val_x"), arguments.get("val_y"))
     elif data is None and isinstance(arguments.get("validation_data"), (tuple, list)):
         data = tuple(arguments["validation_data"])[:2]
-    if data is None or len(data) < 2 or data[1] is None:
-        return None, _NO_ARRAYS
     to_numpy = keras.ops.convert_to_numpy
     try:
-        return tuple(keras.tree.map_structure(lambda a: to_numpy(a[:count]), part) for part in data[:2]), None
+        if data is not None and len(data) >= 2 and data[1] is not None:
+            return tuple(keras.tree.map_structure(lambda a: to_numpy(a[:count]), part) for part in data[:2])
+        warner.warn("predictions", _NO_ARRAYS, stacklevel=5)
     except Exception:
-        return None, _NOT_ARRAYS
+        warner.warn("predictions", _NOT_ARRAYS, stacklevel=5)
+    return None
 
 
 def log_predictions(table: PredictionTable, model: Any, samples: Any, *, step: int, epoch: float) -> None:
