@@ -42,12 +42,9 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         >>> model.evaluate(xt, yt, callbacks=[callback])   # -> test/loss  # doctest: +SKIP
         >>> callback.finish()   # or leave it to the end of the process  # doctest: +SKIP
 
-    What is recorded (docs/run-contract.md, docs/keras.md): ``trainer/global_step`` is the
-    optimizer's iteration count (it continues across ``fit`` calls and ``initial_epoch``
-    resumes); ``trainer/epoch`` counts completed epochs; ``loss`` -> ``train/loss``,
-    ``val_<m>`` -> ``val/<m>``; ``train/learning_rate``; ``evaluate()`` -> ``test/<m>``.
-    One callback object is one run, started at the first ``fit`` (or ``evaluate``) and
-    finished by :meth:`finish`, a ``with`` block, or the process's exit (exit code 1 during ``fit``).
+    What is recorded: docs/keras.md (``trainer/global_step`` is the optimizer's iteration count,
+    across ``fit`` calls). One callback object is one run, started at the first ``fit`` (or
+    ``evaluate``), finished by :meth:`finish`, a ``with`` block or the process's exit.
 
     Args:
         project, entity, name: where the run goes.
@@ -97,8 +94,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self._clock = support.StepReader()
         self._table: PredictionTable | None = None
         self._samples: tuple[Any, Any] | None = None
-        # Per fit: the followed ModelCheckpoints, the epoch (step, epoch, logs) whose files are looked
-        # for at the next epoch begin / train end, the adopted monitor, the epoch and its last logs.
+        # Per fit: the followed ModelCheckpoints, the epoch (step, epoch, logs) whose files are looked for next.
         self._followed: list[tuple[Any, str, follow.CheckpointFollower]] = []
         self._pending: tuple[int, int, dict[str, Any]] | None = None
         self._adopted: follow.CallbackMonitor | None = None
@@ -120,10 +116,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
 
     @property
     def session(self) -> Session:
-        """The :class:`~wandb_bridge.core.session.Session` of this ``fit`` (log extra values with it).
-
-        A run the user finished during a ``fit`` stays finished until the next ``fit`` starts one.
-        """
+        """The :class:`~wandb_bridge.Session` of this ``fit`` (a run the user finished stays so until the next)."""
         return self._holder.current or self._holder.session
 
     @property
@@ -185,12 +178,8 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
 
     @guarded("log a batch")
     def _train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        """The per-batch hook: no device read unless the batch is logged.
-
-        Stateless (Keras may run it for several batches at once in a thread pool): it logs when
-        this call completed a multiple of ``every`` optimizer steps; a call covers
-        ``steps_per_execution`` batches. The learning rate goes to the core as a tensor.
-        """
+        """The per-batch hook: no device read unless the batch is logged (the learning rate goes as a
+        tensor); stateless, as Keras may run it for several batches at once in a thread pool."""
         clock = self._clock
         if not clock.completes(batch, self._every):
             return
@@ -261,11 +250,8 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
     # -------------------------------------------------------- checkpoints
 
     def _resume(self, session: Session, siblings: list[Any] | None, arguments: Mapping[str, Any]) -> None:
-        """``fit(initial_epoch=E)``, E > 0: continue the run of the checkpoint training resumed from.
-
-        The candidates are the files of this ``fit``'s ``ModelCheckpoint`` callbacks; the core
-        picks the one (:func:`~wandb_bridge.core.checkpoints.resume_checkpoint`).
-        """
+        """``fit(initial_epoch=E)``, E > 0: continue the run of the checkpoint (of this ``fit``'s
+        ``ModelCheckpoint`` callbacks) training resumed from; the core picks it by the run markers."""
         initial = arguments.get("initial_epoch")
         if session.settings.resume_from_checkpoint or not isinstance(initial, int) or initial <= 0:
             return
@@ -302,11 +288,8 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             session.define_monitor(adopted.monitor, adopted.mode, stage="train")
 
     def _report_written(self) -> None:
-        """Report the files the followed ``ModelCheckpoint`` callbacks wrote since the last look.
-
-        Runs at the next ``on_epoch_begin`` / ``on_train_end``, once every callback's
-        ``on_epoch_end`` ran, whatever the order of the callbacks.
-        """
+        """Report the files the followed ``ModelCheckpoint`` callbacks wrote in the last epoch (at the next
+        ``on_epoch_begin`` / ``on_train_end``: every callback's ``on_epoch_end`` ran, whatever their order)."""
         pending, self._pending = self._pending, None
         if pending is None:
             return
