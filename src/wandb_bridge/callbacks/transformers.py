@@ -7,7 +7,7 @@ the monitor, the final-model rule, ownership and rank are the core's (what it re
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from typing_extensions import override
 
@@ -17,7 +17,7 @@ from wandb_bridge.callbacks._require import require
 from wandb_bridge.callbacks.base import SessionHolder, guarded, picklable_state, resolve_settings
 from wandb_bridge.callbacks.transformers_support import FINAL_MODEL_DIR, NEVER_UPLOAD, WEIGHT_FILES, apply_sweep
 from wandb_bridge.core import follow, hparams, predictions
-from wandb_bridge.core.metrics import log_stage, read_log_dict
+from wandb_bridge.core.metrics import log_stage, read_log_dict, step_in_progress
 from wandb_bridge.core.session import Session
 
 if TYPE_CHECKING:
@@ -29,8 +29,7 @@ transformers = require("transformers", "transformers", "WandbTrainerCallback")
 _TrainerCallback: Any = transformers.TrainerCallback
 
 __all__ = ["FINAL_MODEL_DIR", "NEVER_UPLOAD", "WEIGHT_FILES", "WandbTrainerCallback", "apply_sweep"]
-
-CheckpointFiles = Literal["all", "weights"]
+_Opened: TypeAlias = "Session | None"  # the started session, or None where this process does not log
 
 
 class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
@@ -66,7 +65,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         *,
         log_model: bool | str | None = None,
         log_predictions: int = 0,
-        checkpoint_files: CheckpointFiles = "all",
+        checkpoint_files: hf.CheckpointFiles = "all",
         watch: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -74,7 +73,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         given = {"project": project, "entity": entity, "name": name, "log_model": log_model, "watch": watch}
         self.settings = resolve_settings({**given, **kwargs}, default_project="huggingface")
         self.log_predictions = log_predictions
-        self.checkpoint_files: CheckpointFiles = checkpoint_files
+        self.checkpoint_files: hf.CheckpointFiles = checkpoint_files
         self._holder = SessionHolder(self.settings, owner="WandbTrainerCallback", framework="transformers", renew="new")
         self._holder.framework_version = transformers.__version__
         self._holder.step_clock = self._clock
@@ -86,8 +85,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         self._in_step = False  # between on_step_begin and on_step_end (see _clock)
         self._health = hf.TrainerHealth(self._holder)  # log_health, on every rank
 
-    def __getstate__(self) -> dict[str, Any]:
-        # Trainers are pickled (Ray Tune): the settings travel, a live run does not.
+    def __getstate__(self) -> dict[str, Any]:  # Trainers are pickled (Ray Tune): the settings travel, no live run
         return picklable_state(self, "_state", "_recorded")
 
     @property
@@ -100,10 +98,11 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         """The wandb run in use, or None."""
         return getattr(self._holder.active, "run", None)
 
-    def setup(self, args: Args, state: State | None = None, model: Any = None, *, new_training: bool = False) -> Any:
-        """Start (or return) the session of the current run and record its config; None where nothing is logged.
+    def setup(
+        self, args: Args, state: State | None = None, model: Any = None, *, new_training: bool = False
+    ) -> _Opened:
+        """Start (or return) the session of the current run and record its config; the Trainer's events call it.
 
-        The Trainer's events call it; call it yourself to start the run before training.
         ``new_training``: a ``train()`` call begins (a run that saw a ``train()`` end is finished first).
         """
         return self._open(args, state, model, new_training=new_training, check_sweep=True)
@@ -117,12 +116,11 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         """Finish the current run (flush, end-of-run uploads, exit code); idempotent."""
         self._holder.finish(exit_code)
 
-    def _open(self, args: Args, state: State | None, model: Any, *, new_training: bool, check_sweep: bool) -> Any:
+    def _open(self, args: Args, state: State | None, model: Any, *, new_training: bool, check_sweep: bool) -> _Opened:
         holder = self._holder
-        trial = None
-        if new_training and state is not None and getattr(state, "is_hyper_param_search", False):
-            self._trials += 1
-            trial = self._trials
+        searching = new_training and bool(getattr(state, "is_hyper_param_search", False))
+        self._trials += int(searching)
+        trial = self._trials if searching else None
         if new_training or holder.active is None:  # the settings of a run started from here on
             holder.settings = hf.run_settings(self.settings, args, state, trial)
         if trial is not None:
@@ -145,15 +143,14 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
     def _record(self, session: Session, args: Args, state: State | None, model: Any) -> None:
         """Record the config; adopt ``metric_for_best_model`` as the monitor (unless ``monitor=`` was given)."""
         self._role = hf.adopt_trainer_monitor(session, args, self.settings.monitor)
-        session.log_config(
-            hparams.extracted_config(hf_data.trainer_config(args, state, model), session.settings.config)
-        )
+        extracted = hf_data.trainer_config(args, state, model)
+        session.log_config(hparams.extracted_config(extracted, session.settings.config))
         self._recorded = (session, id(args), id(model))
 
     def _clock(self) -> int | None:
         """The step of the user's own ``wandb.log`` values: the step being computed, else the steps completed."""
         state = self._state
-        return None if state is None else state.global_step + (1 if self._in_step else 0)
+        return None if state is None else step_in_progress(state.global_step, self._in_step)
 
     @override
     @guarded
@@ -194,7 +191,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
     @guarded
     def on_pre_optimizer_step(self, args: Args, state: State, control: Control, **kwargs: Any) -> None:
         """``log_health``: measure the gradients of the step being taken (after clipping, before the step)."""
-        self._health.before_step(state.global_step + 1, kwargs)
+        self._health.before_step(step_in_progress(state.global_step), kwargs)
 
     @override
     @guarded
@@ -236,9 +233,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
             self._holder.warner.warn(f"no-checkpoint-{state.global_step}", hf.missing_checkpoint_warning(args, state))
         if session is None or path is None:
             return
-        is_best = None
-        if self._role is not None and state.best_model_checkpoint:
-            is_best = follow.verdict(self._role, None, hf.same_path(state.best_model_checkpoint, path)).is_best
+        is_best = hf.trainer_verdict(self._role, state, path)
         hf.report_checkpoint(session, state, path, self.checkpoint_files, self._last_eval, is_best)
 
     @override

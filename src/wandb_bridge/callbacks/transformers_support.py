@@ -1,12 +1,8 @@
 """What :class:`~wandb_bridge.callbacks.transformers.WandbTrainerCallback` reads from transformers.
 
-Framework reading and translation only, no policy: the files of a ``checkpoint-N`` folder,
-where the Trainer saved, the checkpoint it resumed from, a run's name under a
-hyper-parameter search, ``metric_for_best_model`` offered to the core's monitor rule,
-saving the final model, what the health monitor needs from the optimizer events, the
-callback's warning texts, handing a checkpoint to the session, and ``apply_sweep``. A
-run's config and the prediction-table inputs are read in
-:mod:`~wandb_bridge.callbacks.transformers_data`.
+Translation only, no policy: ``checkpoint-N`` folders and their files, a search trial's run name,
+``metric_for_best_model`` offered to the core's monitor rule, the final model's folder, the health
+monitor's inputs, the warning texts, ``apply_sweep``. Config and prediction inputs: ``transformers_data``.
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from wandb_bridge.callbacks.base import SessionHolder
 from wandb_bridge.core import follow, health, sweeps
@@ -38,6 +34,8 @@ WEIGHT_FILES: tuple[str, ...] = (
     "processor_config.json",
 )
 # fmt: on
+
+CheckpointFiles = Literal["all", "weights"]
 
 #: Files never uploaded: ``training_args.bin`` is a pickle of ``TrainingArguments``
 #: holding ``hub_token`` in clear (nothing reads it back when training resumes).
@@ -85,12 +83,16 @@ def resume_from(path: str, step: int) -> Callable[[Session], None]:
     return prepare
 
 
-def same_path(a: str, b: str) -> bool:
-    """True when two paths name the same folder (``state.best_model_checkpoint`` and a saved one)."""
+def trainer_verdict(role: follow.Role | None, state: TrainerState, path: str) -> bool | None:
+    """``is_best`` of a saved folder: the Trainer's ``best_model_checkpoint`` verdict as the core's role counts it."""
+    best = state.best_model_checkpoint
+    if role is None or not best:
+        return None
     try:
-        return os.path.samefile(a, b)
+        same = os.path.samefile(best, path)
     except OSError:
-        return os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
+        same = os.path.normpath(os.path.abspath(best)) == os.path.normpath(os.path.abspath(path))
+    return follow.verdict(role, None, same).is_best
 
 
 def samples_per_step(args: TrainingArguments) -> int:
@@ -98,17 +100,15 @@ def samples_per_step(args: TrainingArguments) -> int:
     return int(args.train_batch_size) * int(args.gradient_accumulation_steps) * int(args.world_size)
 
 
-def run_settings(
-    settings: Settings, args: TrainingArguments, state: TrainerState | None, trial: int | None
-) -> Settings:
+def run_settings(base: Settings, args: TrainingArguments, state: TrainerState | None, trial: int | None) -> Settings:
     """The settings of a run started now: hyper-parameter search trial ``trial``'s name and group, or ``run_name``."""
     if trial is not None:
-        group = settings.group or args.run_name or os.path.basename(os.path.normpath(output_dir(args)))
+        group = base.group or args.run_name or os.path.basename(os.path.normpath(output_dir(args)))
         name = getattr(state, "trial_name", None) or f"{group}-trial-{trial}"
-        return settings.with_changes(name=settings.name or name, group=group)
-    if settings.name is None and args.run_name:
-        return settings.with_changes(name=args.run_name)
-    return settings
+        return base.with_changes(name=base.name or name, group=group)
+    if base.name is None and args.run_name:
+        return base.with_changes(name=args.run_name)
+    return base
 
 
 def adopt_trainer_monitor(session: Session, args: TrainingArguments, user_monitor: str | None) -> follow.Role | None:

@@ -476,3 +476,13 @@ def epochs_completed(epoch: float | None) -> int | None:
     if epoch is None:
         return None
     return int(epoch + 1e-9)
+
+
+def step_in_progress(completed: int, in_step: bool = True) -> int:
+    """The row step of a value recorded while a framework trains, from its count of optimizer steps completed.
+
+    Inside an optimizer step (between its begin and end events, or just before the
+    optimizer steps) a value belongs to the step being computed, ``completed + 1``;
+    between steps, to the last completed one.
+    """
+    return completed + 1 if in_step else completed
