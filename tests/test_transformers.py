@@ -27,7 +27,7 @@ from transformers_helpers import (
 )
 from wandb_bridge import Session, WandbBridgeWarning, WandbTrainerCallback
 from wandb_bridge.callbacks.transformers import NEVER_UPLOAD, WEIGHT_FILES, apply_sweep
-from wandb_bridge.core.metrics import epochs_completed, read_log_dict
+from wandb_bridge.core.metrics import epochs_completed, read_log_dict, step_in_progress
 
 HERE = Path(__file__).resolve().parent
 
@@ -135,6 +135,7 @@ def test_the_trainer_log_dicts_as_the_core_reads_them():
     assert end.summary and end.stage == "train"
     assert end.values == {"train_runtime": 3.0, "total_flos": 10.0, "loss_mean": 0.3}  # no epoch, train_loss renamed
     assert [epochs_completed(e) for e in (None, 0.25, 1.0, 0.9999999999, 2.5)] == [None, 0, 1, 1, 2]
+    assert (step_in_progress(4), step_in_progress(4, in_step=False)) == (5, 4)  # inside step 5, after step 4
 
 
 @pytest.mark.parametrize("log_model", ["all", "best"])
