@@ -203,19 +203,6 @@ class TorchHealth:
         if self._sink is not None:
             self._sink(pending.step, keys, vector, hists)
 
-    def measure(
-        self,
-        step: int,
-        model: Any,
-        *,
-        grads: Sequence[Any | None] | None = None,
-        scaler: Any = None,
-        optimizer: Any = None,
-    ) -> None:
-        """:meth:`before_step` then :meth:`after_step` (no update ratio: the weights did not move)."""
-        self.before_step(step, model, grads=grads, scaler=scaler, optimizer=optimizer)
-        self.after_step()
-
     # ---------------------------------------------------------- computation
 
     def _layout(self, named: Named) -> _Layout:
