@@ -11,6 +11,7 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported; tests only
 
+import ast
 import pickle
 import warnings
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import wandb_bridge
 from wandb_bridge.callbacks.base import SessionHolder, calling_frames, guarded, picklable_state, resolve_settings
 from wandb_bridge.core.errors import WandbBridgeWarning
 from wandb_bridge.testing import WandbOfflineRuns
@@ -302,3 +304,28 @@ def test_calling_frames_reads_the_callers_locals() -> None:
         return read()
 
     assert outer() == os.sep
+
+
+# ---------------------------------------------------------------- arrows
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_the_arrows_point_one_way() -> None:
+    """callbacks -> core -> adapters: adapters import nothing of the core, callbacks neither adapters nor wandb."""
+    package = Path(wandb_bridge.__file__).parent
+    for path in sorted((package / "adapters").glob("*.py")):
+        wrong = {name for name in _imports(path) if name.startswith(("wandb_bridge.core", "wandb_bridge.callbacks"))}
+        assert not wrong, f"{path.name} imports {sorted(wrong)}"
+    for path in sorted((package / "callbacks").glob("*.py")):
+        names = _imports(path)
+        wrong = {name for name in names if name.startswith("wandb_bridge.adapters") or name.split(".")[0] == "wandb"}
+        assert not wrong, f"{path.name} imports {sorted(wrong)}"
