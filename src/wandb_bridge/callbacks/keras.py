@@ -227,8 +227,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
                     meta = support.checkpoint_metadata(None, path)
                     epoch, metrics = self._last_epoch, self._last_logs
                     session.log_checkpoint(path, step=step, epoch=epoch, metrics=metrics, metadata=meta)
-                if session.settings.log_model == "end":
-                    session.upload_end_checkpoints()  # "end" is the end of this fit: the run stays open
+                session.upload_end_checkpoints()  # log_model="end": the end of this fit (the run stays open)
             finally:
                 self._holder.end_call()
 
