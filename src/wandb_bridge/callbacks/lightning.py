@@ -18,7 +18,7 @@ from typing_extensions import override
 from wandb_bridge.callbacks import lightning_support as support
 from wandb_bridge.callbacks.base import SessionHolder, guarded, picklable_state, resolve_settings
 from wandb_bridge.core import follow, hparams
-from wandb_bridge.core.metrics import Stage, logger_step, prefixed_key
+from wandb_bridge.core.metrics import Stage, logger_step, prefixed_key, step_in_progress
 from wandb_bridge.core.session import Session
 from wandb_bridge.core.settings import Settings
 
@@ -146,7 +146,7 @@ class WandbLogger(support.LoggerBase):
     def _global_step(self) -> int | None:
         """The step of values logged directly (``experiment.log``): in training, the one being computed."""
         trainer = self._trainer()
-        return None if trainer is None else int(trainer.global_step) + (1 if trainer.training else 0)
+        return None if trainer is None else step_in_progress(int(trainer.global_step), bool(trainer.training))
 
     def _key(self, session: Session, key: str, stage: Stage) -> str:
         return prefixed_key(session.map_key(key, stage), self._prefix, self.LOGGER_JOIN_CHAR)
