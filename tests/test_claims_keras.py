@@ -137,3 +137,23 @@ def test_resume_continues_from_the_checkpoint_at_the_restored_step(
     assert second.session.resumed_from is not None
     assert (second.session.resumed_from.step, second.session.resumed_from.epoch) == (8, 2)
     assert second.session.run_id == first.session.run_id  # the same run continues
+
+
+def test_two_callbacks_keep_two_runs_and_evaluate_goes_to_its_own(wandb_offline: WandbOfflineRuns) -> None:
+    # one lifecycle for every callback (callbacks/base.py): a run left open after a fit is finished when
+    # another callback starts one; this callback's later evaluate() continues its own run by id
+    first, second = WandbKerasCallback(project="keras-two"), WandbKerasCallback(project="keras-two")
+    model = make_model()
+    fit(model, [first], epochs=1)
+    fit(make_model(), [second], epochs=1)
+    model.evaluate(X, Y, verbose=0, callbacks=[first])
+    first.finish()
+    second.finish()
+    first_id, second_id = first.session.run_id, second.session.run_id
+    assert first_id is not None and second_id is not None and first_id != second_id
+    runs = wandb_offline.runs()
+    assert {r.run_id for r in runs} == {first_id, second_id}
+    assert all(r.exit_code == 0 for r in runs)
+    (evaluated,) = [r for r in runs if r.values("test/loss")]
+    assert evaluated.run_id == first_id
+    assert [step for step, _ in evaluated.values("test/loss")] == [4]  # at the first model's optimizer step

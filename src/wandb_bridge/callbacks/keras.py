@@ -44,7 +44,8 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
 
     What is recorded: docs/keras.md (``trainer/global_step`` is the optimizer's iteration count,
     across ``fit`` calls). One callback object is one run, started at the first ``fit`` (or
-    ``evaluate``), finished by :meth:`finish`, a ``with`` block or the process's exit.
+    ``evaluate``), finished by :meth:`finish`, a ``with`` block, the process's exit, or when
+    another callback starts a run after a ``fit`` ended (this one continues it by id when used again).
 
     Args:
         project, entity, name: where the run goes.
@@ -84,7 +85,11 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self.log_predictions = predictions.check_count(log_predictions)
         settings = resolve_settings({"project": project, "entity": entity, "name": name, **kwargs})
         self._holder = SessionHolder(
-            settings, owner="WandbKerasCallback", framework="keras", framework_version=keras.__version__, renew="keep"
+            settings,
+            owner="WandbKerasCallback",
+            framework="keras",
+            framework_version=keras.__version__,
+            renew="continue",
         )
         self.log_freq: LogFreq = log_freq
         self._every = 1 if log_freq == "batch" else (log_freq if isinstance(log_freq, int) else 0)
