@@ -85,11 +85,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self.log_predictions = predictions.check_count(log_predictions)
         settings = resolve_settings({"project": project, "entity": entity, "name": name, **kwargs})
         self._holder = SessionHolder(
-            settings,
-            owner="WandbKerasCallback",
-            framework="keras",
-            framework_version=keras.__version__,
-            renew="continue",
+            settings, owner="WandbKerasCallback", framework="keras", framework_version=keras.__version__
         )
         self.log_freq: LogFreq = log_freq
         self._every = 1 if log_freq == "batch" else (log_freq if isinstance(log_freq, int) else 0)
