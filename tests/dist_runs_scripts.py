@@ -57,7 +57,7 @@ def _sweep(rank: int, out: Path) -> dict[str, Any]:
         callback = WandbTrainerCallback(project="sweep-ddp")
         args = apply_sweep(make_args(out / f"hf-{rank}", learning_rate=1e-3), callback)
         report["training_args"] = {"learning_rate": args.learning_rate, "max_steps": args.max_steps}
-        session = callback._session
+        session = callback.session  # the public property (the callback no longer has _session)
         report["run_id"] = None if session is None or session.run is None else session.run_id
         if session is not None:
             session.finish(0)

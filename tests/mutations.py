@@ -109,9 +109,9 @@ MUTATIONS = (
     Mutation(
         "trainable-equals-total",
         "transformers config reports every parameter as trainable",
-        "src/wandb_bridge/callbacks/transformers.py",
-        'config["model/num_trainable_parameters"] = trainable',
-        'config["model/num_trainable_parameters"] = total',
+        "src/wandb_bridge/callbacks/transformers_data.py",
+        'config["model/num_trainable_parameters"] = counts.trainable',
+        'config["model/num_trainable_parameters"] = counts.total',
         ("tests/test_transformers.py::test_config_and_planted_hub_token_absent_everywhere",),
     ),
     Mutation(

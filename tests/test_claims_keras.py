@@ -119,3 +119,41 @@ def test_a_weights_only_checkpoint_resumes_nothing(wandb_offline: WandbOfflineRu
     runs = wandb_offline.runs()
     assert len({r.run_id for r in runs}) == 2 and first_id in {r.run_id for r in runs}  # a new run
     assert sum("weights" in str(w.message) for w in caught if issubclass(w.category, UserWarning)) == 1
+
+
+def test_resume_continues_from_the_checkpoint_at_the_restored_step(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path
+) -> None:
+    # three epochs' checkpoints exist; training restarts from the middle one: its marker, not the newest, is picked
+    template = str(tmp_path / "ckpt-{epoch:02d}.keras")
+    first = WandbKerasCallback(project="keras-resume")
+    fit(make_model(), [keras.callbacks.ModelCheckpoint(template), first], epochs=3)
+    first.finish()
+
+    model = keras.models.load_model(tmp_path / "ckpt-02.keras")  # restores the optimizer at step 8
+    second = WandbKerasCallback(project="keras-resume")
+    fit(model, [keras.callbacks.ModelCheckpoint(template), second], epochs=3, initial_epoch=2)
+    second.finish()
+    assert second.session.resumed_from is not None
+    assert (second.session.resumed_from.step, second.session.resumed_from.epoch) == (8, 2)
+    assert second.session.run_id == first.session.run_id  # the same run continues
+
+
+def test_two_callbacks_keep_two_runs_and_evaluate_goes_to_its_own(wandb_offline: WandbOfflineRuns) -> None:
+    # one lifecycle for every callback (callbacks/base.py): a run left open after a fit is finished when
+    # another callback starts one; this callback's later evaluate() continues its own run by id
+    first, second = WandbKerasCallback(project="keras-two"), WandbKerasCallback(project="keras-two")
+    model = make_model()
+    fit(model, [first], epochs=1)
+    fit(make_model(), [second], epochs=1)
+    model.evaluate(X, Y, verbose=0, callbacks=[first])
+    first.finish()
+    second.finish()
+    first_id, second_id = first.session.run_id, second.session.run_id
+    assert first_id is not None and second_id is not None and first_id != second_id
+    runs = wandb_offline.runs()
+    assert {r.run_id for r in runs} == {first_id, second_id}
+    assert all(r.exit_code == 0 for r in runs)
+    (evaluated,) = [r for r in runs if r.values("test/loss")]
+    assert evaluated.run_id == first_id
+    assert [step for step, _ in evaluated.values("test/loss")] == [4]  # at the first model's optimizer step

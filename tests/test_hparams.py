@@ -1,4 +1,5 @@
-"""Config capture: flatten, JSON-safe, redaction, size caps."""
+"""Config capture: extraction from config objects, parameter counts, the user-wins rule, flatten, JSON-safe,
+redaction, size caps."""
 
 from __future__ import annotations
 
@@ -8,8 +9,20 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from wandb_bridge.core.hparams import REDACTED, clean_tags, prepare_config, to_json_safe
+from wandb_bridge import Session
+from wandb_bridge.core.hparams import (
+    REDACTED,
+    ParameterCounts,
+    clean_tags,
+    config_of,
+    count_parameters,
+    extracted_config,
+    prepare_config,
+    to_json_safe,
+)
+from wandb_bridge.testing import WandbOfflineRuns
 
 
 class Color(enum.Enum):
@@ -81,3 +94,73 @@ def test_tags_capped() -> None:
 
 def test_numpy_scalar_config_value() -> None:
     assert to_json_safe({"v": np.float64(0.5)}) == {"v": 0.5}
+
+
+# ------------------------------------------------------------ config extraction (config_of, counts, user wins)
+
+
+class _WithToDict:
+    def __init__(self) -> None:
+        self.hidden = "not read: to_dict() says what the config is"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"lr": 0.5, "token": "masked-by-its-owner"}
+
+
+@dataclasses.dataclass(slots=True)
+class _Slotted:
+    lr: float = 0.25
+    layers: int = 3
+
+
+def test_config_of_reads_every_kind_of_config_object() -> None:
+    import argparse
+
+    import jsonargparse
+
+    assert config_of({"a": 1}) == {"a": 1}
+    assert config_of(argparse.Namespace(lr=0.1, name="x")) == {"lr": 0.1, "name": "x"}
+    nested = jsonargparse.Namespace(model=jsonargparse.Namespace(width=8), lr=0.2)
+    assert config_of(nested) == {"model": {"width": 8}, "lr": 0.2}  # as_dict(): nested namespaces become dicts
+    assert config_of(_WithToDict()) == {"lr": 0.5, "token": "masked-by-its-owner"}
+    assert config_of(_Slotted()) == {"lr": 0.25, "layers": 3}  # fields, also without __dict__
+    assert config_of(Opt()) == {"lr": 0.1, "path": Path("/tmp/x")}
+    source = {"a": {"b": 1}}
+    copied = config_of(source)
+    assert copied == source and copied is not source
+
+
+def test_config_of_a_value_without_attributes() -> None:
+    assert config_of(3, fallback_key="hparams") == {"hparams": 3}
+    with pytest.raises(ValueError, match="mapping or an object with attributes"):
+        config_of(3)
+
+
+def test_count_parameters_from_sizes_or_shapes() -> None:
+    counts = count_parameters([(10, True), ((4, 5), False), ([2, 3], True), ((), True)])
+    assert counts == ParameterCounts(total=10 + 20 + 6 + 1, trainable=10 + 6 + 1)
+    assert counts.non_trainable == 20
+    assert count_parameters([]) == (0, 0)
+
+
+def test_extracted_config_leaves_out_every_key_the_user_set() -> None:
+    extracted = {"learning_rate": 0.001, "model": {"hidden_size": 16, "layers": 2}, "seed": 0}
+    user = {"learning_rate": 0.5, "model/hidden_size": 8, "dataset": "toy"}
+    assert extracted_config(extracted, user) == {"model/layers": 2, "seed": 0}
+    assert extracted_config(extracted, None) == {
+        "learning_rate": 0.001,
+        "model/hidden_size": 16,
+        "model/layers": 2,
+        "seed": 0,
+    }
+    nested_user = {"model": {"layers": 4}}
+    assert "model/layers" not in extracted_config(extracted, nested_user)
+
+
+def test_user_config_wins_in_the_recorded_run(wandb_offline: WandbOfflineRuns) -> None:
+    user = {"learning_rate": 0.5, "dataset": "toy"}
+    with Session(project="p", config=user) as session:
+        session.log_config(extracted_config({"learning_rate": 0.001, "epochs": 3}, session.settings.config))
+    config = wandb_offline.run().config
+    assert config["learning_rate"] == 0.5  # the user's value, not the extracted one
+    assert config["epochs"] == 3 and config["dataset"] == "toy"

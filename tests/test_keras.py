@@ -200,6 +200,21 @@ def test_config_captures_optimizer_model_fit_and_user_values(wandb_offline: Wand
     assert wandb_offline.grep("sk-not-a-real-key-123456") == []
 
 
+def test_the_users_config_wins_over_extracted_values(wandb_offline: WandbOfflineRuns) -> None:
+    # the user names keys the callback extracts too (nested and flat): the user's values are recorded
+    user = {"optimizer": {"learning_rate": 0.5}, "fit/epochs": 99, "model": {"name": "mine"}, "loss": "my-loss"}
+    callback = WandbKerasCallback(project="keras-test", config=user)
+    fit(make_model(), [callback])
+    fit(make_model(), [callback])  # a second fit records its config again: the user's keys still win
+    callback.finish()
+    config = wandb_offline.run().config
+    assert config["optimizer/learning_rate"] == 0.5
+    assert config["fit/epochs"] == 99
+    assert config["model/name"] == "mine"
+    assert config["loss"] == "my-loss"
+    assert config["optimizer/class"] == "Adam" and config["model/params"] == 49  # the rest is extracted
+
+
 # --------------------------------------------------------------------- checkpoints
 
 

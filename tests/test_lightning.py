@@ -325,6 +325,19 @@ def test_keyboard_interrupt_records_exit_code_130(wandb_offline, tmp_path):
     assert _steps(run, "train/loss") == [1, 2, 3]
 
 
+def test_user_config_wins_over_hyperparameters_and_trainer_facts(wandb_offline, tmp_path):
+    # The core's one config rule (as in transformers and Keras): a key given in config= is never overwritten.
+    logger = WandbLogger(config={"lr": 0.5, "trainer": {"max_epochs": 99}, "mine": "kept"})
+    L.Trainer(**trainer_kwargs(str(tmp_path), max_epochs=1), logger=logger).fit(TinyModule(lr=0.05), *loaders())
+    logger.finish()
+
+    run = wandb_offline.run()
+    assert run.config["lr"] == 0.5 and run.config["mine"] == "kept"
+    assert run.config["trainer/max_epochs"] == 99
+    assert run.config["hidden"] == 4  # the module's other hyper-parameters are recorded
+    assert run.config["trainer/accumulate_grad_batches"] == 1  # and the Trainer's other facts
+
+
 def test_second_fit_with_new_logger_gets_its_own_run(wandb_offline, tmp_path):
     first = WandbLogger(config={"only_first": 1})
     L.Trainer(**trainer_kwargs(str(tmp_path / "a"), max_epochs=1), logger=first).fit(TinyModule(), *loaders())

@@ -27,6 +27,7 @@ from transformers_helpers import (
 )
 from wandb_bridge import Session, WandbBridgeWarning, WandbTrainerCallback
 from wandb_bridge.callbacks.transformers import NEVER_UPLOAD, WEIGHT_FILES, apply_sweep
+from wandb_bridge.core.metrics import epochs_completed, read_log_dict, step_in_progress
 
 HERE = Path(__file__).resolve().parent
 
@@ -110,6 +111,31 @@ def test_config_and_planted_hub_token_absent_everywhere(wandb_offline, tmp_path)
         for entry in artifact.files.values():
             assert PLANTED_TOKEN.encode() not in Path(entry["local_path"]).read_bytes()
     assert NEVER_UPLOAD == ("training_args.bin",)
+
+
+def test_user_config_wins_over_what_the_trainer_holds(wandb_offline, tmp_path):
+    # issue 15: the user's config= always wins over extracted values, in every framework
+    callback = WandbTrainerCallback(config={"learning_rate": 0.5, "model": {"hidden_size": 99}, "dataset": "toy"})
+    make_trainer(make_args(tmp_path / "out", max_steps=2), [callback]).train()
+    callback.finish()
+
+    config = wandb_offline.run().config
+    assert config["learning_rate"] == 0.5  # TrainingArguments hold 5e-3
+    assert config["model/hidden_size"] == 99  # the model config says 16
+    assert config["dataset"] == "toy"
+    assert config["max_steps"] == 2 and config["model/num_hidden_layers"] == 1  # the rest is extracted
+
+
+def test_the_trainer_log_dicts_as_the_core_reads_them():
+    train = read_log_dict({"loss": 0.5, "grad_norm": 1.0, "learning_rate": 1e-3, "epoch": 0.5})
+    assert (train.stage, train.summary) == ("train", False)
+    assert read_log_dict({"eval_loss": 0.4, "eval_runtime": 0.1, "epoch": 1.0}).stage == "val"
+    assert read_log_dict({"test_loss": 0.4}).stage == read_log_dict({"predict_loss": 0.4}).stage == "test"
+    end = read_log_dict({"train_runtime": 3.0, "total_flos": 10.0, "train_loss": 0.3, "epoch": 1.0})
+    assert end.summary and end.stage == "train"
+    assert end.values == {"train_runtime": 3.0, "total_flos": 10.0, "loss_mean": 0.3}  # no epoch, train_loss renamed
+    assert [epochs_completed(e) for e in (None, 0.25, 1.0, 0.9999999999, 2.5)] == [None, 0, 1, 1, 2]
+    assert (step_in_progress(4), step_in_progress(4, in_step=False)) == (5, 4)  # inside step 5, after step 4
 
 
 @pytest.mark.parametrize("log_model", ["all", "best"])
@@ -223,10 +249,12 @@ def test_predictions_table_per_evaluation(wandb_offline, tmp_path):
     tables = sorted((run.folder / "files").rglob("*.table.json"))
     assert len(tables) == 2
     content = json.loads(tables[-1].read_text())
-    assert content["columns"] == ["input", "label", "prediction"]
+    # the one prediction-table schema of every framework (issue 15; was input, label, prediction)
+    assert content["columns"] == ["sample", "input", "target", "prediction"]
     assert len(content["data"]) == 3
     eval_set = ToyDataset(8, seed=1)
-    for i, (text, label, prediction) in enumerate(content["data"]):
+    for i, (sample, text, label, prediction) in enumerate(content["data"]):
+        assert sample == i
         words = text.split()
         assert len(words) == 8 and all(w.startswith("w") for w in words)  # decoded by the tokenizer
         assert words[0] == f"w{int(eval_set.ids[i, 0]) - 5}"

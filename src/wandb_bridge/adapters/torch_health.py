@@ -1,6 +1,7 @@
 """Training health on torch tensors: fused on-device norms, read back off the training thread.
 
-On a health step (see :class:`~wandb_bridge.core.health.HealthPolicy`) the
+On a health step (which steps, which groups and the key names are the core's
+policy, handed in: :class:`~wandb_bridge.core.health.HealthPolicy` fits :class:`Policy`) the
 monitor runs a handful of fused kernels (``torch._foreach_norm`` over all
 gradients and weights, one ``index_add_`` per figure to sum them per group)
 and hands ONE stacked device tensor to the session; the session's worker
@@ -22,17 +23,41 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import torch
 
-from wandb_bridge.core import health
-from wandb_bridge.core.errors import OnceWarner
-from wandb_bridge.core.health import HealthPolicy, Sink
-
 Named = Sequence[tuple[str, Any]]
+#: Receives ``(step, keys, values, histograms)`` on a health step.
+HealthSink = Callable[[int, Sequence[str], Any, Mapping[str, Any]], None]
 #: Bins of the histograms (as ``wandb.watch``).
 HISTOGRAM_BINS = 64
+
+
+class Policy(Protocol):
+    """What the monitor asks of the policy that drives it (the core's ``HealthPolicy``)."""
+
+    def due(self, step: int) -> bool:
+        """True when optimizer step ``step`` is measured."""
+        ...
+
+    def histogram_due(self, step: int) -> bool:
+        """True when histograms are built at ``step``."""
+        ...
+
+    def group_names(self, names: Sequence[str]) -> list[str | None]:
+        """The group of each parameter name (None: in no group)."""
+        ...
+
+    def keys(
+        self, grad_groups: Iterable[str], weight_groups: Iterable[str], *, loss_scale: bool, rank: int | None
+    ) -> list[str]:
+        """The keys of one health vector, in the order the values are stacked (``rank``: per-rank figures)."""
+        ...
+
+    def histogram_key(self, kind: Literal["grad", "weight"], group: str, rank: int | None) -> str:
+        """The key of one group's histogram."""
+        ...
 
 
 @dataclass
@@ -101,17 +126,25 @@ class TorchHealth:
     policy does not pick both return at once.
 
     Args:
-        policy: which steps, which groups, histograms.
+        policy: which steps, which groups, histograms, and the key names.
         sink: receives ``(step, keys, values, histograms)`` on a health step;
             None records nothing (a rank that only takes part in the reduction).
+        warn: ``warn(key, message)`` emits a warning once per key.
         owner: the caller's name, for warnings.
     """
 
-    def __init__(self, policy: HealthPolicy, sink: Sink | None, *, owner: str = "wandb-bridge") -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        sink: HealthSink | None,
+        *,
+        warn: Callable[[str, str], object],
+        owner: str = "wandb-bridge",
+    ) -> None:
         self.policy = policy
         self._sink = sink
         self._owner = owner
-        self._warner = OnceWarner()
+        self._warn = warn
         self._layouts: dict[tuple[str, ...], _Layout] = {}
         self._pending: _Pending | None = None
         self.steps_measured = 0
@@ -170,19 +203,6 @@ class TorchHealth:
         if self._sink is not None:
             self._sink(pending.step, keys, vector, hists)
 
-    def measure(
-        self,
-        step: int,
-        model: Any,
-        *,
-        grads: Sequence[Any | None] | None = None,
-        scaler: Any = None,
-        optimizer: Any = None,
-    ) -> None:
-        """:meth:`before_step` then :meth:`after_step` (no update ratio: the weights did not move)."""
-        self.before_step(step, model, grads=grads, scaler=scaler, optimizer=optimizer)
-        self.after_step()
-
     # ---------------------------------------------------------- computation
 
     def _layout(self, named: Named) -> _Layout:
@@ -210,7 +230,7 @@ class TorchHealth:
         if sharded and not _world_reduce_possible(named):
             per_rank, sharded = True, False
         if per_rank:
-            self._warner.warn(
+            self._warn(
                 "per-rank",
                 f"{self._owner}: these parameters are shards this process cannot reduce to a global norm "
                 "(FullyShardedDataParallel flat parameters, or a device mesh that is not the whole job); "
@@ -251,7 +271,7 @@ class TorchHealth:
             nonfinite = torch.zeros((), dtype=dtype, device=device)
         hists: dict[str, Any] = {}
         if self.policy.histogram_due(step) and rows:
-            hists.update(_group_values(health.HIST_GRAD, [_local(grads[i]) for i in rows], rows, layout))
+            hists.update(self._group_values("grad", [_local(grads[i]) for i in rows], rows, layout))
         inverse = _pending_unscale(scaler, optimizer, device, dtype)
         if inverse is not None:  # the gradients still hold loss * scale: report the true ones
             grad_sq = grad_sq * inverse.square()
@@ -316,19 +336,31 @@ class TorchHealth:
         if pending.loss_scale is not None:
             parts.append(pending.loss_scale.reshape(1))
         vector = torch.cat(parts)
-        keys = health.layout(
+        keys = self.policy.keys(
             (layout.groups[g] for g in present),
             (layout.groups[g] for g in sized),
             loss_scale=pending.loss_scale is not None,
+            rank=_rank(layout),
         )
         hists = dict(pending.histograms)
         if self.policy.histogram_due(pending.step):
-            hists.update(_group_values(health.HIST_WEIGHT, after, all_rows, layout))
-        if layout.per_rank:
-            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-            keys = health.per_rank(keys, rank)
-            hists = dict(zip(health.per_rank(list(hists), rank), hists.values(), strict=True))
+            hists.update(self._group_values("weight", after, all_rows, layout))
         return keys, vector, hists
+
+    def _group_values(
+        self, kind: Literal["grad", "weight"], tensors: Sequence[Any], rows: tuple[int, ...], layout: _Layout
+    ) -> dict[str, Any]:
+        """One flat copy of the values of each group (for histograms, built by the worker)."""
+        members: dict[int, list[Any]] = {}
+        for tensor, row in zip(tensors, rows, strict=True):
+            group = layout.index[row]
+            if group >= 0 and tensor.numel():
+                members.setdefault(group, []).append(tensor.reshape(-1))
+        rank = _rank(layout)
+        return {
+            self.policy.histogram_key(kind, layout.groups[g], rank): torch.cat(parts)
+            for g, parts in sorted(members.items())
+        }
 
 
 # ------------------------------------------------------------- the reading
@@ -438,14 +470,11 @@ def _groups_with(layout: _Layout, rows: tuple[int, ...]) -> list[int]:
     return sorted(present)
 
 
-def _group_values(prefix: str, tensors: Sequence[Any], rows: tuple[int, ...], layout: _Layout) -> dict[str, Any]:
-    """One flat copy of the values of each group (for histograms, built by the worker)."""
-    members: dict[int, list[Any]] = {}
-    for tensor, row in zip(tensors, rows, strict=True):
-        group = layout.index[row]
-        if group >= 0 and tensor.numel():
-            members.setdefault(group, []).append(tensor.reshape(-1))
-    return {f"{prefix}/{layout.groups[g]}": torch.cat(parts) for g, parts in sorted(members.items())}
+def _rank(layout: _Layout) -> int | None:
+    """This process's rank when the layout's figures are per rank (flat shards), else None."""
+    if not layout.per_rank:
+        return None
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
 
 
 def _pending_unscale(scaler: Any, optimizer: Any, device: Any, dtype: Any) -> Any:

@@ -15,19 +15,17 @@ steps, aliases, metadata, ownership and ranks are the core's. See docs/accelerat
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wandb_bridge.callbacks._require import require
-from wandb_bridge.core.errors import OnceWarner, guarded_hook
+from wandb_bridge.callbacks.base import SessionHolder, calling_frames, guarded, resolve_settings
 from wandb_bridge.core.session import Session
 from wandb_bridge.core.settings import Settings
 
 accelerate = require("accelerate", "accelerate", "wandb_bridge.WandbTracker")
 _GeneralTracker: Any = require("accelerate.tracking", "accelerate", "wandb_bridge.WandbTracker").GeneralTracker
-_guarded = guarded_hook("WandbTracker")
 
 __all__ = ["WandbTracker"]
 
@@ -56,22 +54,32 @@ class WandbTracker(_GeneralTracker):  # type: ignore[misc]
 
     def __init__(self, project: str | None = None, **kwargs: Any) -> None:
         super().__init__()
-        self.settings = Settings.resolve(project=project, **kwargs)
-        self._warner = OnceWarner()
-        self._session: Session | None = None
+        self._holder = SessionHolder(
+            resolve_settings({"project": project, **kwargs}),
+            owner="WandbTracker",
+            framework="accelerate",
+            framework_version=accelerate.__version__,
+            renew="keep",  # end_training ends the tracker's run; calls after it do nothing
+        )
+
+    @property
+    def settings(self) -> Settings:
+        """The resolved :class:`~wandb_bridge.Settings` of this tracker."""
+        return self._holder.settings
 
     @property
     def session(self) -> Session:
         """The :class:`~wandb_bridge.Session` behind this tracker (reading it starts nothing)."""
-        if self._session is None:
-            settings = self.settings
-            if settings.project is None:
-                project = _init_trackers_project()
-                settings = settings if project is None else settings.with_changes(project=project)
-            self._session = Session(
-                bridge_settings=settings, framework="accelerate", framework_version=accelerate.__version__
-            )
-        return self._session
+        return self._holder.current or self._session_now()
+
+    def _session_now(self) -> Session:
+        """The session to use now; the first one takes ``init_trackers``' project when none is set."""
+        holder = self._holder
+        if holder.current is None and holder.settings.project is None:
+            project = _init_trackers_project()
+            if project is not None:
+                holder.settings = holder.settings.with_changes(project=project)
+        return holder.session
 
     @property
     def tracker(self) -> Any:
@@ -83,31 +91,32 @@ class WandbTracker(_GeneralTracker):  # type: ignore[misc]
         """Same as :attr:`tracker` (accelerate's ``WandBTracker.run``)."""
         return self.session.run
 
-    @_guarded
+    @guarded
     def start(self) -> None:
         """Start the run (``accelerator.init_trackers`` calls this)."""
-        self.session.start()
+        self._session_now()
+        self._holder.start()
 
-    @_guarded
+    @guarded
     def store_init_configuration(self, values: Mapping[str, Any]) -> None:
         """Add ``init_trackers(config=...)`` to the run config (flattened, JSON-safe, secrets redacted)."""
-        self.session.log_config(dict(values))
+        self._session_now().log_config(dict(values))
 
-    @_guarded
+    @guarded
     def log(self, values: Mapping[str, Any], step: int | None = None, **kwargs: Any) -> None:
         """Record ``values`` at ``step`` (optimizer steps completed); ``kwargs`` of ``wandb.log`` are not used."""
         del kwargs  # commit=/sync=: rows are merged per step by the core
-        self.session.log(values, None if step is None else int(step))
+        self._session_now().log(values, None if step is None else int(step))
 
-    @_guarded
+    @guarded
     def log_images(self, values: Mapping[str, Sequence[Any]], step: int | None = None, **kwargs: Any) -> None:
         """Record lists of images (arrays or PIL images) as ``wandb.Image`` lists."""
         del kwargs
-        session = self.session
+        session = self._session_now()
         images = {k: [session.wandb_type("Image", image) for image in v] for k, v in values.items()}
         session.log(images, None if step is None else int(step), keep_keys=True)
 
-    @_guarded
+    @guarded
     def log_table(
         self,
         table_name: str,
@@ -119,11 +128,11 @@ class WandbTracker(_GeneralTracker):  # type: ignore[misc]
     ) -> None:
         """Record a ``wandb.Table`` (from ``columns`` and ``data``, or a ``dataframe``)."""
         del kwargs
-        session = self.session
+        session = self._session_now()
         table = session.wandb_type("Table", columns=columns, data=data, dataframe=dataframe)
         session.log({table_name: table}, None if step is None else int(step), keep_keys=True)
 
-    @_guarded
+    @guarded
     def log_checkpoint(
         self,
         path: str | os.PathLike[str],
@@ -139,35 +148,32 @@ class WandbTracker(_GeneralTracker):  # type: ignore[misc]
         step logged; ``metrics`` with the monitored value picks ``best``. Call it on every process
         after ``accelerator.wait_for_everyone()``: only the process that logs reports it.
         """
-        self.session.log_checkpoint(path, step, epoch, metrics, **kwargs)
+        self._session_now().log_checkpoint(path, step, epoch, metrics, **kwargs)
 
     def resume_from_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Continue the run that wrote the checkpoint at ``path``; call it before ``init_trackers``.
 
         (accelerate's ``load_state`` runs after ``init_trackers``, once the run started.)
         """
-        self.session.resume_from_checkpoint(path)
+        self._session_now().resume_from_checkpoint(path)
 
-    @_guarded
+    @guarded
     def finish(self) -> None:
         """Flush and finish the run if this tracker started it (``accelerator.end_training`` calls this)."""
-        self.session.finish(0)
+        self._holder.finish(0)
 
 
-def _init_trackers_project(depth: int = 6) -> str | None:
+def _init_trackers_project() -> str | None:
     """The ``project_name`` of a running ``Accelerator.init_trackers`` call, read up the call stack.
 
-    accelerate hands its ``project_name`` only to the trackers it builds itself, not
-    to a tracker object given in ``log_with``; nothing found (another accelerate
+    accelerate 1.15 hands its ``project_name`` only to the tracker classes it builds
+    itself (its own, and those of ``register_tracker_class``, as the first argument,
+    which :class:`WandbTracker` takes as ``project``), not to a tracker object given in
+    ``log_with``: for that, no public route exists. Nothing found (another accelerate
     version, a direct call): None.
     """
-    frame = inspect.currentframe()
-    try:
-        while frame is not None and depth > 0:
-            if frame.f_code.co_name == "init_trackers":
-                name = frame.f_locals.get("project_name")
-                return name if isinstance(name, str) and name else None
-            frame, depth = frame.f_back, depth - 1
-    finally:
-        del frame
+    for function, local in calling_frames(depth=8):
+        if function == "init_trackers":
+            name = local.get("project_name")
+            return name if isinstance(name, str) and name else None
     return None

@@ -16,8 +16,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from wandb_bridge.callbacks.base import guarded
 from wandb_bridge.core import health
-from wandb_bridge.core.errors import OnceWarner, WandbBridgeWarning, hook_failed
+from wandb_bridge.core.errors import WandbBridgeWarning
 
 
 class KerasHealth:
@@ -31,7 +32,7 @@ class KerasHealth:
     def __init__(self, callback: Any, backend: str) -> None:
         self._callback = callback
         self._backend = backend
-        self._warner = OnceWarner()
+        self._holder = callback._holder  # the callback's error boundary (its warnings, its on_error)
         session = callback.session
         self._monitor: Any = health.monitor(session.settings, session.hand_over_health, owner="WandbKerasCallback")
         self._before: list[Any] | None = None
@@ -39,15 +40,15 @@ class KerasHealth:
 
     def _step(self, batch: int) -> tuple[int, bool]:
         """``(optimizer step, True when this batch's call applies an update)`` for batch index ``batch``."""
-        cb = self._callback
-        raw = cb._raw_base + batch + 1
-        return raw // cb._accumulation, raw % cb._accumulation == 0
+        clock = self._callback._clock
+        step, raw = clock.at_batch(batch)
+        return step, raw % clock.accumulation == 0
 
     def _usable(self) -> bool:
         if self._monitor is None:
             return False
-        if self._callback._per_call != 1:
-            self._warner.warn(
+        if self._callback._clock.per_call != 1:
+            self._holder.warner.warn(
                 "per-call",
                 "log_health: with steps_per_execution > 1 Keras runs several steps between two callback calls, so "
                 "the gradients of a given step cannot be read; no health/ figures are recorded.",
@@ -56,48 +57,40 @@ class KerasHealth:
             return False
         return True
 
+    @guarded("copy the weights")
     def batch_begin(self, batch: int) -> None:
         """On a health step: copy the weights (and the gradient accumulators) before the update."""
         self._before = self._accumulated = None
-        try:
-            step, updates = self._step(batch)
-            if not updates or not self._usable() or not self._monitor.due(step):
-                return
-            model = self._callback.model
-            self._before = [v.value.detach().clone() for v in model.trainable_weights]
-            inner = _inner(self._callback._optimizer)
-            if self._callback._accumulation > 1 and inner is not None:
-                self._accumulated = [a.value.detach().clone() for a in inner._accumulated_gradients]
-        except Exception as exc:
-            self._failed("copy the weights", exc)
+        step, updates = self._step(batch)
+        if not updates or not self._usable() or not self._monitor.due(step):
+            return
+        model = self._callback.model
+        self._before = [v.value.detach().clone() for v in model.trainable_weights]
+        inner = _inner(self._callback._clock.optimizer)
+        if self._callback._clock.accumulation > 1 and inner is not None:
+            self._accumulated = [a.value.detach().clone() for a in inner._accumulated_gradients]
 
+    @guarded("measure the gradients")
     def batch_end(self, batch: int) -> None:
         """On a health step: measure the gradients and the update and hand them over."""
         before, self._before = self._before, None
+        accumulated, self._accumulated = self._accumulated, None
         if before is None:
             return
-        try:
-            step, _ = self._step(batch)
-            variables = list(self._callback.model.trainable_weights)
-            named = [(v.path, v.value) for v in variables]
-            grads = [v.value.grad for v in variables]
-            optimizer = self._callback._optimizer
-            inner = _inner(optimizer)
-            scale = _loss_scale(optimizer, inner)
-            if scale is not None:  # unscaled first, then combined with the (unscaled) accumulators
-                grads = [None if g is None else g / scale for g in grads]
-            accumulated, steps = self._accumulated, self._callback._accumulation
-            if accumulated is not None:
-                grads = [None if g is None else (g + a) / steps for g, a in zip(grads, accumulated, strict=True)]
-            self._monitor.before_step(step, named, grads=grads, weights_before=before, scaler=scale)
-            self._monitor.after_step()
-        except Exception as exc:
-            self._failed("measure the gradients", exc)
-        finally:
-            self._accumulated = None
-
-    def _failed(self, what: str, exc: Exception) -> None:
-        hook_failed(self._warner, self._callback.session.settings.on_error, "WandbKerasCallback", what, exc)
+        step, _ = self._step(batch)
+        variables = list(self._callback.model.trainable_weights)
+        named = [(v.path, v.value) for v in variables]
+        grads = [v.value.grad for v in variables]
+        optimizer = self._callback._clock.optimizer
+        inner = _inner(optimizer)
+        scale = _loss_scale(optimizer, inner)
+        if scale is not None:  # unscaled first, then combined with the (unscaled) accumulators
+            grads = [None if g is None else g / scale for g in grads]
+        steps = self._callback._clock.accumulation
+        if accumulated is not None:
+            grads = [None if g is None else (g + a) / steps for g, a in zip(grads, accumulated, strict=True)]
+        self._monitor.before_step(step, named, grads=grads, weights_before=before, scaler=scale)
+        self._monitor.after_step()
 
 
 def install(callback: Any, backend: str) -> KerasHealth | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from wandb_bridge.core.errors import OnceWarner, hook_failed
+from wandb_bridge.callbacks.base import guarded
 
 _ATTACHED = "_wandb_bridge_health"
 _classes: dict[str, type] = {}
@@ -45,11 +45,8 @@ class _HealthHooks:
     def __init__(self, logger: Any) -> None:
         super().__init__()
         setattr(self, _ATTACHED, logger)
+        self._holder = logger._holder  # the logger's error boundary (its warnings, its on_error)
         self._monitor: Any = None
-        self._warner = OnceWarner()
-
-    def _failed(self, what: str, exc: Exception) -> None:
-        hook_failed(self._warner, getattr(self, _ATTACHED).settings.on_error, "WandbLogger", what, exc)
 
     @property
     def state_key(self) -> str:
@@ -61,23 +58,18 @@ class _HealthHooks:
             self._monitor = getattr(self, _ATTACHED).session.health_monitor(owner="WandbLogger")
         return self._monitor
 
+    @guarded("measure the gradients")
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         """Measure the gradients of the step being taken (``trainer.global_step + 1``)."""
-        try:
-            step = int(trainer.global_step) + 1
-            monitor = self._get_monitor()
-            if monitor is None or not monitor.due(step):
-                return
-            scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
-            monitor.before_step(step, pl_module, scaler=scaler, optimizer=optimizer)
-        except Exception as exc:
-            self._failed("measure the gradients", exc)
+        step = int(trainer.global_step) + 1
+        monitor = self._get_monitor()
+        if monitor is None or not monitor.due(step):
+            return
+        scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
+        monitor.before_step(step, pl_module, scaler=scaler, optimizer=optimizer)
 
+    @guarded("measure the weights")
     def on_train_batch_end(self, *args: Any) -> None:  # noqa: ARG002  (trainer, pl_module, outputs, batch, batch_idx)
         """After the step: the weights, and the hand-over."""
-        monitor = self._monitor
-        if monitor is not None:
-            try:
-                monitor.after_step()
-            except Exception as exc:
-                self._failed("measure the weights", exc)
+        if self._monitor is not None:
+            self._monitor.after_step()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +184,33 @@ def find_run_marker(path: str | os.PathLike[str], step: int | None = None) -> Ru
     return markers.find(os.fspath(path), step)
 
 
+def resume_checkpoint(paths: Iterable[str], *, step: int, epoch: int | None = None) -> str | None:
+    """Which checkpoint a training that restarts at optimizer ``step`` continues from, by the run markers.
+
+    For frameworks that tell only where training restarts (Keras ``fit(initial_epoch=E)``
+    after loading a model), not which file it loaded. A candidate needs a marker (it was
+    reported with :meth:`~wandb_bridge.Session.log_checkpoint`) at a step in ``1..step``;
+    the best match is the one saved at ``step``, else one of ``epoch``, else the newest
+    before ``step``.
+
+    Args:
+        paths: the checkpoint files the framework's checkpointing writes.
+        step: the optimizer step training restarts at (0: nothing to continue).
+        epoch: the epoch it restarts at, when known.
+
+    Returns:
+        The path to hand to :meth:`~wandb_bridge.Session.resume_from_checkpoint`, or None.
+    """
+    found: list[tuple[int, int, str]] = []  # (how well it matches, its step, path)
+    for path in paths:
+        marker = find_run_marker(path) if step > 0 else None
+        if marker is None or marker.step is None or not 0 < marker.step <= step:
+            continue
+        match = 3 if marker.step == step else 2 if epoch is not None and marker.epoch == epoch else 1
+        found.append((match, marker.step, path))
+    return max(found)[2] if found else None
+
+
 def score_from(metrics: Mapping[str, Any] | None, monitor: str | None) -> float | None:
     """Read the monitored value from a metrics mapping as a Python float, if present."""
     if not metrics or monitor is None or monitor not in metrics:
@@ -208,3 +235,14 @@ def _unique(events: list[CheckpointEvent]) -> list[CheckpointEvent]:
 
 def _basename(path: str) -> str:
     return path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def score_value(value: Any) -> float | None:
+    """A checkpoint score as a Python float (a tensor or number is read; None or anything else: None)."""
+    if value is None:
+        return None
+    item = getattr(value, "item", None)
+    try:
+        return float(item() if callable(item) else value)
+    except (TypeError, ValueError):
+        return None

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 import warnings
-from collections.abc import Callable
-from typing import Any, TypeVar
-
-_F = TypeVar("_F", bound=Callable[..., Any])
+from typing import Any
 
 
 class WandbBridgeWarning(UserWarning):
@@ -47,6 +43,8 @@ class OnceWarner:
 def hook_failed(warner: OnceWarner, on_error: str, owner: str, what: str, exc: Exception) -> None:
     """The callbacks' error boundary: training goes on after a failed hook unless ``on_error="raise"``.
 
+    Callbacks reach it through ``callbacks/base.py`` (``@guarded``, ``SessionHolder.boundary``).
+
     Args:
         warner: the callback's warn-once bookkeeping (one warning per hook and error type).
         on_error: ``"warn"`` or ``"raise"``.
@@ -64,27 +62,3 @@ def hook_failed(warner: OnceWarner, on_error: str, owner: str, what: str, exc: E
         f"{owner} failed to {what} ({type(exc).__name__}: {exc}); training goes on.",
         stacklevel=4,
     )
-
-
-def guarded_hook(owner: str) -> Callable[[_F], _F]:
-    """Decorate a callback method with :func:`hook_failed`: a failing hook warns once and returns None.
-
-    The instance must have ``_warner`` (an :class:`OnceWarner`) and ``settings``
-    (with ``on_error``).
-
-    Args:
-        owner: the callback's class name, for the message.
-    """
-
-    def decorate(hook: _F) -> _F:
-        @functools.wraps(hook)
-        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return hook(self, *args, **kwargs)
-            except Exception as exc:
-                hook_failed(self._warner, self.settings.on_error, owner, f"run {hook.__name__}", exc)
-                return None
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate

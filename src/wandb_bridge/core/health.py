@@ -1,7 +1,8 @@
 """Training health: which optimizer steps are measured, how parameters form groups, the key names.
 
-Framework-agnostic policy (no torch, no framework, no wandb). The device work
-lives in :mod:`wandb_bridge.adapters.torch_health`; the framework callbacks only
+Framework-agnostic policy (no torch, no framework, no wandb), key names included. The device
+work lives in :mod:`wandb_bridge.adapters.torch_health`, which imports nothing of the core: it is
+driven by the :class:`HealthPolicy` and the warn-once function handed to it. The callbacks only
 call :func:`monitor` and the monitor's ``before_step`` / ``after_step``.
 
 Keys (all under ``health/``, recorded in the row of their optimizer step,
@@ -25,7 +26,9 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from wandb_bridge.core.errors import OnceWarner
 
 if TYPE_CHECKING:
     from wandb_bridge.core.settings import Settings
@@ -96,6 +99,18 @@ class HealthPolicy:
         parts = [_SEPARATORS.split(name) for name in names]
         shared = _shared_depth(parts)
         return [safe_name(p[shared] if len(p) > shared else p[-1]) for p in parts]
+
+    def keys(
+        self, grad_groups: Iterable[str], weight_groups: Iterable[str], *, loss_scale: bool, rank: int | None
+    ) -> list[str]:
+        """The keys of one health vector (:func:`layout`); under ``health/rank-<r>/`` when ``rank`` is given."""
+        keys = layout(grad_groups, weight_groups, loss_scale=loss_scale)
+        return keys if rank is None else per_rank(keys, rank)
+
+    def histogram_key(self, kind: Literal["grad", "weight"], group: str, rank: int | None) -> str:
+        """``health/hist/grad/<group>`` or ``health/hist/weight/<group>``; per rank when ``rank`` is given."""
+        key = f"{HIST_GRAD if kind == 'grad' else HIST_WEIGHT}/{group}"
+        return key if rank is None else per_rank([key], rank)[0]
 
     def _match(self, name: str) -> str | None:
         assert self.groups is not None
@@ -195,4 +210,4 @@ def monitor(settings: Settings, sink: Sink | None, *, owner: str = "wandb-bridge
         return None
     from wandb_bridge.adapters.torch_health import TorchHealth
 
-    return TorchHealth(HealthPolicy.from_settings(settings), sink, owner=owner)
+    return TorchHealth(HealthPolicy.from_settings(settings), sink, warn=OnceWarner().warn, owner=owner)

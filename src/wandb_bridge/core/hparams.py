@@ -1,4 +1,14 @@
-"""Config capture: flatten with ``/``, make JSON-safe, redact secrets, cap the size."""
+"""Config capture: extract an object's values, count parameters, flatten with ``/``, make JSON-safe, redact secrets,
+cap the size, and the rule that the user's ``config=`` wins over what a framework callback extracted.
+
+The config-extraction interface every callback (and ``Settings``) uses:
+
+- :func:`config_of` (an object -> a dict): a mapping, ``argparse``/jsonargparse ``Namespace``, dataclass, or an
+  object with ``as_dict()``/``to_dict()``/attributes.
+- :func:`count_parameters` (``(size or shape, trainable)`` pairs -> :class:`ParameterCounts`): no framework needed.
+- :func:`extracted_config` (extracted values, the user's ``config=``) -> the flat values to pass to
+  ``Session.log_config``: every key the user set is left out, so the user's value stays in the run config.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +17,9 @@ import enum
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
-from typing import Any
+from typing import Any, NamedTuple
 
 REDACTED = "<redacted>"
 MAX_CONFIG_BYTES = 1_000_000
@@ -197,3 +207,105 @@ def clean_tags(tags: Sequence[str]) -> tuple[tuple[str, ...], list[str]]:
         notes.append(f"{len(out)} tags given, kept the first {MAX_TAGS}")
         out = out[:MAX_TAGS]
     return tuple(out), notes
+
+
+# ------------------------------------------------------------ config extraction
+
+
+def config_of(value: Any, *, fallback_key: str | None = None) -> dict[str, Any]:
+    """The values of a config-like object as a (shallow) dict.
+
+    Tried in this order: ``as_dict()`` (jsonargparse ``Namespace``), a mapping
+    (``dict``, Lightning's ``AttributeDict``), ``to_dict()`` (``TrainingArguments``,
+    a transformers ``PretrainedConfig``), a dataclass's fields, an object's
+    attributes (``argparse.Namespace``, a plain object).
+
+    Args:
+        value: the object.
+        fallback_key: for a value without attributes (a number, a string...):
+            ``{fallback_key: value}``; None raises instead.
+
+    Returns:
+        A new dict (nested values are kept as they are; :func:`prepare_config`
+        flattens them).
+
+    Raises:
+        ValueError: ``value`` has no values to read and ``fallback_key`` is None.
+    """
+    as_dict = getattr(value, "as_dict", None)
+    if callable(as_dict) and not isinstance(value, type):
+        return dict(as_dict())
+    if isinstance(value, Mapping):
+        return dict(value)
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict) and not isinstance(value, type):
+        return dict(to_dict())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if hasattr(value, "__dict__"):
+        return dict(vars(value))
+    if fallback_key is not None:
+        return {fallback_key: value}
+    raise ValueError(f"config must be a mapping or an object with attributes, got {value!r}")
+
+
+class ParameterCounts(NamedTuple):
+    """How many parameters a model has, and how many of them are trained."""
+
+    total: int
+    trainable: int
+
+    @property
+    def non_trainable(self) -> int:
+        """The parameters that are not trained (frozen weights, buffers held as weights)."""
+        return self.total - self.trainable
+
+
+def count_parameters(parameters: Iterable[tuple[int | Sequence[int], bool]]) -> ParameterCounts:
+    """Count parameters from ``(size, trainable)`` pairs, with no framework imported.
+
+    Args:
+        parameters: one pair per weight tensor: its number of elements (or its
+            shape, whose product is taken) and whether it is trained.
+
+    Returns:
+        The total and the trainable count.
+    """
+    total = trainable = 0
+    for size, trained in parameters:
+        count = size if isinstance(size, int) else _product(size)
+        total += count
+        if trained:
+            trainable += count
+    return ParameterCounts(total, trainable)
+
+
+def _product(shape: Sequence[int]) -> int:
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    return count
+
+
+def extracted_config(extracted: Mapping[str, Any], user: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a callback extracted, ready for ``Session.log_config``, without the keys the user set.
+
+    The rule, in one place: the user's ``config=`` always wins. The session
+    records the user's config when the run starts; values a framework callback
+    reads later (``TrainingArguments``, hparams, ``fit`` arguments, model facts)
+    never overwrite a key the user gave. Keys are compared flat (``model/lr``
+    in the user's config covers ``{"model": {"lr": ...}}`` extracted).
+
+    Args:
+        extracted: the values a callback read from the framework (nested or flat).
+        user: the user's ``config=`` (``Settings.config``), or None.
+
+    Returns:
+        The flat, JSON-safe extracted values minus the user's keys (the session
+        redacts and size-caps them, as every config it records).
+    """
+    flat = flatten(to_json_safe(dict(extracted)))
+    if not user:
+        return flat
+    given = flatten(to_json_safe(dict(user)))
+    return {key: value for key, value in flat.items() if key not in given}

@@ -98,6 +98,76 @@ def flatten_metrics(values: Mapping[str, Any], parent: str = "") -> Iterator[tup
             yield name, value
 
 
+# ------------------------------------------------------ a logger's prefix and step
+
+
+def prefixed_key(key: str, prefix: str, join: str = "-", *, step_keys_too: bool = False) -> str:
+    """A recorded key under a logger's ``prefix`` (Lightning's ``prefix="a"``: ``train/loss`` -> ``a-train/loss``).
+
+    Args:
+        key: the recorded key (already mapped) or, for values the user names directly, the key as written.
+        prefix: the prefix; empty: none.
+        join: what joins prefix and key (Lightning's ``LOGGER_JOIN_CHAR``).
+        step_keys_too: also prefix the step columns (:data:`STEP_KEYS`), which
+            otherwise keep their names (keys the user names directly get the prefix, whatever they are).
+    """
+    if not prefix or (key in STEP_KEYS and not step_keys_too):
+        return key
+    return f"{prefix}{join}{key}"
+
+
+@dataclass(frozen=True)
+class LoggerStep:
+    """The row step of values a framework's logger was handed (see :func:`logger_step`).
+
+    Attributes:
+        step: the global step of the row (None: the session's current step).
+        eval_batch: the framework's step was an evaluation batch count, so the
+            values went to the training step they were computed at instead.
+    """
+
+    step: int | None
+    eval_batch: bool
+
+
+def logger_step(step: int | None, *, global_step: int | None, in_fit: bool, eval_batch: bool) -> LoggerStep:
+    """The row step of values a logger gets with its framework's 0-based step (Lightning, Fabric).
+
+    The framework's step counts optimizer steps completed before the value, so
+    ``step + 1`` is the step it belongs to; the trainer's optimizer step count
+    wins when it is larger (one batch stepping several optimizers).
+
+    Args:
+        step: the framework's step, if it gave one.
+        global_step: the trainer's optimizer steps completed; None when no
+            trainer is known (the logger is used on its own: ``step + 1``).
+        in_fit: a training call is running (outside one, values go to ``global_step``).
+        eval_batch: the values are per-batch evaluation values (their step is an
+            evaluation batch count, no training step).
+    """
+    if global_step is None:
+        return LoggerStep(None if step is None else int(step) + 1, False)
+    if step is None or not in_fit:
+        return LoggerStep(global_step, False)
+    if eval_batch:
+        return LoggerStep(global_step, True)
+    return LoggerStep(max(global_step, int(step) + 1), False)
+
+
+def fractional_epoch(epoch: int, batches_done: int, batches_per_epoch: float | None) -> float:
+    """``trainer/epoch`` of a value: epochs completed, as a float (0.125 after 1 of 8 batches, 1.0 at the epoch's end).
+
+    Args:
+        epoch: the running epoch's 0-based index.
+        batches_done: the batches of that epoch done when the value was produced.
+        batches_per_epoch: the epoch's batch count; None, 0 or infinite (an
+            iterable dataset): the epoch index is all that is known.
+    """
+    if not batches_per_epoch or not 0 < batches_per_epoch < math.inf:
+        return float(epoch)
+    return epoch + min(batches_done, batches_per_epoch) / batches_per_epoch
+
+
 # ---------------------------------------------------------------------- values
 
 #: Why a value was not recorded, keyed by a short reason code.
@@ -341,3 +411,78 @@ class RowMerger:
             row[EPOCH_KEY] = self.last_epoch
         self._step, self._row = None, {}
         return row
+
+
+# ------------------------------------------------- a framework's log dict
+
+
+#: Keys of the log dict a framework writes once, when training ends (transformers' ``train()``:
+#: ``train_runtime``, ``total_flos``, ``train_loss``...): its figures go to the summary.
+END_OF_TRAINING_KEYS = ("train_runtime", "total_flos")
+
+
+@dataclass(frozen=True)
+class LogDict:
+    """Where the values of one framework log dict go (see :func:`read_log_dict`).
+
+    Attributes:
+        values: the values, with the names to pass to ``Session.log``/``log_summary``.
+        stage: the stage of their unprefixed names.
+        summary: end-of-training figures: summary values, never a history row.
+    """
+
+    values: dict[str, Any]
+    stage: Stage
+    summary: bool = False
+
+
+def log_stage(values: Mapping[str, Any]) -> Stage:
+    """The stage of a log dict, from its first stage-prefixed key: ``eval_*`` -> val, ``test_*``/``predict_*`` -> test.
+
+    A dict without such a key (``loss``, ``learning_rate``, ``grad_norm``) is a training log.
+    """
+    for key in values:
+        if key.startswith("eval_"):
+            return "val"
+        if key.startswith(("test_", "predict_")):
+            return "test"
+    return "train"
+
+
+def read_log_dict(logs: Mapping[str, Any]) -> LogDict:
+    """Read one log dict a framework hands over (transformers' ``on_log``).
+
+    The end-of-training dict (it holds every key of :data:`END_OF_TRAINING_KEYS`)
+    becomes summary values without its ``epoch``, its ``train_loss`` (the mean
+    training loss of the whole call) named ``loss_mean`` so that it stays apart
+    from the last logged ``train/loss``. Any other dict is a history row of
+    :func:`log_stage`'s stage.
+    """
+    values = dict(logs)
+    if not all(key in values for key in END_OF_TRAINING_KEYS):
+        return LogDict(values, log_stage(values))
+    values.pop("epoch", None)
+    if "train_loss" in values:
+        values["loss_mean"] = values.pop("train_loss")
+    return LogDict(values, "train", summary=True)
+
+
+def epochs_completed(epoch: float | None) -> int | None:
+    """Whole epochs completed at a (fractional) epoch: 1.0 -> 1, 1.5 -> 1; None stays None.
+
+    The epoch count of a checkpoint in every framework: one written at the end
+    of the first epoch gets ``epoch-1``.
+    """
+    if epoch is None:
+        return None
+    return int(epoch + 1e-9)
+
+
+def step_in_progress(completed: int, in_step: bool = True) -> int:
+    """The row step of a value recorded while a framework trains, from its count of optimizer steps completed.
+
+    Inside an optimizer step (between its begin and end events, or just before the
+    optimizer steps) a value belongs to the step being computed, ``completed + 1``;
+    between steps, to the last completed one.
+    """
+    return completed + 1 if in_step else completed

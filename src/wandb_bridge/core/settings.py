@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
-from wandb_bridge.core import health
+from wandb_bridge.core import health, hparams
 
 LogModel = Literal[False, "end", "best", "all"]
 Mode = Literal["online", "offline", "disabled"]
@@ -168,7 +168,7 @@ class Settings:
                 raise ValueError(f"{flag} must be True or False, got {value!r}")
         config = args.get("config")
         if config is not None and not isinstance(config, Mapping):
-            config = _config_from_object(config)
+            config = hparams.config_of(config)
         directory = pick("dir", "WANDB_DIR")
         log_health, health_every, health_groups, health_histograms = health.validate(
             args.get("log_health"), args.get("health_every"), args.get("health_groups"), args.get("health_histograms")
@@ -327,14 +327,6 @@ def _iter_tags(tags: Any) -> Iterable[Any]:
     if isinstance(tags, (list, tuple, set, frozenset)):
         return tags
     raise ValueError(f"tags must be a list of strings, got {type(tags).__name__}")
-
-
-def _config_from_object(config: Any) -> Mapping[str, Any]:
-    if hasattr(config, "to_dict"):
-        return dict(config.to_dict())
-    if hasattr(config, "__dict__"):
-        return dict(vars(config))
-    raise ValueError(f"config must be a mapping or an object with attributes, got {config!r}")
 
 
 def _env_flag(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
