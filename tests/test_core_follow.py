@@ -134,6 +134,9 @@ def test_adopted_monitor_prefers_a_preferred_callback_and_never_overrides_the_ru
     assert adopted_monitor(None, [nothing, CallbackMonitor("")]) is None
     assert adopted_monitor(None, []) is None
     assert adopted_monitor("val/loss", [plain, best_only]) is None
+    # a mode the callback does not state (Keras mode="auto" before its first epoch) is guessed from the name
+    assert adopted_monitor(None, [CallbackMonitor("val_acc")]) == CallbackMonitor("val_acc", "max")
+    assert adopted_monitor(None, [CallbackMonitor("val_loss")]) == CallbackMonitor("val_loss", "min")
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,8 @@ from transformers_helpers import (
 )
 from wandb_bridge import Session, WandbBridgeWarning, WandbTrainerCallback
 from wandb_bridge.callbacks.transformers import NEVER_UPLOAD, WEIGHT_FILES, apply_sweep
-from wandb_bridge.core.metrics import epochs_completed, read_log_dict, step_in_progress
+from wandb_bridge.core.metrics import read_log_dict
+from wandb_bridge.core.steps import epochs_completed, step_in_progress
 
 HERE = Path(__file__).resolve().parent
 

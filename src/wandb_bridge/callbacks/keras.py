@@ -23,6 +23,7 @@ from wandb_bridge.core.errors import WandbBridgeWarning
 from wandb_bridge.core.hparams import extracted_config
 from wandb_bridge.core.predictions import PredictionTable
 from wandb_bridge.core.session import Session
+from wandb_bridge.core.steps import evaluation_step
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -245,7 +246,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             return
         self._clock.bind(self.model)
         step, _ = self._clock.read()
-        session.log(dict(logs), step=session.last_step if step == 0 and session.last_step else step, stage="test")
+        session.log(dict(logs), step=evaluation_step(step, session.last_step), stage="test")
 
     # -------------------------------------------------------- checkpoints
 

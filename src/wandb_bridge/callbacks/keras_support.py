@@ -25,7 +25,7 @@ from wandb_bridge.core.errors import OnceWarner
 from wandb_bridge.core.follow import CallbackMonitor
 from wandb_bridge.core.hparams import count_parameters
 from wandb_bridge.core.predictions import PredictionTable
-from wandb_bridge.core.settings import infer_monitor_mode
+from wandb_bridge.core.steps import fractional_epoch, reaches_every
 
 
 def import_keras() -> ModuleType:
@@ -121,11 +121,11 @@ class StepReader:
     def completes(self, batch: int, every: int) -> bool:
         """True when the call that ran batch ``batch`` (of ``per_call`` batches) reached ``every`` steps more."""
         step, raw = self.at_batch(batch)
-        return step // every > ((raw - self.per_call) // self.accumulation) // every
+        return reaches_every(step, raw, per_call=self.per_call, accumulation=self.accumulation, every=every)
 
     def epoch_at(self, epoch: int, batch: int) -> float:
         """The fractional epoch once batch ``batch`` of epoch ``epoch`` ran."""
-        return epoch + (batch + 1) / self.steps if self.steps else float(epoch)
+        return fractional_epoch(epoch, batch + 1, self.steps)
 
     def learning_rate(self, iteration: int, in_batch: bool = False) -> Any:
         """The learning rate of update ``iteration + 1``, without a device read: a schedule's value on the
@@ -172,9 +172,8 @@ def checkpoint_callbacks(given: Sequence[Any], siblings: Sequence[Any] | None) -
 def monitor_of(callback: Any) -> CallbackMonitor:
     """What a ``ModelCheckpoint`` monitors, as Keras states it (``mode="auto"`` is set at the first epoch end)."""
     monitor, mode, op = (getattr(callback, k, None) for k in ("monitor", "mode", "monitor_op"))
-    if mode not in ("min", "max"):  # "auto": Keras's choice once set, else the name's direction
-        guess = infer_monitor_mode(str(monitor or "").removeprefix("val_"))
-        mode = guess if op is None else "max" if op is keras.ops.greater else "min"
+    if mode not in ("min", "max"):  # "auto": Keras's choice once set, else None (the core guesses from the name)
+        mode = None if op is None else "max" if op is keras.ops.greater else "min"
     preferred = bool(getattr(callback, "save_best_only", False))
     return CallbackMonitor(monitor if isinstance(monitor, str) else None, mode, preferred)
 

@@ -1,7 +1,8 @@
 """PyTorch Lightning: :class:`WandbLogger`, a drop-in for Lightning's own, translating its events into Session calls.
 
-Keys, steps, checkpoint following, aliases and the monitor are the core's; the run's lifetime, error boundary
-and pickling :mod:`~wandb_bridge.callbacks.base`'s; reading Lightning :mod:`.lightning_support`'s.
+Keys, steps, checkpoint following, aliases, ranks and the monitor are the core's; the run's lifetime, error
+boundary and pickling :mod:`.base`'s; checkpoint files :mod:`.lightning_checkpoints`'; reading Lightning
+:mod:`.lightning_support`'s.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing_extensions import override
 
 from wandb_bridge.callbacks import lightning_support as support
 from wandb_bridge.callbacks.base import SessionHolder, guarded, picklable_state, resolve_settings
+from wandb_bridge.callbacks.lightning_checkpoints import Checkpoints
 from wandb_bridge.core import follow, hparams
-from wandb_bridge.core.metrics import Stage, logger_step, prefixed_key, step_in_progress
+from wandb_bridge.core.metrics import Stage, prefixed_key
 from wandb_bridge.core.session import Session
 from wandb_bridge.core.settings import Settings
+from wandb_bridge.core.steps import logger_step, step_in_progress
 
-_PAYLOAD_NAME = "model.ckpt"  # the file name inside model artifacts, as with Lightning's WandbLogger
 _EVAL_STEPS = (
     "Per-batch validation values (self.log(..., on_step=True) in validation_step) are recorded at the training "
     "step they were computed at, one value per key and step (the last batch's); log them with on_epoch=True "
@@ -87,9 +89,7 @@ class WandbLogger(support.LoggerBase):
         self.add_file_policy = add_file_policy
         self._trainer_ref: weakref.ReferenceType[Any] | None = None
         self._configured: weakref.ReferenceType[Any] | None = None
-        self._follower = follow.CheckpointFollower()
-        self._final_saved = False
-        self._train_epoch: Any = None  # the epoch of the last training values Lightning logged
+        self._checkpoints = Checkpoints(self._holder)
 
     @property
     def settings(self) -> Settings:
@@ -163,10 +163,7 @@ class WandbLogger(support.LoggerBase):
     @override
     def log_graph(self, model: Any, input_array: Any = None) -> None:
         """At the start of every Trainer call: read the Trainer (steps, config facts, monitor); logs no graph."""
-        try:
-            trainer = model.trainer
-        except Exception:  # not attached to a Trainer
-            return
+        trainer = support.trainer_of(model)
         if trainer is None:
             return
         self._trainer_ref = weakref.ref(trainer)
@@ -216,7 +213,7 @@ class WandbLogger(support.LoggerBase):
             if epochs is not None:
                 values["epoch"] = epochs
             if stage == "train":
-                self._train_epoch = values["epoch"]
+                self._checkpoints.train_epoch = values["epoch"]
         if self._prefix:
             values = {self._key(session, str(k), stage): v for k, v in values.items()}
         session.log(values, at.step, stage=stage)
@@ -225,37 +222,7 @@ class WandbLogger(support.LoggerBase):
     @guarded
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """Report the files ``checkpoint_callback`` wrote since last seen; ``log_model`` decides what is uploaded."""
-        trainer = self._trainer()
-        if trainer is not None and not trainer.is_global_zero:
-            return  # Lightning writes checkpoint files on global rank 0
-        session = self._start()
-        if session is None:
-            return  # with log_model=False the core still marks the files with the run (for resuming)
-        callbacks = support.checkpoint_callbacks(trainer)
-        if checkpoint_callback not in callbacks:  # a weakref.proxy of one of them: == finds it
-            callbacks.append(checkpoint_callback)
-        keys = [m and self._key(session, m, "val") for m in (support.monitor_of(c).monitor for c in callbacks)]
-        role = follow.checkpoint_role(session.monitor, keys, callbacks.index(checkpoint_callback))
-        step, done = (None, None) if trainer is None else (int(trainer.global_step), support.epochs_done(trainer))
-        epoch = None if done is None else int(done)
-        metrics = None if trainer is None else dict(trainer.callback_metrics)
-        best_path = getattr(checkpoint_callback, "best_model_path", "") or ""
-        fields = support.callback_fields(checkpoint_callback)
-        for path, score in self._follower.written(support.checkpoint_files(checkpoint_callback)):
-            verdict = follow.verdict(role, score, path == best_path)
-            meta = {checkpoint_callback.__class__.__name__: {**fields, "score": score}}  # a proxy's class too
-            payload = _PAYLOAD_NAME if os.path.isfile(path) else None
-            judged = metrics if verdict.with_metrics else None
-            session.log_checkpoint(
-                path,
-                step,
-                epoch,
-                judged,
-                score=verdict.score,
-                is_best=verdict.is_best,
-                metadata=meta,
-                payload_name=payload,
-            )
+        self._checkpoints.saved(self._trainer(), checkpoint_callback, self._start, lambda s, m: self._key(s, m, "val"))
 
     @override
     def finalize(self, status: str) -> None:
@@ -267,29 +234,12 @@ class WandbLogger(support.LoggerBase):
             self._holder.end_call(exc, preempted=sigterm)
             return
         if trainer is not None and support.trainer_fn(trainer) == "fit":
-            self._save_final_weights(trainer)
+            folder = os.path.join(self._save_dir or str(trainer.default_root_dir), str(self.name))
+            self._checkpoints.save_final(trainer, os.path.join(folder, str(self.version or "version_0")))
             session = self._holder.active
             if session is not None:
                 session.upload_end_checkpoints()
         self._holder.end_call()
-
-    def _save_final_weights(self, trainer: Any) -> None:
-        """Save the final weights once (``trainer.save_checkpoint``, every rank) when the final-model rule says so."""
-        written = self._final_saved or support.wrote_files(trainer)
-        if not follow.final_model_due(self.settings.log_model, trained=True, checkpoint_exists=written):
-            return
-        self._final_saved = True
-        root = self._save_dir or str(trainer.default_root_dir)
-        path = os.path.join(root, str(self.name), str(self.version or "version_0"), "checkpoints", "final.ckpt")
-        path = trainer.strategy.broadcast(path)  # every rank saves to rank 0's path
-        with self._holder.boundary("save the final weights"):
-            trainer.save_checkpoint(path)  # collective: runs on every rank
-            session = self._holder.active if trainer.is_global_zero else None
-            if session is not None:
-                epoch = int(self._train_epoch if self._train_epoch is not None else trainer.current_epoch)
-                metrics = dict(trainer.callback_metrics)
-                step = int(trainer.global_step)
-                session.log_checkpoint(path, step=step, epoch=epoch, metrics=metrics, payload_name=_PAYLOAD_NAME)
 
     def __getstate__(self) -> dict[str, Any]:
         # ddp_spawn pickles the logger into every worker; the holder fixes the run id there (pin_run_id).

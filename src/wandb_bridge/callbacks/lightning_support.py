@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from wandb_bridge.callbacks._require import require
 from wandb_bridge.callbacks.base import calling_frames
+from wandb_bridge.core.checkpoint_reports import SavedFiles, SaveTime
 from wandb_bridge.core.checkpoints import score_value
 from wandb_bridge.core.follow import CallbackMonitor
-from wandb_bridge.core.metrics import Stage, fractional_epoch, logger_step, prefixed_key
+from wandb_bridge.core.metrics import Stage, prefixed_key
 from wandb_bridge.core.session import Session
+from wandb_bridge.core.steps import fractional_epoch, logger_step
 
 _LOGGER_MODULES = ("lightning.pytorch.loggers", "pytorch_lightning.loggers")
 _CALLBACK_FIELDS = ("monitor", "mode", "save_last", "save_top_k", "save_weights_only")
@@ -141,6 +143,14 @@ class NoOpExperiment:
         return None
 
 
+def trainer_of(model: Any) -> Any:
+    """The Trainer a ``LightningModule`` is attached to, or None."""
+    try:
+        return model.trainer
+    except Exception:  # not attached to a Trainer
+        return None
+
+
 def trainer_fn(trainer: Any) -> str | None:
     """The Trainer call in progress: ``"fit"``, ``"validate"``, ``"test"``, ``"predict"`` or None."""
     fn = getattr(getattr(trainer, "state", None), "fn", None)
@@ -179,6 +189,11 @@ def trainer_facts(trainer: Any) -> dict[str, Any]:
     return facts
 
 
+def global_rank(trainer: Any) -> int | None:
+    """The Trainer's global rank (None without a Trainer)."""
+    return None if trainer is None else int(trainer.global_rank)
+
+
 def epochs_done(trainer: Any) -> float | None:
     """``trainer/epoch`` now: epochs completed, a float (Lightning's ``epoch`` is the running index); else None."""
     if trainer is None or trainer_fn(trainer) != "fit":
@@ -211,17 +226,23 @@ def wrote_files(trainer: Any) -> bool:
     )
 
 
-def checkpoint_files(callback: Any) -> dict[str, float | None]:
-    """``path -> score`` of the files a ``ModelCheckpoint`` holds: its last, its top k and its best."""
+def saved_files(callback: Any) -> SavedFiles:
+    """What a ``ModelCheckpoint`` holds (its last, top k and best files with their scores; its settings)."""
     found = {getattr(callback, "last_model_path", "") or "": getattr(callback, "current_score", None)}
     found.update((str(path), score) for path, score in (getattr(callback, "best_k_models", None) or {}).items())
-    found[getattr(callback, "best_model_path", "") or ""] = getattr(callback, "best_model_score", None)
-    return {path: score_value(score) for path, score in found.items() if path}
+    best = getattr(callback, "best_model_path", "") or ""
+    found[best] = getattr(callback, "best_model_score", None)
+    fields = {name: getattr(callback, name) for name in _CALLBACK_FIELDS if hasattr(callback, name)}
+    files = {path: score_value(score) for path, score in found.items() if path}
+    return SavedFiles(files, best, callback.__class__.__name__, fields)  # a weakref.proxy's class too
 
 
-def callback_fields(callback: Any) -> dict[str, Any]:
-    """The settings of a ``ModelCheckpoint`` recorded in each version's metadata."""
-    return {name: getattr(callback, name) for name in _CALLBACK_FIELDS if hasattr(callback, name)}
+def save_time(trainer: Any, epoch: float | None = None) -> SaveTime:
+    """The Trainer's step, epochs completed (or ``epoch``) and metrics now (all None without a Trainer)."""
+    if trainer is None:
+        return SaveTime()
+    done = epochs_done(trainer) if epoch is None else epoch
+    return SaveTime(int(trainer.global_step), None if done is None else int(done), dict(trainer.callback_metrics))
 
 
 def resumed_fit_checkpoint(logger: Any) -> str | None:

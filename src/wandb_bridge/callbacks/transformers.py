@@ -17,8 +17,9 @@ from wandb_bridge.callbacks._require import require
 from wandb_bridge.callbacks.base import SessionHolder, guarded, picklable_state, resolve_settings
 from wandb_bridge.callbacks.transformers_support import FINAL_MODEL_DIR, NEVER_UPLOAD, WEIGHT_FILES, apply_sweep
 from wandb_bridge.core import follow, hparams, predictions
-from wandb_bridge.core.metrics import log_stage, read_log_dict, step_in_progress
+from wandb_bridge.core.metrics import log_stage, read_log_dict
 from wandb_bridge.core.session import Session
+from wandb_bridge.core.steps import step_in_progress
 
 if TYPE_CHECKING:
     from transformers import TrainerControl as Control
@@ -69,10 +70,10 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         watch: str | None = None,
         **kwargs: Any,
     ) -> None:
-        hf.check_arguments(checkpoint_files, log_predictions)
+        hf.check_arguments(checkpoint_files)
+        self.log_predictions = predictions.check_count(log_predictions)
         given = {"project": project, "entity": entity, "name": name, "log_model": log_model, "watch": watch}
         self.settings = resolve_settings({**given, **kwargs}, default_project="huggingface")
-        self.log_predictions = log_predictions
         self.checkpoint_files: hf.CheckpointFiles = checkpoint_files
         self._holder = SessionHolder(self.settings, owner="WandbTrainerCallback", framework="transformers", renew="new")
         self._holder.framework_version = transformers.__version__

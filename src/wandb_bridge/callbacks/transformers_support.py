@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from wandb_bridge.callbacks.base import SessionHolder
 from wandb_bridge.core import follow, health, sweeps
-from wandb_bridge.core.metrics import epochs_completed
+from wandb_bridge.core.steps import epochs_completed
 
 if TYPE_CHECKING:
     from transformers import TrainerState, TrainingArguments
@@ -175,12 +175,10 @@ class TrainerHealth:
             session.hand_over_health(step, keys, values, histograms)
 
 
-def check_arguments(checkpoint_files: str, log_predictions: object) -> None:
-    """Refuse a ``checkpoint_files`` or ``log_predictions`` value that is not allowed (``ValueError``)."""
+def check_arguments(checkpoint_files: str) -> None:
+    """Refuse a ``checkpoint_files`` value that is not allowed (``ValueError``)."""
     if checkpoint_files not in ("all", "weights"):
         raise ValueError(f"checkpoint_files={checkpoint_files!r} is not valid; use one of 'all', 'weights'")
-    if isinstance(log_predictions, bool) or not isinstance(log_predictions, int) or log_predictions < 0:
-        raise ValueError(f"log_predictions must be an int >= 0, got {log_predictions!r}")
 
 
 def missing_checkpoint_warning(args: TrainingArguments, state: TrainerState) -> str:

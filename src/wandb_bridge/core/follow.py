@@ -17,10 +17,10 @@ import glob
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
-from wandb_bridge.core.settings import LogModel
+from wandb_bridge.core.settings import LogModel, infer_monitor_mode
 
 Signature = tuple[int, int, int]
 """``(mtime_ns, size, inode)`` of a file or folder."""
@@ -187,7 +187,7 @@ class CallbackMonitor:
 
     Attributes:
         monitor: the metric name as the framework writes it (None: nothing).
-        mode: ``"min"``/``"max"``, when the callback says.
+        mode: ``"min"``/``"max"``, when the callback says (None: guessed from the name on adoption).
         preferred: its metric wins over the other callbacks' (Keras ``save_best_only``).
     """
 
@@ -205,14 +205,18 @@ def adopted_monitor(current: str | None, callbacks: Sequence[CallbackMonitor]) -
 
     Returns:
         The first preferred callback with a monitor, else the first with a
-        monitor; None when ``current`` is set or no callback monitors anything.
+        monitor (a mode it does not state guessed from the metric's name:
+        :func:`~wandb_bridge.core.settings.infer_monitor_mode`); None when
+        ``current`` is set or no callback monitors anything.
     """
     if current is not None:
         return None
     watching = [c for c in callbacks if c.monitor]
     preferred = [c for c in watching if c.preferred]
-    chosen = preferred or watching
-    return chosen[0] if chosen else None
+    if not watching:
+        return None
+    chosen = (preferred or watching)[0]
+    return chosen if chosen.mode is not None else replace(chosen, mode=infer_monitor_mode(chosen.monitor))
 
 
 def final_model_due(log_model: LogModel, *, trained: bool, checkpoint_exists: bool) -> bool:

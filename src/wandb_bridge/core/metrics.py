@@ -1,4 +1,4 @@
-"""Metric keys, the step axis, values, and merging one step's values into one row.
+"""Metric keys, values, and merging one step's values into one row (the step rules: :mod:`.steps`).
 
 Everything here is pure (no wandb, no framework, no threads) so the three
 framework callbacks cannot drift apart: they pass raw names and values, this
@@ -98,7 +98,7 @@ def flatten_metrics(values: Mapping[str, Any], parent: str = "") -> Iterator[tup
             yield name, value
 
 
-# ------------------------------------------------------ a logger's prefix and step
+# ------------------------------------------------------ a logger's prefix
 
 
 def prefixed_key(key: str, prefix: str, join: str = "-", *, step_keys_too: bool = False) -> str:
@@ -114,58 +114,6 @@ def prefixed_key(key: str, prefix: str, join: str = "-", *, step_keys_too: bool 
     if not prefix or (key in STEP_KEYS and not step_keys_too):
         return key
     return f"{prefix}{join}{key}"
-
-
-@dataclass(frozen=True)
-class LoggerStep:
-    """The row step of values a framework's logger was handed (see :func:`logger_step`).
-
-    Attributes:
-        step: the global step of the row (None: the session's current step).
-        eval_batch: the framework's step was an evaluation batch count, so the
-            values went to the training step they were computed at instead.
-    """
-
-    step: int | None
-    eval_batch: bool
-
-
-def logger_step(step: int | None, *, global_step: int | None, in_fit: bool, eval_batch: bool) -> LoggerStep:
-    """The row step of values a logger gets with its framework's 0-based step (Lightning, Fabric).
-
-    The framework's step counts optimizer steps completed before the value, so
-    ``step + 1`` is the step it belongs to; the trainer's optimizer step count
-    wins when it is larger (one batch stepping several optimizers).
-
-    Args:
-        step: the framework's step, if it gave one.
-        global_step: the trainer's optimizer steps completed; None when no
-            trainer is known (the logger is used on its own: ``step + 1``).
-        in_fit: a training call is running (outside one, values go to ``global_step``).
-        eval_batch: the values are per-batch evaluation values (their step is an
-            evaluation batch count, no training step).
-    """
-    if global_step is None:
-        return LoggerStep(None if step is None else int(step) + 1, False)
-    if step is None or not in_fit:
-        return LoggerStep(global_step, False)
-    if eval_batch:
-        return LoggerStep(global_step, True)
-    return LoggerStep(max(global_step, int(step) + 1), False)
-
-
-def fractional_epoch(epoch: int, batches_done: int, batches_per_epoch: float | None) -> float:
-    """``trainer/epoch`` of a value: epochs completed, as a float (0.125 after 1 of 8 batches, 1.0 at the epoch's end).
-
-    Args:
-        epoch: the running epoch's 0-based index.
-        batches_done: the batches of that epoch done when the value was produced.
-        batches_per_epoch: the epoch's batch count; None, 0 or infinite (an
-            iterable dataset): the epoch index is all that is known.
-    """
-    if not batches_per_epoch or not 0 < batches_per_epoch < math.inf:
-        return float(epoch)
-    return epoch + min(batches_done, batches_per_epoch) / batches_per_epoch
 
 
 # ---------------------------------------------------------------------- values
@@ -465,24 +413,3 @@ def read_log_dict(logs: Mapping[str, Any]) -> LogDict:
     if "train_loss" in values:
         values["loss_mean"] = values.pop("train_loss")
     return LogDict(values, "train", summary=True)
-
-
-def epochs_completed(epoch: float | None) -> int | None:
-    """Whole epochs completed at a (fractional) epoch: 1.0 -> 1, 1.5 -> 1; None stays None.
-
-    The epoch count of a checkpoint in every framework: one written at the end
-    of the first epoch gets ``epoch-1``.
-    """
-    if epoch is None:
-        return None
-    return int(epoch + 1e-9)
-
-
-def step_in_progress(completed: int, in_step: bool = True) -> int:
-    """The row step of a value recorded while a framework trains, from its count of optimizer steps completed.
-
-    Inside an optimizer step (between its begin and end events, or just before the
-    optimizer steps) a value belongs to the step being computed, ``completed + 1``;
-    between steps, to the last completed one.
-    """
-    return completed + 1 if in_step else completed

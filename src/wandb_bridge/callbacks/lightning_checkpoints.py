@@ -1,0 +1,81 @@
+"""The checkpoint side of :class:`~wandb_bridge.callbacks.lightning.WandbLogger`, translation only.
+
+What a ``ModelCheckpoint`` holds after each save, and the final weights at the end of ``fit``, handed to
+the core: which process reports (:func:`~wandb_bridge.core.checkpoint_reports.reports_files`), which
+files are new and their ``best`` verdict (:class:`~wandb_bridge.core.checkpoint_reports.CallbackFiles`)
+and whether the final weights are due (:func:`~wandb_bridge.core.follow.final_model_due`) are its.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from wandb_bridge.callbacks import lightning_support as support
+from wandb_bridge.callbacks.base import SessionHolder
+from wandb_bridge.core.checkpoint_reports import CallbackFiles, reports_files
+from wandb_bridge.core.follow import final_model_due
+from wandb_bridge.core.session import Session
+
+_Key = Callable[[Session, str], str]
+PAYLOAD_NAME = "model.ckpt"  # the file name inside model artifacts, as with Lightning's WandbLogger
+
+
+class Checkpoints:
+    """One logger's checkpoint reports.
+
+    State: the files seen (:class:`~wandb_bridge.core.checkpoint_reports.CallbackFiles`), whether the
+    final weights were saved, and the epoch of the last training values Lightning logged (``train_epoch``).
+
+    Args:
+        holder: the logger's session holder.
+    """
+
+    def __init__(self, holder: SessionHolder) -> None:
+        self._holder = holder
+        self._reports = CallbackFiles(payload_name=PAYLOAD_NAME)
+        self._final_saved = False
+        self.train_epoch: Any = None
+
+    def saved(self, trainer: Any, checkpoint_callback: Any, start: Callable[[], Session | None], key: _Key) -> None:
+        """Report the files ``checkpoint_callback`` wrote since last seen (Lightning's ``after_save_checkpoint``).
+
+        Args:
+            trainer: the Trainer, or None.
+            checkpoint_callback: the callback that saved (often a ``weakref.proxy``).
+            start: the logger's session start (called only on the process that reports).
+            key: ``(session, metric name) -> recorded key`` of a monitored metric.
+        """
+        session = start() if reports_files(support.global_rank(trainer)) else None
+        if session is None:
+            return  # with log_model=False the core still marks the files with the run (for resuming)
+        callbacks = support.checkpoint_callbacks(trainer)
+        if checkpoint_callback not in callbacks:  # a weakref.proxy of one of them: == finds it
+            callbacks.append(checkpoint_callback)
+        keys = [m and key(session, m) for m in (support.monitor_of(c).monitor for c in callbacks)]
+        saved, at = support.saved_files(checkpoint_callback), support.save_time(trainer)
+        self._reports.report(session, saved, keys, callbacks.index(checkpoint_callback), at)
+
+    def save_final(self, trainer: Any, folder: str) -> None:
+        """Save the final weights once (``trainer.save_checkpoint``, every rank) when the final-model rule says so.
+
+        Args:
+            trainer: the Trainer whose ``fit`` ended.
+            folder: where the logger's checkpoints go (``final.ckpt`` is written under ``folder/checkpoints``).
+        """
+        written = self._final_saved or support.wrote_files(trainer)
+        if not final_model_due(self._holder.settings.log_model, trained=True, checkpoint_exists=written):
+            return
+        self._final_saved = True
+        path = trainer.strategy.broadcast(os.path.join(folder, "checkpoints", "final.ckpt"))  # rank 0's path
+        with self._holder.boundary("save the final weights"):
+            trainer.save_checkpoint(path)  # collective: runs on every rank
+            session = self._holder.active if reports_files(support.global_rank(trainer)) else None
+            if session is not None:
+                epoch = self.train_epoch if self.train_epoch is not None else trainer.current_epoch
+                at = support.save_time(trainer, epoch)
+                session.log_checkpoint(path, at.step, at.epoch, at.metrics, payload_name=PAYLOAD_NAME)
+
+
+__all__ = ["PAYLOAD_NAME", "Checkpoints"]
