@@ -240,7 +240,7 @@ def bench_training(
 def bench_e2e(reps: int, quick: bool, errors: list[str], budget: Budget, minimum: int) -> dict[str, Any]:
     """End to end and sustained throughput of a loop that only logs, under the defaults, interleaved."""
     scenarios = e2e.QUICK_SCENARIOS if quick else e2e.SCENARIOS
-    variants = ["native", "ours", "ours_inproc"]
+    variants = ["native", "ours", "ours_inproc", "ours_helper"]
     raw: dict[str, list[dict[str, Any]]] = {}
     for i in range(reps):
         if not budget.another(i, minimum, reps):

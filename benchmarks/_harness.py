@@ -335,9 +335,12 @@ CONFIGS: dict[str, dict[str, str | None]] = {
     "quiet": {"WANDB_CONSOLE": "off"},
 }
 # Our variants and the row sink each uses (the environment variable picks it; same code otherwise).
+# ours: the default (log_process="auto": in-process until the logging process pays);
+# ours_inproc: always in-process; ours_helper: the logging process from the start.
 OUR_SINKS: dict[str, dict[str, str | None]] = {
     "ours": {},
     "ours_inproc": {"WANDB_BRIDGE_LOG_PROCESS": "0"},
+    "ours_helper": {"WANDB_BRIDGE_LOG_PROCESS": "1"},
 }
 
 

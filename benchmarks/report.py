@@ -344,7 +344,7 @@ def e2e_table(results: Mapping[str, Any]) -> str:
     rows = []
     for label, steps, keys in section.get("scenarios", []):
         native = summary.get(f"{label}/native")
-        for variant in ("native", "ours", "ours_inproc"):
+        for variant in ("native", "ours", "ours_inproc", "ours_helper"):
             v = summary.get(f"{label}/{variant}")
             if v is None:
                 continue
@@ -591,7 +591,11 @@ def _verdicts(results: Mapping[str, Any]) -> list[str]:
         if not native:
             continue
         parts = []
-        for variant, name in (("ours", "logging process"), ("ours_inproc", "in-process")):
+        for variant, name in (
+            ("ours", "default (auto)"),
+            ("ours_inproc", "in-process"),
+            ("ours_helper", "logging process from the start"),
+        ):
             v = e2e_summary.get(f"{label}/{variant}")
             if not v:
                 continue

@@ -1,4 +1,4 @@
-"""The logging process: rows are logged into the run by a helper process (``log_process=True``).
+"""The logging process: rows are logged into the run by a helper process (``log_process=True``, or "auto").
 
 Everything here is real: the helper is a real child process attached to the
 real offline run, faults are real signals, and the run is read back from its file.
@@ -44,6 +44,7 @@ def _ours(caught: list[warnings.WarningMessage]) -> list[str]:
 def _child_env(wandb_offline: WandbOfflineRuns) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(wandb_offline.env)
+    env["WANDB_BRIDGE_LOG_PROCESS"] = "1"  # the helper from the start (the default starts it once it pays)
     return env
 
 
@@ -51,7 +52,7 @@ def test_rows_are_logged_by_a_helper_process_in_order(
     wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     here = rows_logged_here(monkeypatch)
-    with Session(project="proc") as session:
+    with Session(project="proc", log_process=True) as session:
         for step in range(1, 301):
             session.log({"loss": 1.0 / step, "acc": step / 300}, step=step)
         assert session.flush()
@@ -79,7 +80,10 @@ def test_log_process_false_logs_from_the_training_process(
 
 
 def test_env_variable_switches_the_helper_off_and_bad_values_are_errors() -> None:
-    assert Settings.resolve(env={}).log_process is True
+    assert Settings.resolve(env={}).log_process == "auto"
+    assert Settings.resolve(env={"WANDB_BRIDGE_LOG_PROCESS": "Auto"}).log_process == "auto"
+    assert Settings.resolve(env={"WANDB_BRIDGE_LOG_PROCESS": "1"}).log_process is True
+    assert Settings.resolve(env={}, log_process="auto").log_process == "auto"
     assert Settings.resolve(env={"WANDB_BRIDGE_LOG_PROCESS": "false"}).log_process is False
     assert Settings.resolve(env={"WANDB_BRIDGE_LOG_PROCESS": "false"}, log_process=True).log_process is True
     with pytest.raises(ValueError, match="WANDB_BRIDGE_LOG_PROCESS"):
@@ -92,7 +96,7 @@ def test_plain_rows_of_every_kind_go_to_the_helper(
     wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     here = rows_logged_here(monkeypatch)
-    with Session(project="proc") as session:
+    with Session(project="proc", log_process=True) as session:
         for step in (1, 2):
             session.log({"f": 0.5 * step, "i": step, "flag": True, "nested": {"a": {"b": 2.0}}}, step=step)
     assert here == []
@@ -106,7 +110,7 @@ def test_media_rows_keep_their_place_between_plain_rows(
     wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     here = rows_logged_here(monkeypatch)
-    with Session(project="proc") as session:
+    with Session(project="proc", log_process=True) as session:
         for step in range(1, 11):
             values: dict[str, object] = {"loss": float(step)}
             if step in (4, 7):
@@ -122,7 +126,7 @@ def test_media_rows_keep_their_place_between_plain_rows(
 def test_helper_killed_mid_run_loses_no_row(wandb_offline: WandbOfflineRuns) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with Session(project="proc") as session:
+        with Session(project="proc", log_process=True) as session:
             for step in range(1, 51):
                 session.log({"loss": float(step)}, step=step)
             session.flush()
@@ -163,7 +167,7 @@ def test_signal_to_the_whole_process_group_loses_no_row(
 
 @pytest.mark.timeout(120)
 def test_frozen_helper_never_hangs_and_keeps_its_rows(wandb_offline: WandbOfflineRuns) -> None:
-    session = Session(project="proc", finish_timeout=2)
+    session = Session(project="proc", finish_timeout=2, log_process=True)
     for step in range(1, 21):
         session.log({"loss": float(step)}, step=step)
     assert session.flush(timeout=60)  # the helper's start may take longer than 2 s on a loaded machine
@@ -190,7 +194,7 @@ def test_frozen_helper_never_hangs_and_keeps_its_rows(wandb_offline: WandbOfflin
 def test_a_process_forked_during_training_does_not_hold_up_finish(wandb_offline: WandbOfflineRuns) -> None:
     # A fork (a DataLoader worker, say) inherits a copy of the helper's input pipe, so the
     # helper would never see end of input while the fork lives: finish() ends it explicitly.
-    session = Session(project="proc", finish_timeout=30)
+    session = Session(project="proc", finish_timeout=30, log_process=True)
     session.log({"loss": 1.0}, step=1)
     assert session.flush(timeout=60)
     forked = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,), daemon=True)
@@ -227,3 +231,45 @@ def test_helper_ends_quietly_when_the_training_process_is_killed(
     assert "Traceback" not in child.stderr()
     logs = list(tmp_path.glob("wandb/offline-run-*/logs/wandb-bridge-helper.log"))
     assert len(logs) == 1
+
+
+def test_auto_a_short_run_starts_no_helper(wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch) -> None:
+    # log_process="auto" (the default): fewer rows than one look of the sink choice are logged
+    # here, and the helper's start-up (a second import of wandb) is never paid.
+    here = rows_logged_here(monkeypatch)
+    with Session(project="proc") as session:
+        for step in range(1, 21):
+            session.log({"loss": 1.0 / step}, step=step)
+        assert session.flush()
+        assert _helpers() == []
+    assert [row["trainer/global_step"] for row in here] == list(range(1, 21))
+    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 21))
+
+
+def test_auto_a_burst_of_rows_stays_in_this_process(
+    wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A loop that does nothing but log: rows come faster than wandb takes them, so the helper
+    # would only add its start-up (both sinks are one thread calling run.log).
+    here = rows_logged_here(monkeypatch)
+    with Session(project="proc") as session:
+        for step in range(1, 201):
+            session.log({f"k{i}": float(i) for i in range(200)}, step=step)
+        assert session.flush()
+        assert _helpers() == []
+    assert len(here) == 200
+
+
+def test_auto_rows_with_training_between_them_move_to_the_helper_in_order(
+    wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = rows_logged_here(monkeypatch)
+    with Session(project="proc") as session:
+        for step in range(1, 401):
+            time.sleep(0.002)  # the training step (the GIL is free meanwhile, as in a torch step)
+            session.log({"loss": 1.0 / step}, step=step)
+        assert session.flush()
+        assert len(_helpers()) == 1
+    logged_here = [row["trainer/global_step"] for row in here]
+    assert 0 < len(logged_here) < 400 and logged_here == list(range(1, len(logged_here) + 1))
+    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 401))

@@ -15,10 +15,19 @@ from typing import Any
 from wandb_bridge.adapters import system, wandb_sdk
 from wandb_bridge.core.distributed import RankKeys
 from wandb_bridge.core.faults import FaultBoundary
-from wandb_bridge.core.metrics import EPOCH_KEY, STEP_KEY, KeyNormalizer, RowMerger, as_written, flatten_metrics
+from wandb_bridge.core.metrics import (
+    EPOCH_KEY,
+    STEP_KEY,
+    KeyNormalizer,
+    RowMerger,
+    Stage,
+    as_written,
+    flatten_metrics,
+)
 from wandb_bridge.core.ops import HealthRow, LogRow
 
 Row = dict[str, Any]
+_SCALARS = (float, int)
 
 
 class RowPath:
@@ -28,6 +37,7 @@ class RowPath:
         self._faults = faults
         self._lock = threading.Lock()
         self.keys: KeyNormalizer = KeyNormalizer()
+        self._names: dict[Stage | None, dict[str, str]] = {}  # recorded key of each plain key, per stage
         self.last_step: int | None = None
         # Optimizer steps completed, read from the framework (set by callbacks); see current_step.
         self.step_clock: Callable[[], int | None] | None = None
@@ -36,10 +46,12 @@ class RowPath:
         self._merger = RowMerger()
         self._sampler: system.SystemSampler | None = None
         self._timing: tuple[int, float] | None = None
+        self.stamp = 0.0  # the hand-over time (perf_counter) of the last value merged
 
     def label_rank(self, rank: int) -> None:
         """This rank writes into another rank's run: its values are labelled ``rank-<r>/...``."""
         self.keys = RankKeys(rank)
+        self._names = {}
 
     def map_key(self, key: str) -> str:
         """The recorded name of a metric name (as the run records it now)."""
@@ -86,15 +98,29 @@ class RowPath:
     def merge(self, op: LogRow) -> list[Row]:
         """Map ``op``'s keys and merge it; the rows it closed."""
         step, epoch, stage, values, stamp, samples = op
+        self.stamp = stamp
         if stage is None:  # a direct call (wandb.log, experiment.log, log_image): keys as written
             return self._merger.add(step, as_written(values), None if epoch is None else float(epoch), keep_both=True)
         mapped: Row = {}
         keys = self.keys
-        for key, value in flatten_metrics(values):
-            if not key:
-                self._faults.warn("key:", "An empty metric key was skipped.")
+        # (per row: one dict lookup per key; nested mappings and new keys take the long way)
+        names = self._names.get(stage)
+        if names is None:
+            names = self._names[stage] = {}
+        for key, value in values.items():
+            flat = type(value) in _SCALARS or not isinstance(value, Mapping)
+            name = names.get(key) if flat else None
+            if name is not None:
+                mapped[name] = value
                 continue
-            mapped[keys(key, stage)] = value
+            for full, inner in flatten_metrics({key: value}):
+                if not full:
+                    self._faults.warn("key:", "An empty metric key was skipped.")
+                    continue
+                name = keys(full, stage)
+                mapped[name] = inner
+                if flat and type(key) is str:
+                    names[key] = name
         row_epoch = mapped.pop(EPOCH_KEY, epoch)
         mapped.pop(STEP_KEY, None)
         self._time(step, stamp, samples, mapped)

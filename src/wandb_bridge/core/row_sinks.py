@@ -5,7 +5,9 @@ logging process (:class:`~wandb_bridge.adapters.row_process.RowProcess`) logs
 them from a helper process into the same run. :class:`RowRouter` is the one
 policy that picks the sink of each row: plain rows go to the logging process
 while it runs (``log_process``), rows holding wandb objects and every row when
-it is off, gone, stuck or ``wandb.watch`` is on are logged here. What wandb
+it is off, gone, stuck or ``wandb.watch`` is on are logged here. With
+``log_process="auto"`` (the default) rows are logged here first and the logging
+process is started only once it pays (:class:`SinkChoice`). What wandb
 cannot take is written by :class:`UnsentRows`, the only writer of
 ``wandb-bridge-unsent.jsonl``: the logging process reports the rows it could
 not log back with its acknowledgements.
@@ -16,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 from collections import deque
+from collections.abc import Callable
+from time import perf_counter, thread_time
 from typing import Any, Protocol
 
 from wandb_bridge.adapters import row_process, wandb_sdk
@@ -131,12 +135,79 @@ class HereSink:
         return []
 
 
-class RowRouter:
-    """The one policy of where rows go (see the module docstring); worker thread, and the end of the run."""
+class SinkChoice:
+    """``log_process="auto"``: when plain rows move from this process to the logging process (worker thread).
 
-    def __init__(self, settings: Settings, faults: FaultBoundary) -> None:
+    The logging process takes wandb's per-row work (about 100 us of Python per
+    row of 10 keys, 3 ms per row of 1,000) off the training process's GIL, and
+    costs a start-up (a second ``import wandb``: about 0.5 s of CPU) and the
+    hand-over of each row. It pays when the training thread has work to do
+    between rows (what the rows' wandb work would compete with) and rows come
+    often enough to matter. Each look covers at least :data:`LOOK_ROWS` rows
+    and :data:`LOOK_S` seconds of the training thread's clock (the rows'
+    hand-over stamps) and compares the CPU this process's worker spent logging
+    them with the time the training thread took to hand them over (*share*):
+
+    * share above :data:`MAX_SHARE`: rows come faster than wandb takes them
+      (a loop that mostly logs): both sinks are then bound by one Python thread
+      calling ``run.log``, and the helper would only add its start-up;
+    * share below :data:`MIN_SHARE`: logging here costs training almost nothing
+      (rows now and then);
+    * in between: the logging process is started, once (rows keep their order).
+
+    A run shorter than one look (a few dozen rows, a burst of rows logged in
+    less than :data:`LOOK_S`) never starts it.
+
+    Args:
+        stamp: the hand-over stamp (``perf_counter``) of the last row merged.
+    """
+
+    LOOK_ROWS = 50
+    LOOK_S = 0.05
+    MAX_SHARE = 1.0
+    MIN_SHARE = 0.01
+
+    def __init__(self, stamp: Callable[[], float]) -> None:
+        self._stamp = stamp
+        self._since: float | None = None
+        self._rows = 0
+        self._busy = 0.0
+        self.looks = 0  # looks taken (tests, benchmarks)
+        self.share: float | None = None  # the last look's share
+
+    def logged(self, rows: int, busy: float) -> bool:
+        """``rows`` were logged here with ``busy`` seconds of CPU; True when the logging process should take over."""
+        now = self._stamp()
+        if self._since is None:  # (the first rows start the clock)
+            self._since = now
+            return False
+        self._rows += rows
+        self._busy += busy
+        span = now - self._since
+        if self._rows < self.LOOK_ROWS or span < self.LOOK_S:
+            return False
+        self.looks += 1
+        self.share = share = self._busy / span
+        self._since, self._rows, self._busy = now, 0, 0.0
+        return self.MIN_SHARE <= share <= self.MAX_SHARE
+
+
+class RowRouter:
+    """The one policy of where rows go (see the module docstring); worker thread, and the end of the run.
+
+    Args:
+        settings: the session's settings (``log_process``, ``finish_timeout``, ``queue_size``).
+        faults: the session's fault boundary.
+        stamp: the hand-over stamp of the last row merged (``log_process="auto"`` watches it).
+    """
+
+    def __init__(self, settings: Settings, faults: FaultBoundary, stamp: Callable[[], float] = perf_counter) -> None:
         # (the pipe protocol needs POSIX select on pipes)
-        self._wanted = settings.log_process and os.name == "posix"
+        self._wanted = settings.log_process is not False and os.name == "posix"
+        # "auto": rows are logged here until the choice says the logging process pays.
+        self.choice = SinkChoice(stamp) if self._wanted and settings.log_process == "auto" else None
+        self._shared: bytes | None = None
+        self._log_path: str | None = None
         self._timeout = settings.finish_timeout
         self._keep = settings.queue_size
         self._faults = faults
@@ -146,6 +217,7 @@ class RowRouter:
         self._spawned: row_process.RowProcess | None = None
         self._process: row_process.RowProcess | None = None
         self._process_logged = 0
+        self._started = False
 
     @property
     def kept_in(self) -> str | None:
@@ -157,9 +229,15 @@ class RowRouter:
         """Rows logged so far (by this process and by the logging process)."""
         return self._process_logged + (0 if self._here is None else self._here.logged)
 
+    @property
+    def helper_started(self) -> bool:
+        """True once a logging process was started for this run."""
+        return self._started
+
     def spawn(self) -> None:
-        """Start the logging process before ``wandb.init``: the two start-ups overlap."""
-        if self._wanted:
+        """Start the logging process before ``wandb.init`` (``log_process=True``): the two start-ups overlap."""
+        if self._wanted and self.choice is None:
+            self._started = True
             try:
                 self._spawned = row_process.RowProcess.spawn(self._on_message)
             except OSError:
@@ -173,14 +251,25 @@ class RowRouter:
         out, self._spawned = self._spawned, None
         shared = handle.share() if self._wanted and self._faults.broken is None else None
         if shared is None:
+            self.choice = None
             if out is not None:
                 out.kill()
             return
-        log = None if not handle.dir else os.path.join(os.path.dirname(handle.dir), "logs", "wandb-bridge-helper.log")
+        self._shared = shared
+        self._log_path = (
+            None if not handle.dir else os.path.join(os.path.dirname(handle.dir), "logs", "wandb-bridge-helper.log")
+        )
+        if self.choice is None:
+            self._launch(out)
+
+    def _launch(self, out: row_process.RowProcess | None) -> None:
+        """Attach the logging process (spawned now when ``out`` is None) to the run."""
+        assert self._shared is not None
+        self._started = True
         try:
             if out is None:
                 out = row_process.RowProcess.spawn(self._on_message)
-            out.attach(shared, self._keep, log)
+            out.attach(self._shared, self._keep, self._log_path)
         except (OSError, row_process.RowProcessGone) as exc:
             self._faults.warn(
                 "rows-out", f"The logging process did not start ({exc}); rows are logged from this process."
@@ -195,7 +284,16 @@ class RowRouter:
         here = self._here
         assert here is not None
         if self._process is None:
+            choice = self.choice
+            if choice is None:
+                here.send(rows)
+                return
+            began = thread_time()
             here.send(rows)
+            if choice.logged(len(rows), thread_time() - began) and self._faults.broken is None:
+                self.choice = None  # (once)
+                here.settle()  # the helper's rows come after these
+                self._launch(None)
             return
         batch: list[Row] = []
         for row in rows:
@@ -253,6 +351,7 @@ class RowRouter:
         run commits next; with rows committed by the logging process they would
         wait until the end of the run.
         """
+        self.choice = None
         self.close(self._timeout)
 
     def close(self, timeout: float, stuck: bool = False) -> None:
@@ -264,6 +363,7 @@ class RowRouter:
         """
         out, self._process = self._process or self._spawned, None
         self._spawned = None
+        self.choice = None
         if out is None:
             return
         if stuck or not out.used:  # not waited for when it never got a row, or is stuck
@@ -288,6 +388,7 @@ class RowRouter:
 
     def _gone(self, gone: row_process.RowProcessGone) -> None:
         self._process = None
+        self.choice = None
         self._faults.warn("rows-out-gone", f"{gone}; rows are logged from this process from now on.")
         if self._here is not None:
             self._here.send(gone.rows)

@@ -86,7 +86,7 @@ class Settings:
     queue_size: int = 10_000
     finish_timeout: float = 60.0
     handle_sigterm: bool = True
-    log_process: bool = True
+    log_process: bool | Literal["auto"] = "auto"
     resume_from_checkpoint: str | None = None
     log_health: bool = False
     health_every: int = 50
@@ -161,11 +161,14 @@ class Settings:
             raise ValueError(f"finish_timeout must be > 0 seconds, got {finish_timeout!r}")
         log_process = args.get("log_process")
         if log_process is None:
-            log_process = _env_flag(environ, "WANDB_BRIDGE_LOG_PROCESS", default=True)
+            raw = environ.get("WANDB_BRIDGE_LOG_PROCESS", "auto")
+            auto = raw.strip().lower() == "auto"
+            log_process = "auto" if auto else _env_flag(environ, "WANDB_BRIDGE_LOG_PROCESS", default=True)
         for flag in ("system_stats", "rank_zero_only", "log_process", "shared_run"):
             value = log_process if flag == "log_process" else args.get(flag)
-            if value is not None and not isinstance(value, bool):
-                raise ValueError(f"{flag} must be True or False, got {value!r}")
+            if value is not None and not isinstance(value, bool) and not (flag == "log_process" and value == "auto"):
+                choices = "True, False or 'auto'" if flag == "log_process" else "True or False"
+                raise ValueError(f"{flag} must be {choices}, got {value!r}")
         config = args.get("config")
         if config is not None and not isinstance(config, Mapping):
             config = hparams.config_of(config)
@@ -208,7 +211,7 @@ class Settings:
             queue_size=queue_size,
             finish_timeout=finish_timeout,
             handle_sigterm=args.get("handle_sigterm", True) is not False,
-            log_process=log_process,
+            log_process=cast("bool | Literal['auto']", log_process),  # validated above
             resume_from_checkpoint=_optional_path(args.get("resume_from_checkpoint")),
             log_health=log_health,
             health_every=health_every,
