@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wandb_bridge.callbacks._require import require
-from wandb_bridge.callbacks.base import SessionHolder, calling_frames, guarded, resolve_settings
+from wandb_bridge.callbacks.base import SessionHolder, calling_frames, guarded, resolve_settings, session_method
 from wandb_bridge.core.session import Session
 from wandb_bridge.core.settings import Settings
 
@@ -132,23 +132,19 @@ class WandbTracker(_GeneralTracker):  # type: ignore[misc]
         table = session.wandb_type("Table", columns=columns, data=data, dataframe=dataframe)
         session.log({table_name: table}, None if step is None else int(step), keep_keys=True)
 
-    @guarded
-    def log_checkpoint(
-        self,
-        path: str | os.PathLike[str],
-        step: int | None = None,
-        epoch: int | None = None,
-        metrics: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Report a checkpoint folder (what ``accelerator.save_state()`` returns) or file.
+    log_checkpoint = guarded(
+        session_method(
+            Session.log_checkpoint,
+            lambda tracker: tracker._session_now(),
+            """Report a checkpoint folder (what ``accelerator.save_state()`` returns) or file.
 
-        :meth:`Session.log_checkpoint <wandb_bridge.Session.log_checkpoint>`: ``log_model`` decides
-        what is uploaded; aliases and metadata come from the core; ``step`` defaults to the last
-        step logged; ``metrics`` with the monitored value picks ``best``. Call it on every process
-        after ``accelerator.wait_for_everyone()``: only the process that logs reports it.
-        """
-        self._session_now().log_checkpoint(path, step, epoch, metrics, **kwargs)
+        The arguments are :meth:`Session.log_checkpoint <wandb_bridge.Session.log_checkpoint>`'s:
+        ``log_model`` decides what is uploaded; aliases and metadata come from the core; ``step``
+        defaults to the last step logged; ``metrics`` with the monitored value picks ``best``. Call it
+        on every process after ``accelerator.wait_for_everyone()``: only the process that logs reports it.
+        """,
+        )
+    )
 
     def resume_from_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Continue the run that wrote the checkpoint at ``path``; call it before ``init_trackers``.

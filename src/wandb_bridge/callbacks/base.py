@@ -26,13 +26,14 @@ import string
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from wandb_bridge.core.errors import OnceWarner, hook_failed
 from wandb_bridge.core.session import Session, exit_code_for
 from wandb_bridge.core.settings import LogModel, Settings
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_P = ParamSpec("_P")
 Renew = Literal["continue", "new", "keep"]
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -318,6 +319,25 @@ def guarded(what: Any = None, *, default: Any = None) -> Any:
     return decorate(what) if callable(what) else decorate
 
 
+def session_method(
+    method: Callable[Concatenate[Session, _P], None], session_of: Callable[[Any], Session], doc: str
+) -> Callable[Concatenate[Any, _P], None]:
+    """A callback method that is a :class:`Session` method: the same parameters (typed and shown as ``method``'s).
+
+    Args:
+        method: the ``Session`` method (e.g. ``Session.log_checkpoint``).
+        session_of: the callback's session to call it on.
+        doc: the callback method's docstring (what it means in the framework).
+    """
+
+    @functools.wraps(method)
+    def call(self: Any, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
+        method(session_of(self), *args, **kwargs)
+
+    call.__doc__ = doc
+    return call
+
+
 def picklable_state(obj: object, *drop: str) -> dict[str, Any]:
     """``obj.__dict__`` for ``__getstate__``, with the named attributes (weak references, framework objects) None.
 
@@ -344,4 +364,4 @@ def calling_frames(depth: int = 12) -> Iterator[tuple[str, Mapping[str, Any]]]:
         del frame
 
 
-__all__ = ["SessionHolder", "calling_frames", "guarded", "picklable_state", "resolve_settings"]
+__all__ = ["SessionHolder", "calling_frames", "guarded", "picklable_state", "resolve_settings", "session_method"]

@@ -1,4 +1,4 @@
-"""What the demo's four trainings share: the data, the schedule and the run arguments.
+"""What the demo's trainings share: the data, the schedule, the run arguments and the plain PyTorch loop.
 
 Every framework fits the same linear regression (``y = x . w + 0.5 + noise``,
 4 features) with plain SGD, batch 8, for 3 epochs: 6 optimizer steps per
@@ -8,8 +8,9 @@ epoch, 18 in all. So the table at the end can put the runs side by side.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 PROJECT = "wandb-bridge-demo"
 FEATURES = 4
@@ -44,3 +45,58 @@ def run_args(root: Path, name: str) -> dict[str, Any]:
         "dir": str(root),
         "settings": {"silent": True},
     }
+
+
+class TorchLoop(NamedTuple):
+    """What the plain PyTorch loops (accelerate, Fabric) start from (see :func:`torch_loop`)."""
+
+    model: Any
+    optimizer: Any
+    train_set: Any
+    x_val: Any
+    y_val: Any
+
+    def loader(self) -> Any:
+        """A ``DataLoader`` over the training set, in batches of :data:`BATCH_SIZE`, in order."""
+        from torch.utils.data import DataLoader
+
+        return DataLoader(self.train_set, batch_size=BATCH_SIZE)
+
+
+def torch_loop() -> TorchLoop:
+    """The seeded ``Linear`` model, its SGD optimizer, the training ``TensorDataset`` and the validation tensors."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    train_rows, val_rows = make_data()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(FEATURES, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+    x, y = torch.tensor([r[0] for r in train_rows]), torch.tensor([[r[1]] for r in train_rows])
+    x_val, y_val = torch.tensor([r[0] for r in val_rows]), torch.tensor([[r[1]] for r in val_rows])
+    return TorchLoop(model, optimizer, TensorDataset(x, y), x_val, y_val)
+
+
+def sgd_epoch(model: Any, optimizer: Any, loader: Any, backward: Callable[[Any], None]) -> Iterator[float]:
+    """One epoch of the plain loop: each batch's loss, yielded once its optimizer step ran.
+
+    Args:
+        model, optimizer, loader: as the framework prepared them.
+        backward: the framework's ``backward`` (``accelerator.backward``, ``fabric.backward``).
+    """
+    import torch
+
+    for xb, yb in loader:
+        loss = torch.nn.functional.mse_loss(model(xb), yb)
+        backward(loss)
+        optimizer.step()
+        optimizer.zero_grad()
+        yield loss.item()
+
+
+def val_loss(model: Any, x_val: Any, y_val: Any) -> float:
+    """The validation loss of ``model`` (no gradients)."""
+    import torch
+
+    with torch.no_grad():
+        return float(torch.nn.functional.mse_loss(model(x_val), y_val).item())
