@@ -122,6 +122,24 @@ MUTATIONS = (
         "        if not rows or not self._settings.system_stats:\n            return\n        self._markers.count(rows)",
         ("tests/test_session.py::test_system_stats_off_records_no_perf_keys",),
     ),
+    Mutation(
+        "every-rank-reports-files",
+        "every rank reports the checkpoint files rank 0 wrote (per-rank runs would each record a copy)",
+        "src/wandb_bridge/core/checkpoint_reports.py",
+        "    return global_rank is None or global_rank == 0\n",
+        "    return True\n",
+        ("tests/test_core_steps.py::test_only_the_writer_of_checkpoint_files_reports_them",),
+    ),
+    Mutation(
+        "evaluate-at-step-0",
+        "evaluate() on a reloaded model records its results at step 0 instead of the run's last step",
+        "src/wandb_bridge/core/steps.py",
+        "    return last_step if optimizer_steps == 0 and last_step else optimizer_steps\n",
+        "    return optimizer_steps\n",
+        (
+            "tests/test_core_steps.py::test_evaluation_results_outside_training_go_to_the_optimizer_step_or_the_runs_last_step",
+        ),
+    ),
 )
 
 
