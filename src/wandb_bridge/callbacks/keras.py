@@ -17,13 +17,10 @@ from typing import Any, Literal
 from wandb_bridge.callbacks import keras_support as support
 from wandb_bridge.callbacks.base import SessionHolder, guarded, resolve_settings
 from wandb_bridge.callbacks.keras_support import keras
-from wandb_bridge.core import follow, predictions
+from wandb_bridge.core import follow, hparams, predictions, steps
 from wandb_bridge.core.checkpoints import resume_checkpoint
 from wandb_bridge.core.errors import WandbBridgeWarning
-from wandb_bridge.core.hparams import extracted_config
-from wandb_bridge.core.predictions import PredictionTable
 from wandb_bridge.core.session import Session
-from wandb_bridge.core.steps import evaluation_step
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -94,7 +91,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         given = checkpoint_callback
         self._given = [] if given is None else list(given) if isinstance(given, (list, tuple)) else [given]
         self._clock = support.StepReader()
-        self._table: PredictionTable | None = None
+        self._table: predictions.PredictionTable | None = None
         self._samples: tuple[Any, Any] | None = None
         # Per fit: the followed ModelCheckpoints, the epoch (step, epoch, logs) whose files are looked for next.
         self._followed: list[tuple[Any, str, follow.CheckpointFollower]] = []
@@ -153,7 +150,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             if session is None:
                 return
             if self._table is None or self._table.session is not session:
-                self._table = PredictionTable(session)
+                self._table = predictions.PredictionTable(session)
             model, params = self.model, self.params or {}
             self._clock.bind(model, params, arguments)
             self._follow(session, support.checkpoint_callbacks(self._given, siblings))
@@ -162,7 +159,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
                 self._samples = support.validation_samples(given, arguments, count, warner)
             extracted = support.fit_config(model, params, arguments, self._clock.batch_size)
             extracted["wandb_bridge"] = {"log_freq": self.log_freq, "log_predictions": self.log_predictions}
-            session.log_config(extracted_config(extracted, session.settings.config))
+            session.log_config(hparams.extracted_config(extracted, session.settings.config))
 
     @override
     @guarded("follow the checkpoint")
@@ -246,7 +243,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             return
         self._clock.bind(self.model)
         step, _ = self._clock.read()
-        session.log(dict(logs), step=evaluation_step(step, session.last_step), stage="test")
+        session.log(dict(logs), step=steps.evaluation_step(step, session.last_step), stage="test")
 
     # -------------------------------------------------------- checkpoints
 
