@@ -627,8 +627,8 @@ def _sink_lines(results: Mapping[str, Any]) -> list[str]:
         extra = (ours["process_cpu_s"]["median"] or 0) - (here["process_cpu_s"]["median"] or 0)
         rows = fw.get("expected_rows", 0)
         lines.append(
-            f"{fw['title']}: training-process CPU added per step, logging process vs in-process: {step}; "
-            f"whole-process CPU: {whole}. The logging process saves the training process {saved:.0f} us "
+            f"{fw['title']}: training-process CPU added per step, default (auto) vs in-process: {step}; "
+            f"whole-process CPU: {whole}. Moving to the logging process saved the training process {saved:.0f} us "
             f"per row and costs {extra:+.2f} s of CPU in total over this run's {rows:,} rows."
         )
     return lines
@@ -688,7 +688,10 @@ def markdown(results: Mapping[str, Any]) -> str:
         '`WandbLogger`, transformers `report_to="wandb"`, wandb\'s `WandbMetricsLogger(log_freq="batch")`); '
         'ours (`Session.log`, `wandb_bridge.WandbLogger`, `WandbTrainerCallback` with `report_to="none"`, '
         '`WandbKerasCallback(log_freq="batch")`); under the defaults also ours with the in-process row sink '
-        "(`WANDB_BRIDGE_LOG_PROCESS=0`: rows logged by our background thread instead of the logging process).",
+        "(`WANDB_BRIDGE_LOG_PROCESS=0`: every row logged by our background thread); *ours* is the default, "
+        '`log_process="auto"` (rows logged by the background thread until the logging process pays, then by '
+        "the logging process); the end-to-end table also has the logging process from the start "
+        "(`WANDB_BRIDGE_LOG_PROCESS=1`, the default before).",
         "- **Defaults**: `WANDB_CONSOLE` unset (wandb's capture on), and every framework printing what it "
         "prints by default: the plain loop prints a line every 10 steps; Lightning once without and once "
         "with its default TQDM progress bar (redrawn every step); the transformers Trainer prints every log "
@@ -794,19 +797,22 @@ def markdown(results: Mapping[str, Any]) -> str:
 
 
 SINK_TEXT = [
-    "wandb-bridge ships two row sinks: the logging process (`log_process=True`, the default: a helper "
-    "process attached to the same run calls `run.log`) and the in-process sink (`log_process=False` or "
-    "`WANDB_BRIDGE_LOG_PROCESS=0`: our background thread calls `run.log`). Both were measured under the "
-    "defaults, in the same repetitions. The number that decides the default is the training process's "
-    "CPU added per logged step (it is also what the training thread waits for on a machine short of "
-    "cores, and it does not depend on what else runs on the machine): with the logging process it is "
-    "what the per-step goal asks for, with the in-process sink about half of native's, because wandb's "
-    "per-row Python work stays on the training process's GIL. The logging process costs more CPU in "
-    "total: it imports wandb a second time (about 0.5 s of CPU, once per run) and adds about 20 us per "
-    "row for the hand-over, which a run needs many rows to earn back. So the default stays the logging "
-    "process; `log_process=False` is the better choice for short runs (a few hundred rows or fewer), "
-    "for loops that do nothing but log (the end-to-end table: there the helper's start and its queue "
-    "are the slower part), and where total CPU matters more than step time.",
+    "wandb-bridge ships two row sinks: the in-process sink (our background thread calls `run.log`) and "
+    "the logging process (a helper process attached to the same run calls `run.log`), and a rule that "
+    'picks between them, `log_process="auto"`, the default (`True` and `False` force one). The logging '
+    "process takes wandb's per-row Python work (about 100 us per row of 10 keys, 3 ms per row of 1,000) "
+    "off the training process's GIL, which is what the per-step goal needs when rows are frequent; but "
+    "it imports wandb a second time (about 0.5 s of CPU), adds the hand-over of each row and a finish of "
+    "its own. The end-to-end table shows what that costs a run that is short, or that does nothing but "
+    "log: there the logging process from the start is the slowest variant and the in-process sink the "
+    "fastest. So the default logs rows in-process and looks at them in windows of at least 50 rows and "
+    "0.05 s of the training thread's clock: it starts the logging process (once; rows keep their order) "
+    "when the worker's CPU for those rows is between 1% and 100% of the training thread's time between "
+    "them, i.e. there is training work between rows for wandb's work to compete with, and enough rows "
+    "for it to matter. A run shorter than a window (tens of rows) or a burst of rows faster than wandb "
+    "takes them never starts it; a training loop logging every step (the tables above) starts it within "
+    "its first ~100 steps. `tests/test_log_process.py` checks the rule by counts (a short run starts no "
+    "helper; a burst stays in-process; rows with training between them move to the helper, in order).",
 ]
 
 
@@ -817,7 +823,8 @@ READING = [
     "Console capture was the cost users actually had: natively every printed line costs the training "
     "thread two records (a progress bar one per redraw), which on the tiny model is as much as the row "
     "itself. Batched, a burst of output is one record every 0.1 s, from a thread that sleeps otherwise.",
-    "The two row sinks trade wall time on the training thread against CPU in total. The logging process "
+    "The two row sinks trade wall time on the training thread against CPU in total (the default picks "
+    "per run, see *Which row sink*). The logging process "
     "takes wandb's per-row Python work (about 100 us per row of 10 keys, 2 ms per row of 1,000 keys) off "
     "the training process, so training waits least when rows are frequent and cores are free; but it "
     "imports wandb a second time (about 0.5 s of CPU per run) and on two busy cores it competes with "
