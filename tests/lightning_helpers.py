@@ -8,7 +8,7 @@ the other rank by running this script again)::
 It trains twice under ``strategy="ddp"`` on 2 CPU processes: once with the
 default ``rank_zero_only=True``, then with ``rank_zero_only=False``. ``ROOT``
 receives the checkpoints; wandb writes where ``WANDB_DIR`` points. It prints
-``ONE|PER_RANK RANK <r> RUN <run id or None>`` lines for the test.
+``ONE|PER_RANK|FINAL RANK <r> RUN <run id or None>`` lines for the test.
 """
 
 from __future__ import annotations
@@ -168,8 +168,11 @@ def trainer_kwargs(root: str, **overrides: Any) -> dict[str, Any]:
     return kwargs
 
 
-def ddp_fit(strategy: str, root: str, rank_zero_only: bool = True, **logger_kwargs: Any) -> tuple[int, str | None]:
-    """One short fit on 2 CPU processes (gloo); returns (global rank, run id logged into)."""
+def ddp_fit(
+    strategy: str, root: str, rank_zero_only: bool = True, checkpointing: bool = True, **logger_kwargs: Any
+) -> tuple[int, str | None]:
+    """One short fit on 2 CPU processes (gloo), with a ``ModelCheckpoint`` unless not ``checkpointing``;
+    returns (global rank, run id logged into)."""
     import os
 
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -181,7 +184,8 @@ def ddp_fit(strategy: str, root: str, rank_zero_only: bool = True, **logger_kwar
     trainer = L.Trainer(
         **trainer_kwargs(root, devices=2, strategy=strategy, max_epochs=1, limit_train_batches=4, limit_val_batches=1),
         logger=logger,
-        callbacks=[checkpoint],
+        callbacks=[checkpoint] if checkpointing else [],
+        enable_checkpointing=checkpointing,
     )
     train, val = loaders()
     trainer.fit(TinyModule(), train, val)
@@ -201,12 +205,18 @@ def _ddp_main(root: str) -> None:
     print(f"PER_RANK RANK {rank} RUN {run_id}", flush=True)
 
 
+def _ddp_final_main(root: str) -> None:
+    """Under strategy="ddp", one run per rank, no ``ModelCheckpoint``: every rank saves the final weights."""
+    rank, run_id = ddp_fit("ddp", root, rank_zero_only=False, checkpointing=False, group="final", log_model="end")
+    print(f"FINAL RANK {rank} RUN {run_id}", flush=True)
+
+
 if __name__ == "__main__":
     import os
 
     import wandb
 
-    _ddp_main(sys.argv[1])
+    (_ddp_final_main if sys.argv[2:] == ["final"] else _ddp_main)(sys.argv[1])
     wandb.teardown()  # the service has written every run file when this returns
     sys.stdout.flush()
     os._exit(0)  # skip the interpreter's slow teardown of torch/gloo: ~5 s per process on a busy CPU

@@ -128,7 +128,10 @@ MUTATIONS = (
         "src/wandb_bridge/core/checkpoint_reports.py",
         "    return global_rank is None or global_rank == 0\n",
         "    return True\n",
-        ("tests/test_core_steps.py::test_only_the_writer_of_checkpoint_files_reports_them",),
+        (
+            "tests/test_core_steps.py::test_only_the_writer_of_checkpoint_files_reports_them",
+            "tests/test_lightning.py::test_ddp_final_weights_are_reported_by_rank_zeros_run_only",
+        ),
     ),
     Mutation(
         "evaluate-at-step-0",

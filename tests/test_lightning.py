@@ -531,3 +531,29 @@ def test_ddp_one_run_then_one_run_per_rank(wandb_offline, tmp_path):
         assert run.group == "per-rank-group" and run.job_type == f"rank-{rank}"
         assert _steps(run, "train/loss") == [1, 2, 3, 4]
         assert run.exit_code == 0
+
+
+@pytest.mark.slow
+def test_ddp_final_weights_are_reported_by_rank_zeros_run_only(wandb_offline, tmp_path):
+    """rank_zero_only=False, no ModelCheckpoint: every rank saves final.ckpt into rank 0's path (a collective
+    save); only the writer's run reports it (core/checkpoint_reports.reports_files), not a copy per rank."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MASTER_", "LOCAL_RANK", "NODE_RANK"))}
+    env.update(wandb_offline.env)
+    env.update(PYTHONPATH=os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]))
+    done = subprocess.run(
+        [sys.executable, str(HERE / "lightning_helpers.py"), str(tmp_path), "final"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = [line.split() for line in done.stdout.splitlines() if line.startswith("FINAL ")]
+    final = {int(rank): run for _, _, rank, _, run in lines}
+    assert final[0] != final[1] and "None" not in final.values()
+    runs = {r.run_id: r for r in wandb_offline.runs()}
+    assert set(runs) == set(final.values())
+    assert [a.metadata["original_filename"] for a in _models(runs[final[0]])] == ["final.ckpt"]
+    assert _models(runs[final[1]]) == []
+    assert all(runs[final[rank]].exit_code == 0 for rank in (0, 1))
