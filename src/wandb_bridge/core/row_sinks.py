@@ -156,7 +156,10 @@ class SinkChoice:
     * in between: the logging process is started, once (rows keep their order).
 
     A run shorter than one look (a few dozen rows, a burst of rows logged in
-    less than :data:`LOOK_S`) never starts it.
+    less than :data:`LOOK_S`) never starts it. A loop that only logs for longer
+    fills the queue: the training thread then waits for room, its stamps follow
+    this process's pace, and the helper may be started (for such a loop both
+    sinks have about the same throughput: one thread calling ``run.log``).
 
     Args:
         stamp: the hand-over stamp (``perf_counter``) of the last row merged.
