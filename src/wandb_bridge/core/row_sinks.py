@@ -220,7 +220,6 @@ class RowRouter:
         self._spawned: row_process.RowProcess | None = None
         self._process: row_process.RowProcess | None = None
         self._process_logged = 0
-        self._started = False
 
     @property
     def kept_in(self) -> str | None:
@@ -232,15 +231,9 @@ class RowRouter:
         """Rows logged so far (by this process and by the logging process)."""
         return self._process_logged + (0 if self._here is None else self._here.logged)
 
-    @property
-    def helper_started(self) -> bool:
-        """True once a logging process was started for this run."""
-        return self._started
-
     def spawn(self) -> None:
         """Start the logging process before ``wandb.init`` (``log_process=True``): the two start-ups overlap."""
         if self._wanted and self.choice is None:
-            self._started = True
             try:
                 self._spawned = row_process.RowProcess.spawn(self._on_message)
             except OSError:
@@ -268,7 +261,6 @@ class RowRouter:
     def _launch(self, out: row_process.RowProcess | None) -> None:
         """Attach the logging process (spawned now when ``out`` is None) to the run."""
         assert self._shared is not None
-        self._started = True
         try:
             if out is None:
                 out = row_process.RowProcess.spawn(self._on_message)
