@@ -43,7 +43,7 @@ class OnceWarner:
 def hook_failed(warner: OnceWarner, on_error: str, owner: str, what: str, exc: Exception) -> None:
     """The callbacks' error boundary: training goes on after a failed hook unless ``on_error="raise"``.
 
-    Callbacks reach it through ``callbacks/base.py`` (``@guarded``, ``SessionHolder.boundary``).
+    Callbacks reach it through ``SessionHolder.boundary`` (``core/holder.py``) and ``@guarded`` (``callbacks/base.py``).
 
     Args:
         warner: the callback's warn-once bookkeeping (one warning per hook and error type).
