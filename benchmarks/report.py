@@ -810,8 +810,9 @@ SINK_TEXT = [
     "when the worker's CPU for those rows is between 1% and 100% of the training thread's time between "
     "them, i.e. there is training work between rows for wandb's work to compete with, and enough rows "
     "for it to matter. A run shorter than a window (tens of rows) or a burst of rows faster than wandb "
-    "takes them never starts it; a training loop logging every step (the tables above) starts it within "
-    "its first ~100 steps. `tests/test_log_process.py` checks the rule by counts (a short run starts no "
+    "takes them never starts it; a training loop logging every step (the tables above) starts it about "
+    "0.1 s after its first row (its rows wait in the queue while the helper starts, about 0.5 s). "
+    "`tests/test_log_process.py` checks the rule by counts (a short run starts no "
     "helper; a burst stays in-process; rows with training between them move to the helper, in order).",
 ]
 
