@@ -199,7 +199,7 @@ class WandbLogger(support.LoggerBase):
             return
         trainer = self._trainer()
         stage = support.stage(trainer)
-        values: dict[str, Any] = dict(metrics)
+        values: Mapping[str, Any] = metrics  # (Session.log copies what it keeps)
         global_step = None if trainer is None else int(trainer.global_step)
         in_fit = support.trainer_fn(trainer) == "fit"
         # Lightning adds "epoch" to epoch-end values; per-batch validation values come with a batch count.
@@ -211,7 +211,7 @@ class WandbLogger(support.LoggerBase):
         if "epoch" in values:
             epochs = support.epochs_done(trainer)
             if epochs is not None:
-                values["epoch"] = epochs
+                values = {**values, "epoch": epochs}
             if stage == "train":
                 self._checkpoints.train_epoch = values["epoch"]
         if self._prefix:

@@ -184,7 +184,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
             session.log_summary(read.values, stage=read.stage)
             return
         if read.stage == "val":
-            self._last_eval = (state.global_step, read.values)
+            self._last_eval = (state.global_step, dict(read.values))
         samples = hf.samples_per_step(args) if read.stage == "train" and "loss" in read.values else None
         session.log(read.values, step=state.global_step, stage=read.stage, samples=samples)
 

@@ -379,7 +379,7 @@ class LogDict:
         summary: end-of-training figures: summary values, never a history row.
     """
 
-    values: dict[str, Any]
+    values: Mapping[str, Any]
     stage: Stage
     summary: bool = False
 
@@ -406,9 +406,9 @@ def read_log_dict(logs: Mapping[str, Any]) -> LogDict:
     from the last logged ``train/loss``. Any other dict is a history row of
     :func:`log_stage`'s stage.
     """
+    if not all(key in logs for key in END_OF_TRAINING_KEYS):
+        return LogDict(logs, log_stage(logs))  # (Session.log copies what it keeps)
     values = dict(logs)
-    if not all(key in values for key in END_OF_TRAINING_KEYS):
-        return LogDict(values, log_stage(values))
     values.pop("epoch", None)
     if "train_loss" in values:
         values["loss_mean"] = values.pop("train_loss")

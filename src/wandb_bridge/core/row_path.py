@@ -72,7 +72,7 @@ class RowPath:
                 pass
         return max(1, int((self.last_step if step is None else step) or 0))
 
-    def skips(self, step: int) -> bool:  # (inlined in SessionParts.log)
+    def skips(self, step: int) -> bool:
         """True when a resumed run recorded ``step`` already (its values are not recorded again)."""
         return self.skip_through is not None and step <= self.skip_through
 

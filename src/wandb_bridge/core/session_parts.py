@@ -199,8 +199,7 @@ class SessionParts:
         rows = self.rows
         if step is None or rows.last_step is None or step > rows.last_step:
             step = rows.step_of(step, keep_keys)
-        skip = rows.skip_through
-        if skip is not None and step <= skip:
+        if rows.skips(step):
             self.resume.warn_skipped(life.run_id)
             return
         # (the hot path of every metric a framework logs: written out, not delegated)
