@@ -499,13 +499,13 @@ def test_ddp_spawn_one_run(wandb_offline, tmp_path, monkeypatch):
     assert [a.metadata["original_filename"] for a in _models(run)] == ["epoch=0-step=4.ckpt"]
 
 
-@pytest.mark.slow
-def test_ddp_one_run_then_one_run_per_rank(wandb_offline, tmp_path):
+def _run_ddp_helpers(wandb_offline, tmp_path, *mode: str) -> subprocess.CompletedProcess[str]:
+    """Run tests/lightning_helpers.py (a 2-process gloo ddp fit) in ``tmp_path``; it must succeed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MASTER_", "LOCAL_RANK", "NODE_RANK"))}
     env.update(wandb_offline.env)
     env.update(PYTHONPATH=os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]))
     done = subprocess.run(
-        [sys.executable, str(HERE / "lightning_helpers.py"), str(tmp_path)],
+        [sys.executable, str(HERE / "lightning_helpers.py"), str(tmp_path), *mode],
         env=env,
         capture_output=True,
         text=True,
@@ -513,6 +513,12 @@ def test_ddp_one_run_then_one_run_per_rank(wandb_offline, tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.slow
+def test_ddp_one_run_then_one_run_per_rank(wandb_offline, tmp_path):
+    done = _run_ddp_helpers(wandb_offline, tmp_path)
     lines = [line.split() for line in done.stdout.splitlines() if line.startswith(("ONE ", "PER_RANK "))]
     one = {int(rank): run for kind, _, rank, _, run in lines if kind == "ONE"}
     per_rank = {int(rank): run for kind, _, rank, _, run in lines if kind == "PER_RANK"}
@@ -537,18 +543,7 @@ def test_ddp_one_run_then_one_run_per_rank(wandb_offline, tmp_path):
 def test_ddp_final_weights_are_reported_by_rank_zeros_run_only(wandb_offline, tmp_path):
     """rank_zero_only=False, no ModelCheckpoint: every rank saves final.ckpt into rank 0's path (a collective
     save); only the writer's run reports it (core/checkpoint_reports.reports_files), not a copy per rank."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MASTER_", "LOCAL_RANK", "NODE_RANK"))}
-    env.update(wandb_offline.env)
-    env.update(PYTHONPATH=os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]))
-    done = subprocess.run(
-        [sys.executable, str(HERE / "lightning_helpers.py"), str(tmp_path), "final"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = _run_ddp_helpers(wandb_offline, tmp_path, "final")
     lines = [line.split() for line in done.stdout.splitlines() if line.startswith("FINAL ")]
     final = {int(rank): run for _, _, rank, _, run in lines}
     assert final[0] != final[1] and "None" not in final.values()
