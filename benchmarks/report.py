@@ -690,8 +690,9 @@ def markdown(results: Mapping[str, Any]) -> str:
         '`WandbKerasCallback(log_freq="batch")`); under the defaults also ours with the in-process row sink '
         "(`WANDB_BRIDGE_LOG_PROCESS=0`: every row logged by our background thread); *ours* is the default, "
         '`log_process="auto"` (rows logged by the background thread until the logging process pays, then by '
-        "the logging process); the end-to-end table also has the logging process from the start "
-        "(`WANDB_BRIDGE_LOG_PROCESS=1`, the default before).",
+        "the logging process; the transformers and Keras callbacks plan their rows, so they use it from the "
+        "start); the end-to-end table also has the logging process from the start "
+        "(`WANDB_BRIDGE_LOG_PROCESS=1`).",
         "- **Defaults**: `WANDB_CONSOLE` unset (wandb's capture on), and every framework printing what it "
         "prints by default: the plain loop prints a line every 10 steps; Lightning once without and once "
         "with its default TQDM progress bar (redrawn every step); the transformers Trainer prints every log "
@@ -801,19 +802,26 @@ SINK_TEXT = [
     "the logging process (a helper process attached to the same run calls `run.log`), and a rule that "
     'picks between them, `log_process="auto"`, the default (`True` and `False` force one). The logging '
     "process takes wandb's per-row Python work (about 100 us per row of 10 keys, 3 ms per row of 1,000) "
-    "off the training process's GIL, which is what the per-step goal needs when rows are frequent; but "
-    "it imports wandb a second time (about 0.5 s of CPU), adds the hand-over of each row and a finish of "
-    "its own. The end-to-end table shows what that costs a run that is short, or that does nothing but "
-    "log: there the logging process from the start is the slowest variant and the in-process sink the "
-    "fastest. So the default logs rows in-process and looks at them in windows of at least 50 rows and "
-    "0.05 s of the training thread's clock: it starts the logging process (once; rows keep their order) "
-    "when the worker's CPU for those rows is between 1% and 100% of the training thread's time between "
-    "them, i.e. there is training work between rows for wandb's work to compete with, and enough rows "
-    "for it to matter. A run shorter than a window (tens of rows) or a burst of rows faster than wandb "
-    "takes them never starts it; a training loop logging every step (the tables above) starts it about "
-    "0.1 s after its first row (its rows wait in the queue while the helper starts, about 0.5 s). "
-    "`tests/test_log_process.py` checks the rule by counts (a short run starts no "
-    "helper; a burst stays in-process; rows with training between them move to the helper, in order).",
+    "off the training process's GIL, which is what the per-step goal needs when rows are frequent; it "
+    "adds the hand-over of each row and a finish of its own. Where it is safe (Linux, one Python thread, "
+    "no wandb service yet) it is forked from the training process right before `wandb.init`: wandb is "
+    "imported already, so it costs about 2 ms and no CPU while it waits, and about 0.1 s of CPU to attach "
+    "to the run; elsewhere it is a fresh interpreter that imports wandb again (about 0.45 s of CPU). The "
+    "end-to-end table shows what it costs a run that is short, or that does nothing but log: there the "
+    "logging process from the start is the slowest variant and the in-process sink the fastest. So the "
+    "default logs rows in-process, with the forked helper waiting, and looks at them in windows of at "
+    "least 50 rows and 0.05 s of the training thread's clock: it hands rows to the logging process (once; "
+    "rows keep their order) when the worker's CPU for those rows is between 1% and 100% of the training "
+    "thread's time between them, i.e. there is training work between rows for wandb's work to compete "
+    "with, and enough rows for it to matter, and the rows are not a backlog (the training thread did not "
+    "wait for room in the queue, fewer than 1,024 operations are queued, the rows are fresh). A run "
+    "shorter than a window (tens of rows) or a loop that does nothing but log never uses it. A framework "
+    "callback that plans at least 500 rows (transformers: `max_steps / logging_steps`; Keras: "
+    "`epochs x steps / log_freq`) gets the forked helper from the first row: no look, nothing logged "
+    "in-process inside the timed window. `tests/test_log_process.py` checks the rule by counts (a short "
+    "run uses no helper; a burst and a loop that fills the queue stay in-process; rows with training "
+    "between them move to the helper, in order; a planned run and the Trainer callback use it from the "
+    "start; a forked helper has the training script's own command line).",
 ]
 
 
@@ -828,8 +836,8 @@ READING = [
     "per run, see *Which row sink*). The logging process "
     "takes wandb's per-row Python work (about 100 us per row of 10 keys, 2 ms per row of 1,000 keys) off "
     "the training process, so training waits least when rows are frequent and cores are free; but it "
-    "imports wandb a second time (about 0.5 s of CPU per run) and on two busy cores it competes with "
-    "training and wandb-core for CPU. The in-process sink spends no extra start-up and less CPU in total, "
+    "attaches to the run (about 0.1 s of CPU forked, 0.5 s spawned) and on two busy cores it competes "
+    "with training and wandb-core for CPU. The in-process sink spends no extra start-up and less CPU in total, "
     "and logs a burst of rows from one background thread; its rows compete with training for the GIL.",
     "This machine ran other jobs while measuring: single repetitions can be far off (see the [min..max] "
     "spreads); medians of interleaved repetitions and the CPU columns are more robust than any single figure.",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from wandb_bridge.core.checkpoint_reports import CallbackFiles, SavedFiles, SaveTime, reports_files
 from wandb_bridge.core.session import Session
-from wandb_bridge.core.steps import evaluation_step, fractional_epoch, reaches_every
+from wandb_bridge.core.steps import evaluation_step, fractional_epoch, planned_rows, reaches_every
 from wandb_bridge.testing import WandbOfflineRuns
 
 
@@ -61,3 +61,13 @@ def test_callback_files_report_new_files_with_the_callbacks_verdict(
     assert "best" in arts[0].aliases and "best" not in arts[1].aliases  # the callback's own best file
     assert arts[1].metadata["ModelCheckpoint"] == {"monitor": "val_loss", "score": 1.5}
     assert set(arts[0].files) == {"model.ckpt"} and arts[0].metadata["original_filename"] == "epoch=0.ckpt"
+
+
+def test_planned_rows() -> None:
+    assert planned_rows(1500, 1) == 1500
+    assert planned_rows(1000, 10) == 100
+    assert planned_rows(1000, 0.1) == 10  # a fraction of the steps (the Trainer's logging_steps=0.1)
+    assert planned_rows(None, 1) == 0
+    assert planned_rows(-1, 1) == 0  # max_steps unknown
+    assert planned_rows(float("inf"), 1) == 0
+    assert planned_rows(100, None) == 0

@@ -10,31 +10,36 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from process_helpers import Child, rows_logged_here
 from wandb_bridge import Session, WandbBridgeWarning
+from wandb_bridge.adapters.row_process import HELPER_NAME
 from wandb_bridge.core.settings import Settings
 from wandb_bridge.testing import WandbOfflineRuns, read_run
 
 SCRIPTS = Path(__file__).with_name("fault_scripts.py")
 
 
+def _is_helper(proc: psutil.Process) -> bool:
+    """The logging process: forked (named HELPER_NAME) or spawned (``-m ...row_process_child``)."""
+    try:
+        return proc.name() == HELPER_NAME or "row_process_child" in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+
+
 def _helpers() -> list[psutil.Process]:
-    out = []
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if "row_process_child" in " ".join(proc.cmdline()):
-                out.append(proc)
-        except psutil.Error:
-            pass
-    return out
+    return [proc for proc in psutil.Process().children(recursive=True) if _is_helper(proc)]
 
 
 def _ours(caught: list[warnings.WarningMessage]) -> list[str]:
@@ -221,7 +226,7 @@ def test_helper_ends_quietly_when_the_training_process_is_killed(
         folder=tmp_path / "out",
     ) as child:
         child.wait_for_line("ready", timeout=120)
-        helpers = [p for p in psutil.Process(child.pid).children() if "row_process_child" in " ".join(p.cmdline())]
+        helpers = [p for p in psutil.Process(child.pid).children() if _is_helper(p)]
         assert len(helpers) == 1
         child.process.kill()  # SIGKILL: no finish(), no exit hook
         assert child.wait(timeout=30) == -signal.SIGKILL
@@ -273,3 +278,110 @@ def test_auto_rows_with_training_between_them_move_to_the_helper_in_order(
     logged_here = [row["trainer/global_step"] for row in here]
     assert 0 < len(logged_here) < 400 and logged_here == list(range(1, len(logged_here) + 1))
     assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 401))
+
+
+def _script(wandb_offline: WandbOfflineRuns, tmp_path: Path, scenario: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(wandb_offline.env)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("log_process_scripts.py")), scenario, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.slow
+def test_a_single_threaded_process_forks_its_helper(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    # log_process=True in a plain script: the helper is forked before wandb.init (no second
+    # interpreter, no second import of wandb): its command line is the training script's own.
+    out = _script(wandb_offline, tmp_path, "always")
+    assert len(out["started"]) == 1
+    helper = out["started"][0]
+    assert helper["name"] == out["helper_name"]
+    assert helper["cmdline"] == out["self"]
+    assert out["here"] == []  # every row went through the helper
+    assert out["after"] == []  # and it is gone once the run is finished
+    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 51))
+
+
+@pytest.mark.slow
+def test_auto_forks_a_waiting_helper_that_a_short_run_never_uses(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path
+) -> None:
+    out = _script(wandb_offline, tmp_path, "auto_short")
+    assert [h["name"] for h in out["started"]] == [out["helper_name"]]  # forked, waiting
+    assert out["here"] == list(range(1, 21))  # unused: every row was logged here
+    assert out["after"] == []
+    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 21))
+
+
+@pytest.mark.slow
+def test_auto_hands_rows_to_the_forked_helper_once_it_pays(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    out = _script(wandb_offline, tmp_path, "auto_training")
+    assert [h["pid"] for h in out["during"]] == [h["pid"] for h in out["started"]]  # the forked one, no other
+    here = out["here"]
+    assert 0 < len(here) < 400 and here == list(range(1, len(here) + 1))
+    assert out["after"] == []
+    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 401))
+
+
+def test_a_process_with_other_threads_spawns_its_helper(
+    wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A second Python thread could hold a lock the forked child would need: the helper is a
+    # fresh interpreter then (``python -m wandb_bridge.adapters.row_process_child``).
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        with Session(project="proc", log_process=True) as session:
+            session.log({"loss": 1.0}, step=1)
+            assert session.flush()
+            helpers = _helpers()
+            assert len(helpers) == 1
+            assert "wandb_bridge.adapters.row_process_child" in helpers[0].cmdline()
+    finally:
+        stop.set()
+    assert wandb_offline.run().values("train/loss") == [(1, 1.0)]
+
+
+@pytest.mark.slow
+def test_auto_a_planned_training_gets_the_helper_from_the_start(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path
+) -> None:
+    # Session.plan_rows(1000) before the run starts (what the framework callbacks do): no look
+    # at the logging rate, every row goes through the forked helper.
+    out = _script(wandb_offline, tmp_path, "auto_planned")
+    assert [h["name"] for h in out["started"]] == [out["helper_name"]]
+    assert out["here"] == []
+    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 31))
+
+
+@pytest.mark.slow
+def test_the_trainer_callback_plans_its_rows(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    # max_steps=600, logging_steps=1: the callback plans 600 rows, so the logging process takes
+    # every row from the first step on.
+    out = _script(wandb_offline, tmp_path, "trainer")
+    assert [h["name"] for h in out["during"]] == [out["helper_name"]]
+    assert out["here"] == []
+    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 601))
+
+
+def test_auto_a_loop_that_fills_the_queue_stays_in_this_process(
+    wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rows come faster than wandb takes them for longer than one look: the training thread waits
+    # for room, and the rows the worker drains afterwards are old. Both say: not the helper.
+    here = rows_logged_here(monkeypatch)
+    with Session(project="proc", queue_size=64) as session:
+        for step in range(1, 3001):
+            session.log({"loss": 1.0 / step}, step=step)
+        assert session.flush()
+        assert _helpers() == []
+    assert len(here) == 3000

@@ -6,6 +6,14 @@ competes with the training loop for the GIL; in a second process it runs on
 another core. wandb supports this: a run object, pickled, attaches to the
 same run in another process (wandb's documented multiprocessing support).
 
+Start-up. Where it is safe (:func:`fork_safe`: Linux, this process has one
+Python thread and no wandb service yet) the helper is forked from this
+process right before ``wandb.init``: it has wandb imported already and costs
+about 2 ms and no CPU until rows come (then about 0.1 s to attach to the
+run). Elsewhere it is a fresh interpreter (``python -m ...row_process_child``)
+that imports wandb again: about 0.45 s of CPU. The forked helper is named
+:data:`HELPER_NAME` (``ps``, ``top``).
+
 Protocol. Parent -> child, on the child's stdin: frames of a 4-byte length
 and a pickle. The first frame is the header (the pickled run, how many recent
 rows to keep); then ``("rows", seq, rows)``; ``("end",)`` (or the end of
@@ -20,13 +28,16 @@ sent so far is recorded (:meth:`RowProcess.sync` waits for it).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
 import select
+import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +48,117 @@ _CHILD = "wandb_bridge.adapters.row_process_child"
 _PLAIN = (float, int, str, bool, type(None))
 # The least time a sync waits for a child that has not confirmed anything yet (it is starting).
 STARTUP_S = 30.0
+#: The process name of a forked helper (``/proc/<pid>/comm``: at most 15 characters).
+HELPER_NAME = "wb-log-process"
+
+
+def fork_safe() -> bool:
+    """True when the helper can be forked from this process (else it is spawned afresh).
+
+    Forking copies only the calling thread: it is done on Linux, while this
+    process runs a single Python thread (no other thread can hold a lock the
+    child would need, and Python 3.12+ warns about forking with threads), and
+    before this process (or a parent) started a wandb service: the child
+    connects to the run's service itself, and must not share a connection.
+    """
+    return (
+        sys.platform.startswith("linux")
+        and hasattr(os, "fork")
+        and threading.active_count() == 1
+        and "WANDB_SERVICE" not in os.environ
+    )
+
+
+class _Forked:
+    """The parent's end of a forked helper: the part of ``subprocess.Popen`` that :class:`RowProcess` uses."""
+
+    def __init__(self, pid: int, stdin: Any, stdout: Any) -> None:
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.returncode: int | None = None
+
+    @classmethod
+    def start(cls) -> _Forked:
+        """Fork the helper; it waits for its header on a pipe."""
+        from wandb_bridge.adapters import row_process_child, wandb_sdk
+
+        wandb_sdk.load()  # imported once, here: the child has it for free
+        child_in, to_child = os.pipe()
+        from_child, child_out = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the helper: never returns into the training process's code
+            code = 1
+            try:
+                os.close(to_child)
+                os.close(from_child)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                gc.freeze()  # the parent's objects stay as they are (and their pages shared)
+                _release_std_streams((child_in, child_out))
+                _name_helper()
+                code = row_process_child.serve(os.fdopen(child_in, "rb"), os.fdopen(child_out, "w", encoding="utf-8"))
+            except BaseException:  # the child must never return into the parent's code
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(child_in)
+        os.close(child_out)
+        return cls(pid, os.fdopen(to_child, "wb"), os.fdopen(from_child, "rb"))
+
+    def poll(self) -> int | None:
+        """The exit code once the helper ended (reaped), else None."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                self.returncode = -1
+                return self.returncode
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the helper to end (``subprocess.TimeoutExpired`` past ``timeout``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(HELPER_NAME, timeout or 0.0)
+            time.sleep(0.005)
+        return code
+
+    def kill(self) -> None:
+        """Stop the helper at once."""
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _release_std_streams(keep: tuple[int, int]) -> None:
+    """Point the forked helper's stdin and stdout at ``/dev/null``: it must not hold the training
+    process's terminal or pipes open (a caller waiting for their end would wait for the helper)."""
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+    except OSError:
+        return
+    for fd in (0, 1):
+        if fd not in keep and null != fd:
+            try:
+                os.dup2(null, fd)
+            except OSError:
+                pass
+    if null not in (0, 1):
+        os.close(null)
+
+
+def _name_helper() -> None:
+    try:
+        with open("/proc/self/comm", "w", encoding="ascii") as handle:
+            handle.write(HELPER_NAME)
+    except OSError:
+        pass
 
 
 def plain(row: dict[str, Any]) -> bool:
@@ -96,7 +218,7 @@ class RowProcessGone(Exception):
 class RowProcess:
     """The parent's end of the helper process (used by the session's worker thread only)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], on_message: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes] | _Forked, on_message: Callable[[dict[str, Any]], None]) -> None:
         self._proc = proc
         self._on_message = on_message
         self._out = proc.stdout
@@ -112,13 +234,16 @@ class RowProcess:
 
     @classmethod
     def spawn(cls, on_message: Callable[[dict[str, Any]], None]) -> RowProcess:
-        """Start the helper process; it imports wandb and waits for :meth:`attach`.
+        """Start the helper process (forked where :func:`fork_safe`); it waits for :meth:`attach`.
 
-        Spawning it before ``wandb.init`` lets both start-ups run at the same time.
+        Started before ``wandb.init``, a spawned helper imports wandb while
+        wandb-core starts.
 
         Args:
             on_message: called with every message the child sends.
         """
+        if fork_safe():
+            return cls(_Forked.start(), on_message)
         env = dict(os.environ)  # a copy, for the child only: it needs our import path
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         proc = subprocess.Popen(

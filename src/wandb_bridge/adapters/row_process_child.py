@@ -1,9 +1,11 @@
 """The helper process of :mod:`wandb_bridge.adapters.row_process`: log the rows it is handed.
 
-Run as ``python -m wandb_bridge.adapters.row_process_child`` by the parent,
-never by users. It ignores SIGINT and SIGTERM: Ctrl-C and pre-emption reach
-the whole process group, and the parent decides when logging ends (it closes
-this process's input after its last row), so no queued row is lost to them.
+Forked from the training process before ``wandb.init`` where that is safe
+(:func:`wandb_bridge.adapters.row_process.fork_safe`), else run as
+``python -m wandb_bridge.adapters.row_process_child``; never by users. It
+ignores SIGINT and SIGTERM: Ctrl-C and pre-emption reach the whole process
+group, and the parent decides when logging ends (it closes this process's
+input after its last row), so no queued row is lost to them.
 """
 
 from __future__ import annotations
@@ -109,16 +111,24 @@ def _stderr_to(path: str) -> None:
 
 
 def main() -> int:
-    """Read the header and the rows from stdin until it ends; report on stdout."""
+    """Run as ``python -m``: serve this process's stdin and stdout."""
+    return serve(sys.stdin.buffer, sys.stdout)
+
+
+def serve(frames_in: IO[bytes], out: IO[str]) -> int:
+    """Read the header and the rows from ``frames_in`` until it ends; report on ``out``.
+
+    Never returns normally once attached: after the last row it leaves with
+    ``os._exit`` (the parent waits for nothing else).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         os.nice(_NICENESS)
     except OSError:
         pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    wandb_sdk.load()  # while the parent is still busy starting
-    frames = _frames(sys.stdin.buffer)
-    out = sys.stdout
+    wandb_sdk.load()  # while the parent is still busy starting (a forked helper has it already)
+    frames = _frames(frames_in)
     header = next(frames, None)
     if header is None:
         return 0

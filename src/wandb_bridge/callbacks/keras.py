@@ -146,7 +146,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self._pending = self._last_epoch = None
         with self._holder.boundary("start logging this fit"):
             siblings, arguments = support.fit_context(self)
-            session = self._holder.start(lambda s: self._resume(s, siblings, arguments))
+            session = self._holder.start(lambda s: self._before_start(s, siblings, arguments))
             if session is None:
                 return
             if self._table is None or self._table.session is not session:
@@ -246,6 +246,13 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         session.log(dict(logs), step=steps.evaluation_step(step, session.last_step), stage="test")
 
     # -------------------------------------------------------- checkpoints
+
+    def _before_start(self, session: Session, siblings: list[Any] | None, arguments: Mapping[str, Any]) -> None:
+        """Before the run starts: plan its rows (batch logging), resume ``fit(initial_epoch=E)``'s run."""
+        params = self.params or {}
+        if self._every:
+            session.plan_rows(steps.planned_rows((params.get("steps") or 0) * (params.get("epochs") or 0), self._every))
+        self._resume(session, siblings, arguments)
 
     def _resume(self, session: Session, siblings: list[Any] | None, arguments: Mapping[str, Any]) -> None:
         """``fit(initial_epoch=E)``, E > 0: continue the run of the checkpoint (of this ``fit``'s

@@ -130,7 +130,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
             holder.begin_call(new_run=True)
         fresh = holder.active is None
         resumed = hf.resumed_checkpoint(args, state) if new_training and trial is None and state is not None else None
-        session = holder.start(None if resumed is None else hf.resume_from(*resumed))
+        session = holder.start(hf.before_start(args, state, resumed))
         if session is None:
             return None
         if fresh:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from wandb_bridge.callbacks.base import SessionHolder
 from wandb_bridge.core import follow, health, sweeps
-from wandb_bridge.core.steps import epochs_completed
+from wandb_bridge.core.steps import epochs_completed, planned_rows
 
 if TYPE_CHECKING:
     from transformers import TrainerState, TrainingArguments
@@ -74,11 +74,17 @@ def resumed_checkpoint(args: TrainingArguments, state: TrainerState) -> tuple[st
     return None if path is None else (path, state.global_step)
 
 
-def resume_from(path: str, step: int) -> Callable[[Session], None]:
-    """``train(resume_from_checkpoint=...)``: before the run starts, continue the run that wrote ``path``."""
+def before_start(
+    args: TrainingArguments, state: TrainerState | None, resumed: tuple[str, int] | None
+) -> Callable[[Session], None]:
+    """Before the run starts: plan its rows; on ``train(resume_from_checkpoint=...)``, continue that run."""
 
     def prepare(session: Session) -> None:
-        session.resume_from_checkpoint(path, step)
+        strategy = str(getattr(args.logging_strategy, "value", args.logging_strategy))
+        if state is not None and strategy == "steps":
+            session.plan_rows(planned_rows(state.max_steps, args.logging_steps))
+        if resumed is not None:
+            session.resume_from_checkpoint(*resumed)
 
     return prepare
 

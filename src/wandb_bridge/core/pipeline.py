@@ -44,6 +44,7 @@ class Pipeline:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._started = False
         self.failed: BaseException | None = None
+        self.waits = 0  # times put() had to wait for room (rows come faster than they are handled)
 
     def start(self) -> None:
         """Start the worker thread (once)."""
@@ -56,6 +57,11 @@ class Pipeline:
         """True while the worker thread runs."""
         return self._thread.is_alive()
 
+    @property
+    def backlog(self) -> int:
+        """Operations queued and not yet taken by the worker."""
+        return len(self._items)
+
     def put(self, op: Op) -> None:
         """Queue an operation; waits while ``maxsize`` operations are queued."""
         if len(self._items) >= self._maxsize:
@@ -63,6 +69,7 @@ class Pipeline:
         self._items.append(op)
 
     def _wait_for_room(self, timeout: float | None) -> bool:
+        self.waits += 1
         self._wake.set()
         with self._room:
             return self._room.wait_for(lambda: len(self._items) < self._maxsize or not self._thread.is_alive(), timeout)

@@ -28,6 +28,8 @@ from wandb_bridge.core.settings import Settings
 
 # Rows wandb could not take are kept in this JSON-lines file in the run folder.
 UNSENT_FILE = "wandb-bridge-unsent.jsonl"
+#: ``log_process="auto"``: a training that plans this many rows gets the (forked) logging process from the start.
+PLAN_ROWS = 500
 
 Row = dict[str, Any]
 
@@ -148,30 +150,40 @@ class SinkChoice:
     hand-over stamps) and compares the CPU this process's worker spent logging
     them with the time the training thread took to hand them over (*share*):
 
-    * share above :data:`MAX_SHARE`: rows come faster than wandb takes them
+    * share above :data:`MAX_SHARE`, or the training thread had to wait for
+      room in the queue during the look, or at least :data:`BACKLOG` operations
+      are still queued behind it, or its rows were handed over more than
+      :data:`LATE_S` ago (a backlog): rows come faster than wandb takes them
       (a loop that mostly logs): both sinks are then bound by one Python thread
-      calling ``run.log``, and the helper would only add its start-up;
+      calling ``run.log``, and the helper would only add its start-up and a
+      second process competing for the cores;
     * share below :data:`MIN_SHARE`: logging here costs training almost nothing
       (rows now and then);
     * in between: the logging process is started, once (rows keep their order).
 
     A run shorter than one look (a few dozen rows, a burst of rows logged in
     less than :data:`LOOK_S`) never starts it. A loop that only logs for longer
-    fills the queue: the training thread then waits for room, its stamps follow
-    this process's pace, and the helper may be started (for such a loop both
-    sinks have about the same throughput: one thread calling ``run.log``).
+    fills the queue: the training thread then waits for room, and the look
+    says no (measured on 2 cores: such a loop of narrow rows is 15% slower end
+    to end with the helper).
 
     Args:
         stamp: the hand-over stamp (``perf_counter``) of the last row merged.
+        busy: how many times the training thread waited for room in the queue so
+            far, and how many operations are queued now.
     """
 
     LOOK_ROWS = 50
     LOOK_S = 0.05
     MAX_SHARE = 1.0
     MIN_SHARE = 0.01
+    BACKLOG = 1024
+    LATE_S = 0.25
 
-    def __init__(self, stamp: Callable[[], float]) -> None:
+    def __init__(self, stamp: Callable[[], float], busy: Callable[[], tuple[int, int]] = lambda: (0, 0)) -> None:
         self._stamp = stamp
+        self._busy_queue = busy
+        self._waited = 0
         self._since: float | None = None
         self._rows = 0
         self._busy = 0.0
@@ -192,7 +204,10 @@ class SinkChoice:
         self.looks += 1
         self.share = share = self._busy / span
         self._since, self._rows, self._busy = now, 0, 0.0
-        return self.MIN_SHARE <= share <= self.MAX_SHARE
+        waited, (self._waited, backlog) = self._waited, self._busy_queue()
+        late = perf_counter() - now > self.LATE_S
+        saturated = self._waited != waited or backlog >= self.BACKLOG or late
+        return self.MIN_SHARE <= share <= self.MAX_SHARE and not saturated
 
 
 class RowRouter:
@@ -202,13 +217,20 @@ class RowRouter:
         settings: the session's settings (``log_process``, ``finish_timeout``, ``queue_size``).
         faults: the session's fault boundary.
         stamp: the hand-over stamp of the last row merged (``log_process="auto"`` watches it).
+        busy: the queue's waits for room and its backlog (ditto, see :class:`SinkChoice`).
     """
 
-    def __init__(self, settings: Settings, faults: FaultBoundary, stamp: Callable[[], float] = perf_counter) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        faults: FaultBoundary,
+        stamp: Callable[[], float] = perf_counter,
+        busy: Callable[[], tuple[int, int]] = lambda: (0, 0),
+    ) -> None:
         # (the pipe protocol needs POSIX select on pipes)
         self._wanted = settings.log_process is not False and os.name == "posix"
         # "auto": rows are logged here until the choice says the logging process pays.
-        self.choice = SinkChoice(stamp) if self._wanted and settings.log_process == "auto" else None
+        self.choice = SinkChoice(stamp, busy) if self._wanted and settings.log_process == "auto" else None
         self._shared: bytes | None = None
         self._log_path: str | None = None
         self._timeout = settings.finish_timeout
@@ -216,10 +238,11 @@ class RowRouter:
         self._faults = faults
         self._unsent = UnsentRows(faults, os.path.join(settings.dir or ".", UNSENT_FILE))
         self._here: HereSink | None = None
-        # The logging process: spawned before wandb.init, in use once attached to the run.
+        # The logging process: started before wandb.init (or when it pays), in use once attached to the run.
         self._spawned: row_process.RowProcess | None = None
         self._process: row_process.RowProcess | None = None
         self._process_logged = 0
+        self._planned = 0
 
     @property
     def kept_in(self) -> str | None:
@@ -231,36 +254,52 @@ class RowRouter:
         """Rows logged so far (by this process and by the logging process)."""
         return self._process_logged + (0 if self._here is None else self._here.logged)
 
+    def plan(self, rows: int) -> None:
+        """The training will log about ``rows`` rows (before start; see :meth:`Session.plan_rows`)."""
+        self._planned = max(0, int(rows))
+
     def spawn(self) -> None:
-        """Start the logging process before ``wandb.init`` (``log_process=True``): the two start-ups overlap."""
-        if self._wanted and self.choice is None:
-            try:
-                self._spawned = row_process.RowProcess.spawn(self._on_message)
-            except OSError:
-                self._spawned = None
+        """Right before ``wandb.init``: start the logging process, so that the two start-ups overlap.
+
+        With ``log_process=True`` it is used from the start. With ``"auto"`` it is
+        started here only where it can be forked (:func:`row_process.fork_safe`:
+        about 2 ms, no CPU while unused): used from the start when the training
+        plans at least :data:`PLAN_ROWS` rows, else waiting unused until
+        :class:`SinkChoice` says it pays (elsewhere it is spawned then).
+        """
+        if not self._wanted or (self.choice is not None and not row_process.fork_safe()):
+            return
+        if self.choice is not None and self._planned >= PLAN_ROWS:
+            self.choice = None  # a framework that logs this often pays for it: no look needed
+        try:
+            self._spawned = row_process.RowProcess.spawn(self._on_message)
+        except OSError:
+            self._spawned = None
 
     def start(self, handle: wandb_sdk.RunHandle) -> None:
         """The run is attached: rows are logged here, or by the logging process once it has the run."""
         if handle.dir:
             self._unsent.path = os.path.join(handle.dir, UNSENT_FILE)
         self._here = HereSink(handle, self._faults, self._unsent, self._keep)
-        out, self._spawned = self._spawned, None
         shared = handle.share() if self._wanted and self._faults.broken is None else None
         if shared is None:
             self.choice = None
+            out, self._spawned = self._spawned, None
             if out is not None:
                 out.kill()
+                out.close(1.0)  # (reaps it)
             return
         self._shared = shared
         self._log_path = (
             None if not handle.dir else os.path.join(os.path.dirname(handle.dir), "logs", "wandb-bridge-helper.log")
         )
         if self.choice is None:
-            self._launch(out)
+            self._launch()
 
-    def _launch(self, out: row_process.RowProcess | None) -> None:
-        """Attach the logging process (spawned now when ``out`` is None) to the run."""
+    def _launch(self) -> None:
+        """Attach the logging process (started before ``wandb.init``, else spawned now) to the run."""
         assert self._shared is not None
+        out, self._spawned = self._spawned, None
         try:
             if out is None:
                 out = row_process.RowProcess.spawn(self._on_message)
@@ -288,7 +327,7 @@ class RowRouter:
             if choice.logged(len(rows), thread_time() - began) and self._faults.broken is None:
                 self.choice = None  # (once)
                 here.settle()  # the helper's rows come after these
-                self._launch(None)
+                self._launch()
             return
         batch: list[Row] = []
         for row in rows:

@@ -152,6 +152,17 @@ class Session:
         """
         return self._parts.start()
 
+    def plan_rows(self, rows: int) -> None:
+        """Say, before the run starts, how many history rows the training will log (callbacks call it).
+
+        With ``log_process="auto"`` a plan of at least ``PLAN_ROWS`` (500) rows, in
+        a process that can fork its logging process, starts that process with the
+        run instead of after a first look at the logging rate: a framework that logs
+        every step is known to pay for it. Ignored once the run started, and with
+        ``log_process=True``/``False``.
+        """
+        self._parts.router.plan(rows)
+
     def finish(self, exit_code: int | None = None) -> None:
         """Flush what is queued, upload end-of-run checkpoints and finish the run if this session started it.
 

@@ -81,7 +81,7 @@ class SessionParts:
         self.faults = faults = FaultBoundary(settings.on_error)
         self.life = RunLifecycle(settings, self.rank, faults)
         self.rows = rows = RowPath(faults)
-        self.router = RowRouter(settings, faults, lambda: rows.stamp)
+        self.router = RowRouter(settings, faults, lambda: rows.stamp, self._queue_busy)
         self.markers = RunMarkers(faults, lambda: rows.last_step, framework[0])
         self.uploads = CheckpointUploads(settings, faults, self.rank, self.markers, rows.map_key, framework, self.put)
         self.resume = Resume(faults, rows)
@@ -89,6 +89,11 @@ class SessionParts:
         self.watching = False  # wandb.watch is on: rows are handed over at once (see before_watch)
         if settings.monitor is not None:
             self.uploads.policy.monitor = rows.keys(settings.monitor)
+
+    def _queue_busy(self) -> tuple[int, int]:
+        """The queue's waits for room so far and its backlog now (``log_process="auto"`` watches them)."""
+        pipeline = self.pipeline
+        return (0, 0) if pipeline is None else (pipeline.waits, pipeline.backlog)
 
     @property
     def handle(self) -> wandb_sdk.RunHandle:

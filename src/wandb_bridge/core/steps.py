@@ -122,3 +122,15 @@ __all__ = [
     "reaches_every",
     "step_in_progress",
 ]
+
+
+def planned_rows(steps: float | None, every: float | None) -> int:
+    """About how many history rows a training of ``steps`` optimizer steps logs, once every ``every`` steps.
+
+    For :meth:`Session.plan_rows`; ``every`` below 1 is a fraction of ``steps``
+    (the transformers Trainer's ``logging_steps=0.1``). 0 when either is unknown.
+    """
+    if not steps or not every or steps <= 0 or every <= 0 or math.isinf(steps):
+        return 0
+    interval = every * steps if every < 1 else every
+    return int(steps // max(1.0, interval))

@@ -1,0 +1,114 @@
+"""Child processes for test_log_process: a Session in a fresh, single-threaded interpreter.
+
+There the logging process is forked (pytest's own timeout thread makes the test
+process multi-threaded, so sessions started inside the tests spawn it). Each
+scenario prints one JSON line: what the helper process was, and how many rows
+this process logged itself.
+
+Usage: python log_process_scripts.py SCENARIO DIR
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from wandb_bridge import Session
+from wandb_bridge.adapters.row_process import HELPER_NAME
+from wandb_bridge.core import row_sinks
+
+
+def trainer(directory: Path) -> None:
+    """A transformers Trainer logging every step: the callback plans its rows, the helper logs them all."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from wandb_bridge.callbacks.transformers import WandbTrainerCallback
+
+    here = _count_rows_here()
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+            loss = torch.nn.functional.mse_loss(self.layer(x).squeeze(-1), labels)
+            return {"loss": loss}
+
+    data = [{"x": torch.randn(4), "labels": torch.randn(())} for _ in range(64)]
+    args = TrainingArguments(
+        output_dir=str(directory / "out"),
+        max_steps=600,
+        logging_steps=1,
+        per_device_train_batch_size=8,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        use_cpu=True,
+    )
+    callback = WandbTrainerCallback(project="proc")
+    Trainer(model=Tiny(), args=args, train_dataset=data, callbacks=[callback]).train()
+    during = _helpers()
+    callback.finish()
+    print(json.dumps({"helper_name": HELPER_NAME, "during": during, "here": here}), flush=True)
+
+
+def _helpers() -> list[dict[str, Any]]:
+    out = []
+    for proc in psutil.Process().children():
+        if proc.name() != "wandb-core":
+            out.append({"name": proc.name(), "cmdline": proc.cmdline(), "pid": proc.pid})
+    return out
+
+
+def _count_rows_here() -> list[int]:
+    """Rows logged by this process (HereSink.send), by their step."""
+    here: list[int] = []
+    original = row_sinks.HereSink.send
+
+    def send(self: row_sinks.HereSink, rows: list[dict[str, Any]]) -> None:
+        here.extend(int(row["trainer/global_step"]) for row in rows)
+        original(self, rows)
+
+    row_sinks.HereSink.send = send  # type: ignore[method-assign]
+    return here
+
+
+def run(directory: Path, log_process: bool | str, steps: int, pause: float, plan: int = 0) -> None:
+    here = _count_rows_here()
+    del directory  # (the run goes where WANDB_DIR points)
+    session = Session(project="proc", log_process=log_process)
+    if plan:
+        session.plan_rows(plan)
+    session.start()
+    started = _helpers()
+    for step in range(1, steps + 1):
+        if pause:
+            time.sleep(pause)  # the training step (the GIL is free meanwhile, as in a torch step)
+        session.log({"loss": 1.0 / step}, step=step)
+    session.flush()
+    during = _helpers()
+    session.finish()
+    after = [h for h in _helpers() if psutil.pid_exists(h["pid"]) and psutil.Process(h["pid"]).status() != "zombie"]
+    report = {"self": psutil.Process().cmdline(), "started": started, "during": during, "after": after, "here": here}
+    print(json.dumps({"helper_name": HELPER_NAME, **report}), flush=True)
+
+
+if __name__ == "__main__":
+    scenario, folder = sys.argv[1], Path(sys.argv[2])
+    cases: dict[str, tuple[bool | str, int, float, int]] = {
+        "always": (True, 50, 0.0, 0),
+        "auto_short": ("auto", 20, 0.0, 0),
+        "auto_training": ("auto", 400, 0.002, 0),
+        "auto_planned": ("auto", 30, 0.0, 1000),
+    }
+    if scenario == "trainer":
+        trainer(folder)
+    else:
+        run(folder, *cases[scenario])
