@@ -690,9 +690,8 @@ def markdown(results: Mapping[str, Any]) -> str:
         '`WandbKerasCallback(log_freq="batch")`); under the defaults also ours with the in-process row sink '
         "(`WANDB_BRIDGE_LOG_PROCESS=0`: every row logged by our background thread); *ours* is the default, "
         '`log_process="auto"` (rows logged by the background thread until the logging process pays, then by '
-        "the logging process; the transformers and Keras callbacks plan their rows, so they use it from the "
-        "start); the end-to-end table also has the logging process from the start "
-        "(`WANDB_BRIDGE_LOG_PROCESS=1`).",
+        "the logging process; the framework callbacks plan their rows, so they use it from the start); "
+        "the end-to-end table also has the logging process from the start (`WANDB_BRIDGE_LOG_PROCESS=1`).",
         "- **Defaults**: `WANDB_CONSOLE` unset (wandb's capture on), and every framework printing what it "
         "prints by default: the plain loop prints a line every 10 steps; Lightning once without and once "
         "with its default TQDM progress bar (redrawn every step); the transformers Trainer prints every log "
@@ -816,9 +815,10 @@ SINK_TEXT = [
     "with, and enough rows for it to matter, and the rows are not a backlog (the training thread did not "
     "wait for room in the queue, fewer than 1,024 operations are queued, the rows are fresh). A run "
     "shorter than a window (tens of rows) or a loop that does nothing but log never uses it. A framework "
-    "callback that plans at least 500 rows (transformers: `max_steps / logging_steps`; Keras: "
-    "`epochs x steps / log_freq`) gets the forked helper from the first row: no look, nothing logged "
-    "in-process inside the timed window. `tests/test_log_process.py` checks the rule by counts (a short "
+    "callback that plans at least 500 rows (transformers: `max_steps / logging_steps`; Lightning: "
+    "`max_steps / log_every_n_steps`; Keras: `epochs x steps / log_freq`) gets the forked helper from "
+    "the first row: no look, nothing logged in-process inside the timed window. "
+    "`tests/test_log_process.py` checks the rule by counts (a short "
     "run uses no helper; a burst and a loop that fills the queue stay in-process; rows with training "
     "between them move to the helper, in order; a planned run and the Trainer callback use it from the "
     "start; a forked helper has the training script's own command line).",

@@ -59,6 +59,45 @@ def trainer(directory: Path) -> None:
     print(json.dumps({"helper_name": HELPER_NAME, "during": during, "here": here}), flush=True)
 
 
+def lightning(directory: Path) -> None:
+    """A Lightning fit with max_steps: the logger plans its rows, the helper logs them all."""
+    import lightning.pytorch as pl
+    import torch
+
+    from wandb_bridge import WandbLogger
+
+    here = _count_rows_here()
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+            loss = torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
+            self.log("loss", loss)
+            return loss
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
+    logger = WandbLogger(project="proc")
+    trainer = pl.Trainer(
+        max_steps=600,
+        log_every_n_steps=1,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=8))
+    during = _helpers()
+    logger.finish()
+    print(json.dumps({"helper_name": HELPER_NAME, "during": during, "here": here}), flush=True)
+
+
 def _helpers() -> list[dict[str, Any]]:
     out = []
     for proc in psutil.Process().children():
@@ -110,5 +149,7 @@ if __name__ == "__main__":
     }
     if scenario == "trainer":
         trainer(folder)
+    elif scenario == "lightning":
+        lightning(folder)
     else:
         run(folder, *cases[scenario])

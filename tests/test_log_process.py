@@ -385,3 +385,14 @@ def test_auto_a_loop_that_fills_the_queue_stays_in_this_process(
         assert session.flush()
         assert _helpers() == []
     assert len(here) == 3000
+
+
+@pytest.mark.slow
+def test_the_lightning_logger_plans_the_rows_of_a_fit_with_max_steps(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path
+) -> None:
+    # max_steps=600, log_every_n_steps=1: the logger plans 600 rows before its run starts.
+    out = _script(wandb_offline, tmp_path, "lightning")
+    assert [h["name"] for h in out["during"]] == [out["helper_name"]]
+    assert out["here"] == []
+    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 601))

@@ -133,12 +133,16 @@ class WandbLogger(support.LoggerBase):
 
     def _start(self) -> Session | None:
         """The started session (resuming ``fit(ckpt_path=...)``'s run), or None where this process does not log."""
-        return self._holder.start(self._resume_fit)
+        return self._holder.start(self._before_start)
 
-    def _resume_fit(self, session: Session) -> None:
-        resumed = support.resumed_fit_checkpoint(self)
-        if resumed is not None:
-            session.resume_from_checkpoint(resumed)
+    def _before_start(self, session: Session) -> None:
+        """Before the run starts: plan the fit's rows; continue the run of ``fit(ckpt_path=...)``'s checkpoint."""
+        fit = support.running_fit(self)
+        if fit is not None:
+            trainer, resumed = fit
+            session.plan_rows(support.planned_rows(trainer))
+            if resumed is not None:
+                session.resume_from_checkpoint(resumed)
 
     def _trainer(self) -> Any:
         return None if self._trainer_ref is None else self._trainer_ref()

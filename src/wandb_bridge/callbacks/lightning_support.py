@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from wandb_bridge.callbacks._require import require
 from wandb_bridge.callbacks.base import calling_frames
+from wandb_bridge.core import steps
 from wandb_bridge.core.checkpoint_reports import SavedFiles, SaveTime
 from wandb_bridge.core.checkpoints import score_value
 from wandb_bridge.core.follow import CallbackMonitor
@@ -245,15 +246,16 @@ def save_time(trainer: Any, epoch: float | None = None) -> SaveTime:
     return SaveTime(int(trainer.global_step), None if done is None else int(done), dict(trainer.callback_metrics))
 
 
-def resumed_fit_checkpoint(logger: Any) -> str | None:
-    """The checkpoint a running ``Trainer.fit(ckpt_path=...)`` resumes from, read as its run is about to start.
+def running_fit(logger: Any) -> tuple[Any, str | None] | None:
+    """The ``Trainer.fit`` call that is starting ``logger``'s run, and the checkpoint it resumes from.
 
-    No public route gives it in time: Lightning's setup reads ``experiment`` (which starts the
-    run, whose id must be known then) before ``trainer.ckpt_path`` is set (when the checkpoint is
-    restored), and no hook reaches a logger in between. So the ``ckpt_path`` the running Trainer
-    call resolved (``"last"`` already a path) is read from the frames above (``calling_frames``).
-    Nothing found (another Lightning version, not ``fit``): None; ``log_graph`` then compares
-    ``trainer.ckpt_path`` with the run, and ``resume_from_checkpoint=`` is the explicit way.
+    No public route gives either in time: Lightning's setup reads ``experiment`` (which starts the
+    run, whose id must be known then, and with it how many rows it will log) before
+    ``trainer.ckpt_path`` is set (when the checkpoint is restored), and no hook reaches a logger in
+    between. So the running Trainer and the ``ckpt_path`` it resolved (``"last"`` already a path)
+    are read from the frames above (``calling_frames``). Nothing found (another Lightning version,
+    not ``fit``): None; ``log_graph`` then compares ``trainer.ckpt_path`` with the run, and
+    ``resume_from_checkpoint=`` is the explicit way.
     """
     for _, local in calling_frames():
         owner = local.get("self")
@@ -265,6 +267,11 @@ def resumed_fit_checkpoint(logger: Any) -> str | None:
             return None
         path = local.get("ckpt_path") or getattr(owner, "ckpt_path", None)
         if isinstance(path, (str, os.PathLike)) and os.path.exists(os.fspath(path)):
-            return os.fspath(path)
-        return None
+            return owner, os.fspath(path)
+        return owner, None
     return None
+
+
+def planned_rows(trainer: Any) -> int:
+    """The rows a fit with ``max_steps`` set will log (``max_steps / log_every_n_steps``); 0 when unknown."""
+    return steps.planned_rows(getattr(trainer, "max_steps", None), getattr(trainer, "log_every_n_steps", None))
