@@ -813,7 +813,7 @@ SINK_TEXT = [
     "rows keep their order) when the worker's CPU for those rows is between 1% and 100% of the training "
     "thread's time between them, i.e. there is training work between rows for wandb's work to compete "
     "with, and enough rows for it to matter, and the rows are not a backlog (the training thread did not "
-    "wait for room in the queue, fewer than 1,024 operations are queued, the rows are fresh). A run "
+    "wait for room in the queue, and handed over a row in the last 0.25 s). A run "
     "shorter than a window (tens of rows) or a loop that does nothing but log never uses it. A framework "
     "callback that plans at least 500 rows (transformers: `max_steps / logging_steps`; Lightning: "
     "`max_steps / log_every_n_steps`; Keras: `epochs x steps / log_freq`) gets the forked helper from "

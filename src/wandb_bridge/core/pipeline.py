@@ -57,10 +57,12 @@ class Pipeline:
         """True while the worker thread runs."""
         return self._thread.is_alive()
 
-    @property
-    def backlog(self) -> int:
-        """Operations queued and not yet taken by the worker."""
-        return len(self._items)
+    def newest(self) -> Op | None:
+        """The operation queued last and not yet taken by the worker, if any."""
+        try:
+            return self._items[-1]
+        except IndexError:
+            return None
 
     def put(self, op: Op) -> None:
         """Queue an operation; waits while ``maxsize`` operations are queued."""

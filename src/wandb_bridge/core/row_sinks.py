@@ -151,12 +151,12 @@ class SinkChoice:
     them with the time the training thread took to hand them over (*share*):
 
     * share above :data:`MAX_SHARE`, or the training thread had to wait for
-      room in the queue during the look, or at least :data:`BACKLOG` operations
-      are still queued behind it, or its rows were handed over more than
-      :data:`LATE_S` ago (a backlog): rows come faster than wandb takes them
+      room in the queue during the look: rows come faster than wandb takes them
       (a loop that mostly logs): both sinks are then bound by one Python thread
       calling ``run.log``, and the helper would only add its start-up and a
       second process competing for the cores;
+    * the training thread handed over no row for :data:`LATE_S` (the look's
+      rows are a backlog drained after a loop that only logged);
     * share below :data:`MIN_SHARE`: logging here costs training almost nothing
       (rows now and then);
     * in between: the logging process is started, once (rows keep their order).
@@ -170,17 +170,18 @@ class SinkChoice:
     Args:
         stamp: the hand-over stamp (``perf_counter``) of the last row merged.
         busy: how many times the training thread waited for room in the queue so
-            far, and how many operations are queued now.
+            far, and the hand-over stamp of the newest row queued (None: none is).
     """
 
     LOOK_ROWS = 50
     LOOK_S = 0.05
     MAX_SHARE = 1.0
     MIN_SHARE = 0.01
-    BACKLOG = 1024
     LATE_S = 0.25
 
-    def __init__(self, stamp: Callable[[], float], busy: Callable[[], tuple[int, int]] = lambda: (0, 0)) -> None:
+    def __init__(
+        self, stamp: Callable[[], float], busy: Callable[[], tuple[int, float | None]] = lambda: (0, None)
+    ) -> None:
         self._stamp = stamp
         self._busy_queue = busy
         self._waited = 0
@@ -204,9 +205,9 @@ class SinkChoice:
         self.looks += 1
         self.share = share = self._busy / span
         self._since, self._rows, self._busy = now, 0, 0.0
-        waited, (self._waited, backlog) = self._waited, self._busy_queue()
-        late = perf_counter() - now > self.LATE_S
-        saturated = self._waited != waited or backlog >= self.BACKLOG or late
+        waited, (self._waited, newest) = self._waited, self._busy_queue()
+        idle = perf_counter() - (now if newest is None else newest) > self.LATE_S
+        saturated = self._waited != waited or idle
         return self.MIN_SHARE <= share <= self.MAX_SHARE and not saturated
 
 
@@ -217,7 +218,7 @@ class RowRouter:
         settings: the session's settings (``log_process``, ``finish_timeout``, ``queue_size``).
         faults: the session's fault boundary.
         stamp: the hand-over stamp of the last row merged (``log_process="auto"`` watches it).
-        busy: the queue's waits for room and its backlog (ditto, see :class:`SinkChoice`).
+        busy: the queue's waits for room and its newest row's stamp (ditto, see :class:`SinkChoice`).
     """
 
     def __init__(
@@ -225,7 +226,7 @@ class RowRouter:
         settings: Settings,
         faults: FaultBoundary,
         stamp: Callable[[], float] = perf_counter,
-        busy: Callable[[], tuple[int, int]] = lambda: (0, 0),
+        busy: Callable[[], tuple[int, float | None]] = lambda: (0, None),
     ) -> None:
         # (the pipe protocol needs POSIX select on pipes)
         self._wanted = settings.log_process is not False and os.name == "posix"

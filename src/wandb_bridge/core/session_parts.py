@@ -90,10 +90,13 @@ class SessionParts:
         if settings.monitor is not None:
             self.uploads.policy.monitor = rows.keys(settings.monitor)
 
-    def _queue_busy(self) -> tuple[int, int]:
-        """The queue's waits for room so far and its backlog now (``log_process="auto"`` watches them)."""
+    def _queue_busy(self) -> tuple[int, float | None]:
+        """The queue's waits for room so far, and the hand-over time of its newest row (``log_process="auto"``)."""
         pipeline = self.pipeline
-        return (0, 0) if pipeline is None else (pipeline.waits, pipeline.backlog)
+        if pipeline is None:
+            return 0, None
+        newest = pipeline.newest()
+        return pipeline.waits, newest.stamp if isinstance(newest, LogRow) else None
 
     @property
     def handle(self) -> wandb_sdk.RunHandle:
