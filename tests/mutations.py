@@ -64,6 +64,22 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        "plan-ignored",
+        "a training that plans many rows still waits for a look before the logging process takes them",
+        "src/wandb_bridge/core/row_sinks.py",
+        "if self.choice is not None and self._planned >= PLAN_ROWS:",
+        "if False:",
+        ("tests/test_log_process.py::test_auto_a_planned_training_gets_the_helper_from_the_start",),
+    ),
+    Mutation(
+        "helper-never-forked",
+        "the logging process is always a fresh interpreter (a second import of wandb)",
+        "src/wandb_bridge/adapters/row_process.py",
+        "and threading.active_count() == 1",
+        "and False",
+        ("tests/test_log_process.py::test_a_single_threaded_process_forks_its_helper",),
+    ),
+    Mutation(
         "unsent-rows-dropped",
         "rows wandb could not take after a real wandb-core failure are dropped, not kept",
         "src/wandb_bridge/core/row_sinks.py",

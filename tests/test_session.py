@@ -264,3 +264,23 @@ def test_system_stats_off_records_no_perf_keys(wandb_offline: WandbOfflineRuns) 
     run = wandb_offline.run()
     assert [s for s, _ in run.values("train/loss")] == [1, 2, 3]  # the rows are there ...
     assert not any(k.startswith("perf/") for row in run.history for k in row)  # ... without perf/
+
+
+def test_wide_rows_keep_their_names_when_a_value_changes_kind(wandb_offline: WandbOfflineRuns) -> None:
+    # Rows of many keys map their names in one go once the same keys came before; a value that
+    # turns into a nested dict, a tensor or a string at a known key still takes the long way.
+    names = [f"m{i}" for i in range(20)]
+    with Session(project="wide", log_process=False) as session:
+        for step in range(1, 4):
+            session.log({n: float(step) for n in names}, step=step)
+        session.log({**{n: 4.0 for n in names}, "m3": {"a": 1.0, "b": 2.0}}, step=4)
+        session.log({**{n: 5.0 for n in names}, "m4": torch.tensor(7.0)}, step=5)
+        session.log({**{n: 6.0 for n in names}, "m5": "text"}, step=6)
+        session.log({"extra": 0.5, **{n: 7.0 for n in names}}, step=7, stage="val")
+    run = wandb_offline.run()
+    assert run.values("train/m0") == [(s, float(s)) for s in range(1, 7)]
+    assert run.values("m3/a") == [(4, 1.0)] and run.values("m3/b") == [(4, 2.0)]  # (a slash keeps its namespace)
+    assert run.values("train/m4")[-3:] == [(4, 4.0), (5, 7.0), (6, 6.0)]
+    assert [s for s, _ in run.values("train/m5")] == [1, 2, 3, 4, 5]  # the string was not a metric
+    assert run.values("val/extra") == [(7, 0.5)]
+    assert run.values("val/m1") == [(7, 7.0)]

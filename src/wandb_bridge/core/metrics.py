@@ -201,11 +201,11 @@ def convert_rows(rows: list[dict[str, Any]]) -> ValueReport:
     report = ValueReport()
     tensors: list[tuple[dict[str, Any], str, Any]] = []
     for row in rows:
-        for key in list(row):
-            value = row[key]
+        removed: list[str] = []
+        for key, value in row.items():  # (values are replaced in place; removals wait for the end)
             kind = type(value)
             if kind is float:
-                if value != value or value in (math.inf, -math.inf):
+                if value - value:  # NaN or +-inf (x - x is 0.0 for every finite x)
                     report.non_finite.add(key)
                 continue
             if kind is int or is_media(value):
@@ -229,8 +229,10 @@ def convert_rows(rows: list[dict[str, Any]]) -> ValueReport:
                     if isinstance(converted, float) and not math.isfinite(converted):
                         report.non_finite.add(key)
                     continue
-            del row[key]
+            removed.append(key)
             report.skipped[key] = reason or "type"
+        for key in removed:
+            del row[key]
     if tensors:
         _read_tensors(tensors, report)
     return report

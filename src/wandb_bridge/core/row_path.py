@@ -28,6 +28,10 @@ from wandb_bridge.core.ops import HealthRow, LogRow
 
 Row = dict[str, Any]
 _SCALARS = (float, int)
+_SCALAR_SET = frozenset(_SCALARS)
+# Rows of at least this many keys remember the names of their key set (at most _PLANS key sets).
+_PLAN_KEYS = 16
+_PLANS = 64
 
 
 class RowPath:
@@ -38,6 +42,7 @@ class RowPath:
         self._lock = threading.Lock()
         self.keys: KeyNormalizer = KeyNormalizer()
         self._names: dict[Stage | None, dict[str, str]] = {}  # recorded key of each plain key, per stage
+        self._plans: dict[tuple[Stage, tuple[str, ...]], list[str]] = {}  # recorded keys of a wide row's key set
         self.last_step: int | None = None
         # Optimizer steps completed, read from the framework (set by callbacks); see current_step.
         self.step_clock: Callable[[], int | None] | None = None
@@ -52,6 +57,7 @@ class RowPath:
         """This rank writes into another rank's run: its values are labelled ``rank-<r>/...``."""
         self.keys = RankKeys(rank)
         self._names = {}
+        self._plans = {}
 
     def map_key(self, key: str) -> str:
         """The recorded name of a metric name (as the run records it now)."""
@@ -101,9 +107,24 @@ class RowPath:
         self.stamp = stamp
         if stage is None:  # a direct call (wandb.log, experiment.log, log_image): keys as written
             return self._merger.add(step, as_written(values), None if epoch is None else float(epoch), keep_both=True)
+        mapped = self._map(values, stage)
+        row_epoch = mapped.pop(EPOCH_KEY, epoch)
+        mapped.pop(STEP_KEY, None)
+        self._time(step, stamp, samples, mapped)
+        return self._merger.add(step, mapped, None if row_epoch is None else float(row_epoch))
+
+    def _map(self, values: Mapping[str, Any], stage: Stage) -> Row:
+        """``values`` with their recorded names (nested mappings flattened)."""
+        numbers = values.values()
+        shape = None
+        if len(values) >= _PLAN_KEYS:  # a wide row: its names in one go when the same keys came before
+            shape = (stage, tuple(values))
+            plan = self._plans.get(shape)
+            if plan is not None and _SCALAR_SET.issuperset(map(type, numbers)):
+                return dict(zip(plan, numbers, strict=True))
         mapped: Row = {}
         keys = self.keys
-        # (per row: one dict lookup per key; nested mappings and new keys take the long way)
+        # (per key: one dict lookup; nested mappings and new keys take the long way)
         names = self._names.get(stage)
         if names is None:
             names = self._names[stage] = {}
@@ -121,10 +142,11 @@ class RowPath:
                 mapped[name] = inner
                 if flat and type(key) is str:
                     names[key] = name
-        row_epoch = mapped.pop(EPOCH_KEY, epoch)
-        mapped.pop(STEP_KEY, None)
-        self._time(step, stamp, samples, mapped)
-        return self._merger.add(step, mapped, None if row_epoch is None else float(row_epoch))
+        if shape is not None and len(mapped) == len(values) and _SCALAR_SET.issuperset(map(type, numbers)):
+            if len(self._plans) >= _PLANS:
+                self._plans.clear()
+            self._plans[shape] = list(mapped)  # one name per key, in the keys' order
+        return mapped
 
     def health(self, op: HealthRow) -> list[Row]:
         """Read a health vector (the one device read, on the worker) and merge it into its step's row."""
