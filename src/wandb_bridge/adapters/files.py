@@ -126,13 +126,9 @@ def snapshot(
     ``name``, for a single-file checkpoint, is the file's name inside the
     artifact (default: its own name).
     """
-    small = _read_small_file(path)
+    small = small_file_snapshot(path, include, exclude, name)
     if small is not None:
-        inner = name or os.path.basename(path)
-        if (include is None or _matches(inner, include)) and not _matches(inner, exclude):
-            staging = os.path.join(os.path.dirname(os.path.abspath(path)), STAGING_DIR_NAME)
-            target = os.path.join(staging, f"{os.getpid()}-{next(_COUNTER)}-0-{os.path.basename(inner)}")
-            return Snapshot(path, [(inner, target)], staging, [(target, small)], [target])
+        return small
     files = list_payload(path, include, exclude)
     if name is not None and os.path.isfile(path):
         files = [(name, full) for _, full in files]
@@ -154,6 +150,28 @@ def snapshot(
         snap.release()
         return Snapshot(path, files, None)
     return snap
+
+
+def small_file_snapshot(
+    path: str,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    name: str | None = None,
+) -> Snapshot | None:
+    """:func:`snapshot` of one regular file under :data:`COPY_BELOW_BYTES` (read into memory), else None.
+
+    The common case (one small checkpoint file), in four system calls and no
+    ``stat`` of its own: a small regular file is no folder, so no sharded one.
+    """
+    small = _read_small_file(path)
+    if small is None:
+        return None
+    inner = name or os.path.basename(path)
+    if (include is not None and not _matches(inner, include)) or _matches(inner, exclude):
+        return None
+    staging = os.path.join(os.path.dirname(os.path.abspath(path)), STAGING_DIR_NAME)
+    target = os.path.join(staging, f"{os.getpid()}-{next(_COUNTER)}-0-{os.path.basename(inner)}")
+    return Snapshot(path, [(inner, target)], staging, [(target, small)], [target])
 
 
 def _read_small_file(path: str) -> bytes | None:

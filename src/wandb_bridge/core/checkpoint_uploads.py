@@ -106,10 +106,13 @@ class CheckpointUploads:
         snap = None
         sharded = False
         if self.policy.enabled:
-            sharded = not remote and files.is_sharded(path)
-            if remote or self._settings.checkpoint_storage == "reference":
+            by_reference = remote or self._settings.checkpoint_storage == "reference"
+            # (a small file first: read at once, no stat to ask whether it is a sharded folder)
+            snap = None if by_reference else files.small_file_snapshot(path, include, exclude, payload_name)
+            sharded = snap is None and not remote and files.is_sharded(path)
+            if by_reference:
                 snap = files.Snapshot.by_reference(path, include, exclude, payload_name)
-            elif not sharded:
+            elif snap is None and not sharded:
                 try:
                     snap = files.snapshot(path, include, exclude, payload_name)
                 except OSError as exc:
