@@ -60,7 +60,8 @@ def trainer(directory: Path) -> None:
 
 
 def lightning(directory: Path) -> None:
-    """A Lightning fit with max_steps: the logger plans its rows, the helper logs them all."""
+    """A Lightning fit with max_steps, its run started before the fit: the logger plans the rows at the
+    fit's start, and the helper logs them all."""
     import lightning.pytorch as pl
     import torch
 
@@ -83,6 +84,7 @@ def lightning(directory: Path) -> None:
 
     data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
     logger = WandbLogger(project="proc")
+    logger.experiment.config.update({"before": "fit"})  # the run starts before the Trainer exists
     trainer = pl.Trainer(
         max_steps=600,
         log_every_n_steps=1,

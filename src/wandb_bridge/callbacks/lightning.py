@@ -140,7 +140,7 @@ class WandbLogger(support.LoggerBase):
         fit = support.running_fit(self)
         if fit is not None:
             trainer, resumed = fit
-            session.plan_rows(support.planned_rows(trainer))
+            session.plan_rows(support.planned_rows(trainer))  # (also in log_graph: the run may start before fit)
             if resumed is not None:
                 session.resume_from_checkpoint(resumed)
 
@@ -179,7 +179,10 @@ class WandbLogger(support.LoggerBase):
         if session is None:
             return
         self._holder.framework_version = support.lightning_version(trainer)
-        resumed = getattr(trainer, "ckpt_path", None) if support.trainer_fn(trainer) == "fit" else None
+        fitting = support.trainer_fn(trainer) == "fit"
+        if fitting:
+            session.plan_rows(support.planned_rows(trainer))
+        resumed = getattr(trainer, "ckpt_path", None) if fitting else None
         if resumed and session.resumed_from is None and os.path.exists(os.fspath(resumed)):
             session.resume_from_checkpoint(resumed)  # the run continues the checkpoint's run
         if self._configured is not None and self._configured() is trainer:

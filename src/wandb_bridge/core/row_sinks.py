@@ -142,8 +142,9 @@ class SinkChoice:
 
     The logging process takes wandb's per-row work (about 100 us of Python per
     row of 10 keys, 3 ms per row of 1,000) off the training process's GIL, and
-    costs a start-up (a second ``import wandb``: about 0.5 s of CPU) and the
-    hand-over of each row. It pays when the training thread has work to do
+    costs a start-up (attaching to the run, about 0.1 s of CPU when forked; a
+    second ``import wandb``, about 0.5 s, when spawned) and the hand-over of
+    each row. It pays when the training thread has work to do
     between rows (what the rows' wandb work would compete with) and rows come
     often enough to matter. Each look covers at least :data:`LOOK_ROWS` rows
     and :data:`LOOK_S` seconds of the training thread's clock (the rows'
@@ -256,7 +257,7 @@ class RowRouter:
         return self._process_logged + (0 if self._here is None else self._here.logged)
 
     def plan(self, rows: int) -> None:
-        """The training will log about ``rows`` rows (before start; see :meth:`Session.plan_rows`)."""
+        """The training will log about ``rows`` rows (see :meth:`Session.plan_rows`; read by the worker)."""
         self._planned = max(0, int(rows))
 
     def spawn(self) -> None:
@@ -320,15 +321,19 @@ class RowRouter:
         assert here is not None
         if self._process is None:
             choice = self.choice
-            if choice is None:
+            if choice is not None and self._planned >= PLAN_ROWS and self._faults.broken is None:
+                self._switch()  # planned after the run started (a run started before the framework's call)
+            elif choice is None:
                 here.send(rows)
                 return
-            began = thread_time()
+            else:
+                began = thread_time()
+                here.send(rows)
+                if choice.logged(len(rows), thread_time() - began) and self._faults.broken is None:
+                    self._switch()
+                return
+        if self._process is None:
             here.send(rows)
-            if choice.logged(len(rows), thread_time() - began) and self._faults.broken is None:
-                self.choice = None  # (once)
-                here.settle()  # the helper's rows come after these
-                self._launch()
             return
         batch: list[Row] = []
         for row in rows:
@@ -343,6 +348,13 @@ class RowRouter:
             if self._process is not None:
                 here.settle()
         self._to_sink(batch)
+
+    def _switch(self) -> None:
+        """From now on plain rows go to the logging process (once; the rows logged here come first)."""
+        assert self._here is not None
+        self.choice = None
+        self._here.settle()  # the helper's rows come after these
+        self._launch()
 
     def _to_sink(self, rows: list[Row]) -> None:
         """Plain rows: to the logging process while it runs, else here."""

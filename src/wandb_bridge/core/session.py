@@ -153,13 +153,14 @@ class Session:
         return self._parts.start()
 
     def plan_rows(self, rows: int) -> None:
-        """Say, before the run starts, how many history rows the training will log (callbacks call it).
+        """Say how many history rows the training will log (the framework callbacks call it).
 
-        With ``log_process="auto"`` a plan of at least ``PLAN_ROWS`` (500) rows, in
-        a process that can fork its logging process, starts that process with the
-        run instead of after a first look at the logging rate: a framework that logs
-        every step is known to pay for it. Ignored once the run started, and with
-        ``log_process=True``/``False``.
+        With ``log_process="auto"`` a plan of at least ``PLAN_ROWS`` (500) rows moves
+        rows to the logging process without a first look at the logging rate: a
+        framework that logs every step is known to pay for it. Said before the run
+        starts, in a process that can fork its logging process, that process takes
+        the first row; said later, it takes the rows from the next batch on.
+        Ignored with ``log_process=True``/``False``.
         """
         self._parts.router.plan(rows)
 
