@@ -149,7 +149,12 @@ if __name__ == "__main__":
         "auto_training": ("auto", 400, 0.002, 0),
         "auto_planned": ("auto", 30, 0.0, 1000),
     }
-    if scenario == "trainer":
+    if scenario == "big":  # a process holding more memory than a fork should copy: spawned
+        from wandb_bridge.adapters import row_process
+
+        row_process.FORK_MAX_RSS = 1
+        run(folder, True, 50, 0.0)
+    elif scenario == "trainer":
         trainer(folder)
     elif scenario == "lightning":
         lightning(folder)

@@ -396,3 +396,13 @@ def test_the_lightning_logger_plans_the_rows_of_a_fit_with_max_steps(
     assert [h["name"] for h in out["during"]] == [out["helper_name"]]
     assert out["here"] == []
     assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 601))
+
+
+@pytest.mark.slow
+def test_a_process_holding_much_memory_spawns_its_helper(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    # Above FORK_MAX_RSS a fork's copy-on-write pages could cost more than a fresh interpreter.
+    out = _script(wandb_offline, tmp_path, "big")
+    assert len(out["started"]) == 1
+    assert "wandb_bridge.adapters.row_process_child" in out["started"][0]["cmdline"]
+    assert out["here"] == []
+    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 51))

@@ -52,21 +52,37 @@ STARTUP_S = 30.0
 HELPER_NAME = "wb-log-process"
 
 
+#: A process with more resident memory spawns its helper: after a fork, each page the training
+#: process writes is copied once (about 0.55 s of kernel time per GiB written), which past this
+#: size could cost more than a second ``import wandb`` (about 0.45 s of CPU).
+FORK_MAX_RSS = 1 << 30
+
+
 def fork_safe() -> bool:
     """True when the helper can be forked from this process (else it is spawned afresh).
 
     Forking copies only the calling thread: it is done on Linux, while this
     process runs a single Python thread (no other thread can hold a lock the
-    child would need, and Python 3.12+ warns about forking with threads), and
-    before this process (or a parent) started a wandb service: the child
-    connects to the run's service itself, and must not share a connection.
+    child would need, and Python 3.12+ warns about forking with threads),
+    before this process (or a parent) started a wandb service (the child
+    connects to the run's service itself, and must not share a connection),
+    and while it holds less than :data:`FORK_MAX_RSS` of memory.
     """
     return (
         sys.platform.startswith("linux")
         and hasattr(os, "fork")
         and threading.active_count() == 1
         and "WANDB_SERVICE" not in os.environ
+        and _resident_bytes() < FORK_MAX_RSS
     )
+
+
+def _resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return FORK_MAX_RSS  # unknown: spawn
 
 
 class _Forked:
@@ -121,10 +137,12 @@ class _Forked:
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the helper to end (``subprocess.TimeoutExpired`` past ``timeout``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.0002  # (a helper told to end, or killed, is gone within a millisecond or two)
         while (code := self.poll()) is None:
             if deadline is not None and time.monotonic() >= deadline:
                 raise subprocess.TimeoutExpired(HELPER_NAME, timeout or 0.0)
-            time.sleep(0.005)
+            time.sleep(pause)
+            pause = min(0.01, pause * 2)
         return code
 
     def kill(self) -> None:
