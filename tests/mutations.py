@@ -67,9 +67,12 @@ MUTATIONS = (
         "plan-ignored",
         "a training that plans many rows still waits for a look before the logging process takes them",
         "src/wandb_bridge/core/row_sinks.py",
-        "if self.choice is not None and self._planned >= PLAN_ROWS:",
-        "if False:",
-        ("tests/test_log_process.py::test_auto_a_planned_training_gets_the_helper_from_the_start",),
+        "PLAN_ROWS = 500",
+        "PLAN_ROWS = 10**12",
+        (
+            "tests/test_log_process.py::test_auto_a_planned_training_gets_the_helper_from_the_start",
+            "tests/test_log_process.py::test_the_lightning_logger_plans_the_rows_of_a_fit_with_max_steps",
+        ),
     ),
     Mutation(
         "helper-never-forked",
