@@ -44,7 +44,7 @@ class Child:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
                 list(command),
-                env=env,
+                env={**env, "PYTHONFAULTHANDLER": "1"},  # (a hung child's stacks: see wait)
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
@@ -92,8 +92,19 @@ class Child:
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            self._dump_stacks()
             self.kill()
-            raise AssertionError(f"the child did not end within {timeout:.0f} s:\n{self.stderr()[-3000:]}") from None
+            raise AssertionError(f"the child did not end within {timeout:.0f} s:\n{self.stderr()[-6000:]}") from None
+
+    def _dump_stacks(self) -> None:
+        """Make a hung child (and its Python helpers) print every thread's stack to stderr (faulthandler)."""
+        with contextlib.suppress(psutil.Error):
+            procs = [psutil.Process(self.pid), *psutil.Process(self.pid).children(recursive=True)]
+            for proc in reversed(procs):
+                with contextlib.suppress(psutil.Error):
+                    if "wandb-core" not in proc.name():
+                        proc.send_signal(signal.SIGABRT)
+            time.sleep(2.0)  # (the dumps are written by the dying processes themselves)
 
     def kill(self) -> None:
         """Kill the child and its own children (no-op when it already ended)."""
