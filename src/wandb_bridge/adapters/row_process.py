@@ -95,11 +95,13 @@ class _Forked:
         self.returncode: int | None = None
 
     @classmethod
-    def start(cls) -> _Forked:
-        """Fork the helper; it waits for its header on a pipe."""
+    def start(cls) -> _Forked | None:
+        """Fork the helper (it waits for its header on a pipe); None when importing wandb started a thread."""
         from wandb_bridge.adapters import row_process_child, wandb_sdk
 
         wandb_sdk.load()  # imported once, here: the child has it for free
+        if not fork_safe():
+            return None
         child_in, to_child = os.pipe()
         from_child, child_out = os.pipe()
         pid = os.fork()
@@ -260,8 +262,9 @@ class RowProcess:
         Args:
             on_message: called with every message the child sends.
         """
-        if fork_safe():
-            return cls(_Forked.start(), on_message)
+        forked = _Forked.start() if fork_safe() else None
+        if forked is not None:
+            return cls(forked, on_message)
         env = dict(os.environ)  # a copy, for the child only: it needs our import path
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         proc = subprocess.Popen(
