@@ -818,8 +818,8 @@ SINK_TEXT = [
     "training thread did not wait for room in the queue, and handed over a row in the last 0.25 s). A run"
     " shorter than a window (tens of rows) or a loop that does nothing but log never uses it. A framework"
     " callback that plans at least 500 rows (transformers: `max_steps / logging_steps`; Lightning: "
-    "`max_steps / log_every_n_steps`; Keras: `epochs x steps / log_freq`) gets the forked helper from the"
-    " first row: no look, nothing logged in-process inside the timed window. `tests/test_log_process.py` "
+    "`max_steps / log_every_n_steps`; Keras: `epochs x steps / log_freq`) gets the forked helper from its"
+    " first batch of rows: no look, nothing logged in-process inside the timed window. `tests/test_log_process.py` "
     "checks the rule by counts (a short run uses no helper; a burst and a loop that fills the queue stay "
     "in-process; rows with training between them move to the helper, in order; a planned run and the "
     "Trainer callback use it from the start; a forked helper has the training script's own command line).",

@@ -363,16 +363,6 @@ def test_auto_a_planned_training_gets_the_helper_from_the_start(
     assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 31))
 
 
-@pytest.mark.slow
-def test_the_trainer_callback_plans_its_rows(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
-    # max_steps=600, logging_steps=1: the callback plans 600 rows, so the logging process takes
-    # every row from the first step on.
-    out = _script(wandb_offline, tmp_path, "trainer")
-    assert [h["name"] for h in out["during"]] == [out["helper_name"]]
-    assert out["here"] == []
-    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 601))
-
-
 def test_auto_a_loop_that_fills_the_queue_stays_in_this_process(
     wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -388,11 +378,14 @@ def test_auto_a_loop_that_fills_the_queue_stays_in_this_process(
 
 
 @pytest.mark.slow
-def test_the_lightning_logger_plans_the_rows_of_a_fit_with_max_steps(
-    wandb_offline: WandbOfflineRuns, tmp_path: Path
+@pytest.mark.parametrize("framework", ["trainer", "lightning"])
+def test_the_framework_callbacks_plan_their_rows(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path, framework: str
 ) -> None:
-    # max_steps=600, log_every_n_steps=1: the logger plans 600 rows before its run starts.
-    out = _script(wandb_offline, tmp_path, "lightning")
+    # max_steps=600 and a log interval of 1 (the Trainer's logging_steps; Lightning's log_every_n_steps,
+    # its run started before the Trainer through logger.experiment): 600 rows planned when training
+    # starts, every one logged by the forked helper.
+    out = _script(wandb_offline, tmp_path, framework)
     assert [h["name"] for h in out["during"]] == [out["helper_name"]]
     assert out["here"] == []
     assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 601))

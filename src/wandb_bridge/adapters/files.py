@@ -126,9 +126,16 @@ def snapshot(
     ``name``, for a single-file checkpoint, is the file's name inside the
     artifact (default: its own name).
     """
-    small = small_file_snapshot(path, include, exclude, name)
-    if small is not None:
-        return small
+    return small_file_snapshot(path, include, exclude, name) or linked_snapshot(path, include, exclude, name)
+
+
+def linked_snapshot(
+    path: str,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    name: str | None = None,
+) -> Snapshot:
+    """:func:`snapshot` without the small-file shortcut: large files hard-linked, small ones read."""
     files = list_payload(path, include, exclude)
     if name is not None and os.path.isfile(path):
         files = [(name, full) for _, full in files]

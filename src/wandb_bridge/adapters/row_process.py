@@ -96,10 +96,10 @@ class _Forked:
 
     @classmethod
     def start(cls) -> _Forked | None:
-        """Fork the helper (it waits for its header on a pipe); None when importing wandb started a thread."""
+        """Fork the helper (it waits for its header on a pipe); None where :func:`fork_safe` says no."""
         from wandb_bridge.adapters import row_process_child, wandb_sdk
 
-        wandb_sdk.load()  # imported once, here: the child has it for free
+        wandb_sdk.load()  # imported once, here: the child has it for free (and the import may start a thread)
         if not fork_safe():
             return None
         child_in, to_child = os.pipe()
@@ -253,18 +253,28 @@ class RowProcess:
         self.gone: str | None = None
 
     @classmethod
-    def spawn(cls, on_message: Callable[[dict[str, Any]], None]) -> RowProcess:
-        """Start the helper process (forked where :func:`fork_safe`); it waits for :meth:`attach`.
+    def fork(cls, on_message: Callable[[dict[str, Any]], None]) -> RowProcess | None:
+        """Fork the helper process where :func:`fork_safe` (else None); it waits for :meth:`attach`.
 
-        Started before ``wandb.init``, a spawned helper imports wandb while
+        Args:
+            on_message: called with every message the child sends.
+        """
+        forked = _Forked.start()
+        return None if forked is None else cls(forked, on_message)
+
+    @classmethod
+    def spawn(cls, on_message: Callable[[dict[str, Any]], None]) -> RowProcess:
+        """Start the helper process, forked where it can be (:meth:`fork`), else a fresh interpreter.
+
+        Started before ``wandb.init``, a fresh interpreter imports wandb while
         wandb-core starts.
 
         Args:
             on_message: called with every message the child sends.
         """
-        forked = _Forked.start() if fork_safe() else None
+        forked = cls.fork(on_message)
         if forked is not None:
-            return cls(forked, on_message)
+            return forked
         env = dict(os.environ)  # a copy, for the child only: it needs our import path
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         proc = subprocess.Popen(

@@ -146,12 +146,16 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self._pending = self._last_epoch = None
         with self._holder.boundary("start logging this fit"):
             siblings, arguments = support.fit_context(self)
-            session = self._holder.start(lambda s: self._before_start(s, siblings, arguments))
+            session = self._holder.start(lambda s: self._resume(s, siblings, arguments))
             if session is None:
                 return
             if self._table is None or self._table.session is not session:
                 self._table = predictions.PredictionTable(session)
             model, params = self.model, self.params or {}
+            if self._every:  # batch logging: this fit's rows
+                session.plan_rows(
+                    steps.planned_rows((params.get("steps") or 0) * (params.get("epochs") or 0), self._every)
+                )
             self._clock.bind(model, params, arguments)
             self._follow(session, support.checkpoint_callbacks(self._given, siblings))
             if self.log_predictions and self._samples is None:
@@ -246,13 +250,6 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         session.log(dict(logs), step=steps.evaluation_step(step, session.last_step), stage="test")
 
     # -------------------------------------------------------- checkpoints
-
-    def _before_start(self, session: Session, siblings: list[Any] | None, arguments: Mapping[str, Any]) -> None:
-        """Before the run starts: plan its rows (batch logging), resume ``fit(initial_epoch=E)``'s run."""
-        params = self.params or {}
-        if self._every:
-            session.plan_rows(steps.planned_rows((params.get("steps") or 0) * (params.get("epochs") or 0), self._every))
-        self._resume(session, siblings, arguments)
 
     def _resume(self, session: Session, siblings: list[Any] | None, arguments: Mapping[str, Any]) -> None:
         """``fit(initial_epoch=E)``, E > 0: continue the run of the checkpoint (of this ``fit``'s

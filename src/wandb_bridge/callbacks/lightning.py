@@ -133,16 +133,12 @@ class WandbLogger(support.LoggerBase):
 
     def _start(self) -> Session | None:
         """The started session (resuming ``fit(ckpt_path=...)``'s run), or None where this process does not log."""
-        return self._holder.start(self._before_start)
+        return self._holder.start(self._resume_fit)
 
-    def _before_start(self, session: Session) -> None:
-        """Before the run starts: plan the fit's rows; continue the run of ``fit(ckpt_path=...)``'s checkpoint."""
-        fit = support.running_fit(self)
-        if fit is not None:
-            trainer, resumed = fit
-            session.plan_rows(support.planned_rows(trainer))  # (also in log_graph: the run may start before fit)
-            if resumed is not None:
-                session.resume_from_checkpoint(resumed)
+    def _resume_fit(self, session: Session) -> None:
+        resumed = support.resumed_fit_checkpoint(self)
+        if resumed is not None:
+            session.resume_from_checkpoint(resumed)
 
     def _trainer(self) -> Any:
         return None if self._trainer_ref is None else self._trainer_ref()
@@ -180,7 +176,7 @@ class WandbLogger(support.LoggerBase):
             return
         self._holder.framework_version = support.lightning_version(trainer)
         fitting = support.trainer_fn(trainer) == "fit"
-        if fitting:
+        if fitting:  # (the run may have started before the Trainer existed: logger.experiment)
             session.plan_rows(support.planned_rows(trainer))
         resumed = getattr(trainer, "ckpt_path", None) if fitting else None
         if resumed and session.resumed_from is None and os.path.exists(os.fspath(resumed)):

@@ -246,16 +246,15 @@ def save_time(trainer: Any, epoch: float | None = None) -> SaveTime:
     return SaveTime(int(trainer.global_step), None if done is None else int(done), dict(trainer.callback_metrics))
 
 
-def running_fit(logger: Any) -> tuple[Any, str | None] | None:
-    """The ``Trainer.fit`` call that is starting ``logger``'s run, and the checkpoint it resumes from.
+def resumed_fit_checkpoint(logger: Any) -> str | None:
+    """The checkpoint a running ``Trainer.fit(ckpt_path=...)`` resumes from, read as its run is about to start.
 
-    No public route gives either in time: Lightning's setup reads ``experiment`` (which starts the
-    run, whose id must be known then, and with it how many rows it will log) before
-    ``trainer.ckpt_path`` is set (when the checkpoint is restored), and no hook reaches a logger in
-    between. So the running Trainer and the ``ckpt_path`` it resolved (``"last"`` already a path)
-    are read from the frames above (``calling_frames``). Nothing found (another Lightning version,
-    not ``fit``): None; ``log_graph`` then compares ``trainer.ckpt_path`` with the run, and
-    ``resume_from_checkpoint=`` is the explicit way.
+    No public route gives it in time: Lightning's setup reads ``experiment`` (which starts the
+    run, whose id must be known then) before ``trainer.ckpt_path`` is set (when the checkpoint is
+    restored), and no hook reaches a logger in between. So the ``ckpt_path`` the running Trainer
+    call resolved (``"last"`` already a path) is read from the frames above (``calling_frames``).
+    Nothing found (another Lightning version, not ``fit``): None; ``log_graph`` then compares
+    ``trainer.ckpt_path`` with the run, and ``resume_from_checkpoint=`` is the explicit way.
     """
     for _, local in calling_frames():
         owner = local.get("self")
@@ -267,8 +266,8 @@ def running_fit(logger: Any) -> tuple[Any, str | None] | None:
             return None
         path = local.get("ckpt_path") or getattr(owner, "ckpt_path", None)
         if isinstance(path, (str, os.PathLike)) and os.path.exists(os.fspath(path)):
-            return owner, os.fspath(path)
-        return owner, None
+            return os.fspath(path)
+        return None
     return None
 
 

@@ -130,9 +130,11 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
             holder.begin_call(new_run=True)
         fresh = holder.active is None
         resumed = hf.resumed_checkpoint(args, state) if new_training and trial is None and state is not None else None
-        session = holder.start(hf.before_start(args, state, resumed))
+        session = holder.start(None if resumed is None else hf.resume_from(*resumed))
         if session is None:
             return None
+        if new_training and state is not None:
+            hf.plan_rows(session, args, state)
         if fresh:
             self._last_eval = None
             for key, message in hf.run_warnings(args, session.config if check_sweep else None):

@@ -74,19 +74,19 @@ def resumed_checkpoint(args: TrainingArguments, state: TrainerState) -> tuple[st
     return None if path is None else (path, state.global_step)
 
 
-def before_start(
-    args: TrainingArguments, state: TrainerState | None, resumed: tuple[str, int] | None
-) -> Callable[[Session], None]:
-    """Before the run starts: plan its rows; on ``train(resume_from_checkpoint=...)``, continue that run."""
+def resume_from(path: str, step: int) -> Callable[[Session], None]:
+    """``train(resume_from_checkpoint=...)``: before the run starts, continue the run that wrote ``path``."""
 
     def prepare(session: Session) -> None:
-        strategy = str(getattr(args.logging_strategy, "value", args.logging_strategy))
-        if state is not None and strategy == "steps":
-            session.plan_rows(planned_rows(state.max_steps, args.logging_steps))
-        if resumed is not None:
-            session.resume_from_checkpoint(*resumed)
+        session.resume_from_checkpoint(path, step)
 
     return prepare
+
+
+def plan_rows(session: Session, args: TrainingArguments, state: TrainerState) -> None:
+    """A ``train()`` call begins: tell the session how many rows it logs (``max_steps / logging_steps``)."""
+    if str(getattr(args.logging_strategy, "value", args.logging_strategy)) == "steps":
+        session.plan_rows(planned_rows(state.max_steps, args.logging_steps))
 
 
 def trainer_verdict(role: follow.Role | None, state: TrainerState, path: str) -> bool | None:

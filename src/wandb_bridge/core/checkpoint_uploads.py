@@ -114,7 +114,7 @@ class CheckpointUploads:
                 snap = files.Snapshot.by_reference(path, include, exclude, payload_name)
             elif snap is None and not sharded:
                 try:
-                    snap = files.snapshot(path, include, exclude, payload_name)
+                    snap = files.linked_snapshot(path, include, exclude, payload_name)
                 except OSError as exc:
                     self._put(Marker(path, at, epoch))
                     self._faults.input_fault("checkpoint", f"checkpoint {path!r} skipped: {exc}")

@@ -28,7 +28,7 @@ from wandb_bridge.core.settings import Settings
 
 # Rows wandb could not take are kept in this JSON-lines file in the run folder.
 UNSENT_FILE = "wandb-bridge-unsent.jsonl"
-#: ``log_process="auto"``: a training that plans this many rows gets the (forked) logging process from the start.
+#: ``log_process="auto"``: a training that plans this many rows gets the logging process without a look.
 PLAN_ROWS = 500
 
 Row = dict[str, Any]
@@ -180,9 +180,7 @@ class SinkChoice:
     MIN_SHARE = 0.01
     LATE_S = 0.25
 
-    def __init__(
-        self, stamp: Callable[[], float], busy: Callable[[], tuple[int, float | None]] = lambda: (0, None)
-    ) -> None:
+    def __init__(self, stamp: Callable[[], float], busy: Callable[[], tuple[int, float | None]]) -> None:
         self._stamp = stamp
         self._busy_queue = busy
         self._waited = 0
@@ -226,8 +224,8 @@ class RowRouter:
         self,
         settings: Settings,
         faults: FaultBoundary,
-        stamp: Callable[[], float] = perf_counter,
-        busy: Callable[[], tuple[int, float | None]] = lambda: (0, None),
+        stamp: Callable[[], float],
+        busy: Callable[[], tuple[int, float | None]],
     ) -> None:
         # (the pipe protocol needs POSIX select on pipes)
         self._wanted = settings.log_process is not False and os.name == "posix"
@@ -264,17 +262,17 @@ class RowRouter:
         """Right before ``wandb.init``: start the logging process, so that the two start-ups overlap.
 
         With ``log_process=True`` it is used from the start. With ``"auto"`` it is
-        started here only where it can be forked (:func:`row_process.fork_safe`:
-        about 2 ms, no CPU while unused): used from the start when the training
-        plans at least :data:`PLAN_ROWS` rows, else waiting unused until
+        started here only where it can be forked (:meth:`RowProcess.fork`: about
+        2 ms, no CPU while unused) and waits unused until a plan or
         :class:`SinkChoice` says it pays (elsewhere it is spawned then).
         """
-        if not self._wanted or (self.choice is not None and not row_process.fork_safe()):
+        if not self._wanted:
             return
-        if self.choice is not None and self._planned >= PLAN_ROWS:
-            self.choice = None  # a framework that logs this often pays for it: no look needed
+        process = row_process.RowProcess
         try:
-            self._spawned = row_process.RowProcess.spawn(self._on_message)
+            self._spawned = (
+                process.fork(self._on_message) if self.choice is not None else process.spawn(self._on_message)
+            )
         except OSError:
             self._spawned = None
 
@@ -319,19 +317,16 @@ class RowRouter:
         """Log rows: plain ones through the logging process while it runs, the others here, in order."""
         here = self._here
         assert here is not None
-        if self._process is None:
-            choice = self.choice
-            if choice is not None and self._planned >= PLAN_ROWS and self._faults.broken is None:
-                self._switch()  # planned after the run started (a run started before the framework's call)
-            elif choice is None:
-                here.send(rows)
-                return
-            else:
+        choice = self.choice
+        if self._process is None and choice is not None:
+            if self._planned < PLAN_ROWS:  # no plan: look at the logging rate
                 began = thread_time()
                 here.send(rows)
                 if choice.logged(len(rows), thread_time() - began) and self._faults.broken is None:
                     self._switch()
                 return
+            if self._faults.broken is None:
+                self._switch()  # a training that plans this many rows pays for it: no look
         if self._process is None:
             here.send(rows)
             return

@@ -157,10 +157,9 @@ class Session:
 
         With ``log_process="auto"`` a plan of at least ``PLAN_ROWS`` (500) rows moves
         rows to the logging process without a first look at the logging rate: a
-        framework that logs every step is known to pay for it. Said before the run
-        starts, in a process that can fork its logging process, that process takes
-        the first row; said later, it takes the rows from the next batch on.
-        Ignored with ``log_process=True``/``False``.
+        framework that logs every step is known to pay for it: the logging process
+        (forked before ``wandb.init`` where it can be, else spawned now) takes the
+        rows from the next batch on. Ignored with ``log_process=True``/``False``.
         """
         self._parts.router.plan(rows)
 
