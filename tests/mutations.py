@@ -162,6 +162,22 @@ MUTATIONS = (
             "tests/test_core_steps.py::test_evaluation_results_outside_training_go_to_the_optimizer_step_or_the_runs_last_step",
         ),
     ),
+    Mutation(
+        "console-window-ignored",
+        "a held progress-bar redraw handed over late whatever wandb-core's window of open lines",
+        "src/wandb_bridge/adapters/console.py",
+        "return self._least[name] >= FROZEN_LINES or self._most[name] + added < LIVE_LINES",
+        "return True",
+        ("tests/test_console_batch.py", "tests/test_speed_guard.py::test_progress_bar_logs_are_the_same_as_native"),
+    ),
+    Mutation(
+        "console-line-start-uncounted",
+        "lines printed before a stream started its line counted as below it",
+        "src/wandb_bridge/adapters/console.py",
+        'if not was_open or "\\n" in text or moves:',
+        'if "\\n" in text or moves:',
+        ("tests/test_speed_guard.py::test_output_log_file_is_the_same_as_native",),
+    ),
 )
 
 

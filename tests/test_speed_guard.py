@@ -59,7 +59,9 @@ def _expected_text(lines: int) -> tuple[str, str]:
     return out, err
 
 
-def _run(variant: str, root: Path, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+def _run(
+    variant: str, root: Path, extra_env: dict[str, str] | None = None, script: str = SCRIPT, count: int = LINES
+) -> dict[str, Any]:
     """Run the script in a fresh process (console capture at wandb's default) and read its run back."""
     wandb_dir = root / variant
     wandb_dir.mkdir(parents=True)
@@ -79,7 +81,7 @@ def _run(variant: str, root: Path, extra_env: dict[str, str] | None = None) -> d
     )
     env.update(extra_env or {})
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, variant, str(LINES)],
+        [sys.executable, "-c", script, variant, str(count)],
         cwd=wandb_dir,
         env=env,
         capture_output=True,
@@ -131,13 +133,11 @@ def test_logs_keep_every_printed_line_in_order(both: dict[str, dict[str, Any]]) 
         got_out, got_err, _ = _streams(both[variant]["outputs"])
         assert got_out == want_out, variant
         assert got_err == want_err, variant
-    # Interleaving: in ours, each progress update comes after the line printed just before it.
+    # The progress line takes its place where it was started: after "step 10", before "step 11". Its
+    # later redraws only rewrite that line, so ours may hand them over after the lines printed meanwhile.
     _, _, ours_all = _streams(both["ours"]["outputs"])
-    positions = [ours_all.index(f"\rprogress {s}/{LINES}") for s in range(10, LINES + 1, 10)]
-    for s, position in zip(range(10, LINES + 1, 10), positions, strict=True):
-        assert ours_all.index(f"step {s} loss") < position
-        if s < LINES:
-            assert position < ours_all.index(f"step {s + 1} loss")
+    start = ours_all.index(f"\rprogress 10/{LINES}")
+    assert ours_all.index("step 10 loss") < start < ours_all.index("step 11 loss")
 
 
 def test_output_log_file_is_the_same_as_native(both: dict[str, dict[str, Any]]) -> None:
@@ -154,6 +154,59 @@ def test_history_records_per_logged_step_no_more_than_native(both: dict[str, dic
     assert len(ours["run"].history) == len(native["run"].history) == LINES
     assert [row["train/loss"] for row in ours["run"].history] == [row["train/loss"] for row in native["run"].history]
     assert ours["run"].exit_code == native["run"].exit_code == 0
+
+
+TQDM_SCRIPT = r"""
+import sys
+from tqdm import tqdm
+variant, steps = sys.argv[1], int(sys.argv[2])
+if variant == "native":
+    import wandb
+    run = wandb.init(project="guard")
+    log = lambda values, step: run.log({**{"train/" + k: v for k, v in values.items()}, "trainer/global_step": step})
+    finish = run.finish
+else:
+    from wandb_bridge import Session
+    session = Session(project="guard")
+    session.start()
+    log = lambda values, step: session.log(values, step=step)
+    finish = session.finish
+bar = tqdm(total=steps, mininterval=0)  # the transformers Trainer's way: a bar on stderr, its log dicts
+for step in range(1, steps + 1):       # printed above it with tqdm.write (clear the bar, print, redraw)
+    log({"loss": 1.0 / step}, step)
+    bar.update(1)
+    bar.write(str({"loss": round(1.0 / step, 4), "step": step}))
+bar.close()
+print("done", flush=True)
+finish()
+"""
+TQDM_STEPS = 300
+
+
+@pytest.fixture(scope="module")
+def with_bar(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("speed-guard-bar")
+    return {variant: _run(variant, root, script=TQDM_SCRIPT, count=TQDM_STEPS) for variant in ("native", "ours")}
+
+
+def test_progress_bar_between_printed_lines_costs_few_records(with_bar: dict[str, dict[str, Any]]) -> None:
+    """tqdm.write alternates stderr and stdout (clear the bar, print, redraw): still a few records per burst."""
+    native, ours = with_bar["native"]["outputs"], with_bar["ours"]["outputs"]
+    assert len(native) >= 4 * TQDM_STEPS  # natively one record per write: clear, text, newline, redraw
+    assert len(ours) * 20 <= len(native), (len(ours), len(native))
+
+
+def test_progress_bar_logs_are_the_same_as_native(with_bar: dict[str, dict[str, Any]]) -> None:
+    """Each stream's text is every write in order, and ``output.log`` (the Logs tab) is native's, byte for byte."""
+    native_out, native_err, _ = _streams(with_bar["native"]["outputs"])
+    ours_out, ours_err, _ = _streams(with_bar["ours"]["outputs"])
+    assert ours_out == native_out
+    assert ours_out.count("\n") == TQDM_STEPS + 1 and f"'step': {TQDM_STEPS}}}" in ours_out
+    assert ours_err.count(f"{TQDM_STEPS}/{TQDM_STEPS}") == native_err.count(f"{TQDM_STEPS}/{TQDM_STEPS}") >= 1
+    native_log = (with_bar["native"]["folder"] / "files" / "output.log").read_text()
+    ours_log = (with_bar["ours"]["folder"] / "files" / "output.log").read_text()
+    assert ours_log.count("\n") > TQDM_STEPS and "{'loss': 1.0, 'step': 1}" in ours_log
+    assert ours_log == native_log
 
 
 def test_console_setting_of_the_user_is_left_alone(tmp_path: Path) -> None:

@@ -36,6 +36,13 @@ LINGER_S = 0.1
 _STREAMS = ("stdout", "stderr")
 # A burst larger than this becomes several records (each one stays small for wandb-core).
 MAX_RECORD_CHARS = 64 * 1024
+# Characters that move a stream's cursor to another line (newline; escape sequences, vertical tab, form feed).
+_CURSOR_MOVES = ("\x1b", "\x0b", "\x0c")
+# wandb-core keeps only the newest lines of the Logs text open to rewrites (measured with wandb 0.31: a
+# "\r" redraw of a line with 31 lines below it still lands, with 32 below it is dropped). A held redraw is
+# handed over while fewer than LIVE_LINES lines can be below its line, or once FROZEN_LINES certainly are.
+LIVE_LINES = 24
+FROZEN_LINES = 40
 
 
 def take_over(run: Any, linger: float = LINGER_S) -> ConsoleBatch | None:
@@ -70,6 +77,7 @@ class ConsoleBatch:
         self._saved: list[Any] = []
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one hand-over at a time (the thread, or release())
+        self._batcher = Batcher()
         self.writes = 0  # writes captured
         self.records = 0  # records handed to the run
 
@@ -103,29 +111,21 @@ class ConsoleBatch:
             self.flush()
 
     def flush(self) -> None:
-        """Hand everything collected so far to the run (adjacent writes to one stream as one record)."""
+        """Hand everything collected so far to the run (see :class:`Batcher` for how writes become records)."""
         with self._lock:
             chunks = self._chunks
-            name: str | None = None
-            parts: list[str] = []
-            size = 0
+            taken: list[tuple[str, str]] = []
             while True:
                 try:
-                    stream, data = chunks.popleft()
+                    taken.append(chunks.popleft())
                 except IndexError:
                     break
-                if parts and (stream != name or size >= MAX_RECORD_CHARS):
-                    self._send(name, parts)
-                    parts, size = [], 0
-                name = stream
-                parts.append(data)
-                size += len(data)
-            if parts:
-                self._send(name, parts)
+            for name, text in self._batcher.records(taken):
+                self._send(name, text)
 
-    def _send(self, name: str | None, parts: list[str]) -> None:
+    def _send(self, name: str, text: str) -> None:
         try:
-            self._publish(str(name), "".join(parts))
+            self._publish(name, text)
             self.records += 1
         except Exception:  # a finished run, a closed connection: the text is on the terminal anyway
             pass
@@ -142,3 +142,108 @@ class ConsoleBatch:
         for redir, saved in zip(self._redirs, self._saved, strict=True):
             redir.cbs = saved
         self.flush()  # anything written by another thread while the callbacks were swapped back
+
+
+class Batcher:
+    """Turns a burst of ``(stream, text)`` writes into few records that wandb-core renders to the same Logs text.
+
+    Adjacent writes to one stream become one record. wandb-core renders the two
+    streams like a terminal with one cursor each: a line takes its place when its
+    stream starts it, ``"\\r"`` rewrites the stream's current line in place, and
+    only the newest lines can still change (a rewrite of an older line is
+    dropped). So a write that only rewrites a line its stream has already
+    started (no newline, no escape sequence: a progress bar's redraw,
+    ``tqdm.write`` clearing the bar) may be handed over after the other stream's
+    writes, in order within its own stream, when its line is certainly still
+    open to rewrites then (fewer than :data:`LIVE_LINES` lines below it), or
+    certainly closed already (at least :data:`FROZEN_LINES` below it, where the
+    rewrite changes nothing either way). The Logs text (``files/output.log``)
+    stays byte for byte the same, and a progress bar between printed lines no
+    longer splits a burst into two records per line. A write that ends or starts
+    a line keeps its place; a write that moves a cursor with an escape sequence
+    (nested tqdm bars) hands over everything held before it.
+    """
+
+    def __init__(self) -> None:
+        # Per stream: is its current line certainly started (text since its last newline)?
+        self._open = {name: False for name in _STREAMS}
+        # Per stream: at most / at least how many lines were started below its current line.
+        self._most = {name: 0 for name in _STREAMS}
+        self._least = {name: 0 for name in _STREAMS}
+
+    def _rewrite_may_wait(self, name: str, added: int) -> bool:
+        """Whether a held rewrite of ``name``'s line lands the same after ``added`` more lines below it."""
+        return self._least[name] >= FROZEN_LINES or self._most[name] + added < LIVE_LINES
+
+    def records(self, writes: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The records for ``writes`` (in the order written), as ``(stream, text)``, in the order to hand over."""
+        out: list[tuple[str, list[str]]] = []
+        held: dict[str, list[str]] = {}  # writes that only rewrite their stream's started line, not handed over yet
+        for name, text in writes:
+            moves = any(c in text for c in _CURSOR_MOVES)
+            was_open = self._open.get(name, False)
+            if not moves and "\n" not in text and was_open and self._rewrite_may_wait(name, 0):
+                held.setdefault(name, []).append(text)
+                continue
+            most, least = (LIVE_LINES, 0) if moves else _new_lines(text, was_open)
+            for other in list(held):
+                if other != name and (moves or not self._rewrite_may_wait(other, most)):
+                    _append(out, other, held.pop(other))
+            _append(out, name, [*held.pop(name, []), text])
+            for other in self._most:
+                self._most[other] = min(self._most[other] + most, LIVE_LINES)
+                self._least[other] = 0 if moves else min(self._least[other] + least, FROZEN_LINES)
+            if not was_open or "\n" in text or moves:  # a new current line: nothing below it yet
+                self._most[name] = self._least[name] = 0
+            self._open[name] = not moves and _started(text, was_open)
+        for name, parts in held.items():
+            _append(out, name, parts)
+        return [(name, piece) for name, parts in out for piece in _pieces(parts)]
+
+
+def _append(out: list[tuple[str, list[str]]], name: str, parts: list[str]) -> None:
+    """Add ``parts`` of stream ``name`` to the records ``out`` (to the last one when it is the same stream)."""
+    if out and out[-1][0] == name:
+        out[-1][1].extend(parts)
+    else:
+        out.append((name, parts))
+
+
+def _started(text: str, was_open: bool) -> bool:
+    """Whether a stream's current line is certainly started after ``text`` (written where it was ``was_open``)."""
+    _, newline, tail = text.rpartition("\n")
+    started = bool(tail.strip("\r"))
+    return started if newline else was_open or started
+
+
+def _new_lines(text: str, was_open: bool) -> tuple[int, int]:
+    """(at most, at least) how many lines ``text`` starts, written where its stream's line ``was_open``."""
+    most = least = 0
+    is_open = was_open
+    for i, segment in enumerate(text.split("\n")):
+        if i:
+            if not is_open:
+                most += 1  # an empty line, perhaps a line of its own
+            is_open = False
+        printed = bool(segment.strip("\r"))
+        if segment and not is_open:
+            most += 1
+            least += printed
+        is_open = is_open or printed
+    return most, least
+
+
+def _pieces(parts: list[str]) -> list[str]:
+    """``parts`` joined, cut into records of at most about :data:`MAX_RECORD_CHARS` (never inside a write)."""
+    pieces: list[str] = []
+    current: list[str] = []
+    size = 0
+    for part in parts:
+        if current and size >= MAX_RECORD_CHARS:
+            pieces.append("".join(current))
+            current, size = [], 0
+        current.append(part)
+        size += len(part)
+    if current:
+        pieces.append("".join(current))
+    return pieces
