@@ -171,8 +171,10 @@ else:
     session.start()
     log = lambda values, step: session.log(values, step=step)
     finish = session.finish
-bar = tqdm(total=steps, mininterval=0)  # the transformers Trainer's way: a bar on stderr, its log dicts
-for step in range(1, steps + 1):       # printed above it with tqdm.write (clear the bar, print, redraw)
+# The transformers Trainer's way: a bar on stderr, its log dicts printed above it with tqdm.write (clear
+# the bar, print, redraw). No rate or time in the bar: the two processes must write the same text.
+bar = tqdm(total=steps, mininterval=0, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}")
+for step in range(1, steps + 1):
     log({"loss": 1.0 / step}, step)
     bar.update(1)
     bar.write(str({"loss": round(1.0 / step, 4), "step": step}))

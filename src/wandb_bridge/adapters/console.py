@@ -14,8 +14,10 @@ shows the same text), but swaps the callbacks of the run's two stream wrappers
 for one that only appends the text to a queue. A daemon thread hands the queue
 to the run every ``linger`` seconds, adjacent writes to the same stream joined
 into one record, in the order they were written (stdout and stderr interleaved
-as written). :meth:`ConsoleBatch.release` hands over the rest and gives wandb
-its callbacks back, before the run is finished.
+as written), except that a progress bar's redraw may follow the other stream's
+lines of the same burst where wandb-core renders that to the same Logs text
+(:class:`Batcher`). :meth:`ConsoleBatch.release` hands over the rest and gives
+wandb its callbacks back, before the run is finished.
 
 It touches only the run object it is given (no ``import wandb``). Anything it
 does not recognise (another console mode, an older or newer wandb without these
