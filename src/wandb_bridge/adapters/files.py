@@ -170,18 +170,29 @@ def small_file_snapshot(
     The common case (one small checkpoint file), in four system calls and no
     ``stat`` of its own: a small regular file is no folder, so no sharded one.
     """
-    small = _read_small_file(path)
+    small = read_small_file(path)
     if small is None:
         return None
+    return content_snapshot(path, small, include, exclude, name)
+
+
+def content_snapshot(
+    path: str,
+    content: bytes,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    name: str | None = None,
+) -> Snapshot | None:
+    """The snapshot of the single file ``path`` whose ``content`` was read already; None when it is filtered out."""
     inner = name or os.path.basename(path)
     if (include is not None and not _matches(inner, include)) or _matches(inner, exclude):
         return None
     staging = os.path.join(os.path.dirname(os.path.abspath(path)), STAGING_DIR_NAME)
     target = os.path.join(staging, f"{os.getpid()}-{next(_COUNTER)}-0-{os.path.basename(inner)}")
-    return Snapshot(path, [(inner, target)], staging, [(target, small)], [target])
+    return Snapshot(path, [(inner, target)], staging, [(target, content)], [target])
 
 
-def _read_small_file(path: str) -> bytes | None:
+def read_small_file(path: str) -> bytes | None:
     """The content of ``path`` when it is a regular file under :data:`COPY_BELOW_BYTES`, else None.
 
     The common case (one small checkpoint file) in a few system calls: this runs on the
@@ -241,12 +252,12 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
 def is_remote(path: str) -> bool:
     """True for a URL with a scheme other than ``file://`` (``s3://``, ``gs://``, ``az://``, ``hdfs://``...)."""
-    return bool(_SCHEME.match(path)) and not path.lower().startswith("file://")
+    return "://" in path and bool(_SCHEME.match(path)) and not path.lower().startswith("file://")
 
 
 def local_path(path: str) -> str:
     """A local path for ``path`` (a ``file://`` URL becomes its path)."""
-    if path.lower().startswith("file://"):
+    if "://" in path and path.lower().startswith("file://"):
         return unquote(urlparse(path).path)
     return path
 

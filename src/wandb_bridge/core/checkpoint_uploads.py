@@ -19,7 +19,16 @@ from wandb_bridge.core.checkpoints import CheckpointEvent, CheckpointPolicy, Upl
 from wandb_bridge.core.distributed import RankInfo
 from wandb_bridge.core.faults import FAILED, FaultBoundary
 from wandb_bridge.core.metrics import flatten_metrics
-from wandb_bridge.core.ops import Checkpoint, Marker, Op, Saved, ShardedCheckpoint, UploadEnd, UploadFiles
+from wandb_bridge.core.ops import (
+    Checkpoint,
+    Marker,
+    Op,
+    Saved,
+    ShardedCheckpoint,
+    SmallCheckpoint,
+    UploadEnd,
+    UploadFiles,
+)
 from wandb_bridge.core.run_markers import RunMarkers
 from wandb_bridge.core.settings import Settings
 
@@ -107,12 +116,17 @@ class CheckpointUploads:
         sharded = False
         if self.policy.enabled:
             by_reference = remote or self._settings.checkpoint_storage == "reference"
-            # (a small file first: read at once, no stat to ask whether it is a sharded folder)
-            snap = None if by_reference else files.small_file_snapshot(path, include, exclude, payload_name)
-            sharded = snap is None and not remote and files.is_sharded(path)
+            # The common case, a small file: read it, and leave the rest of the call to the worker.
+            content = None if by_reference else files.read_small_file(path)
+            if content is not None:
+                self.reported += 1
+                copied = None if metrics is None else dict(metrics)
+                self._put(SmallCheckpoint(path, at, epoch, copied, options, selection, content))
+                return
+            sharded = not remote and files.is_sharded(path)
             if by_reference:
                 snap = files.Snapshot.by_reference(path, include, exclude, payload_name)
-            elif snap is None and not sharded:
+            elif not sharded:
                 try:
                     snap = files.linked_snapshot(path, include, exclude, payload_name)
                 except OSError as exc:
@@ -128,6 +142,16 @@ class CheckpointUploads:
             self._put(ShardedCheckpoint(saved, snap, (include, tuple(exclude), payload_name)))
         else:
             self._put(Checkpoint(saved, snap))
+
+    def small(self, op: SmallCheckpoint) -> None:
+        """The worker's half of reporting a small file: its record and snapshot, then :meth:`saved`."""
+        include, exclude, payload_name = op.selection
+        snap = files.content_snapshot(op.path, op.content, include, exclude, payload_name)
+        if snap is None:  # filtered out: a checkpoint with nothing to upload
+            snap = files.Snapshot(op.path, [])
+        score, is_best, aliases, metadata = op.options
+        saved = Saved(op.path, op.step, op.epoch, op.metrics, score, is_best, tuple(aliases), metadata)
+        self.saved(Checkpoint(saved, snap))
 
     def artifact(
         self, path: str, name: str, kind: str, aliases: Sequence[str], metadata: Mapping[str, Any] | None

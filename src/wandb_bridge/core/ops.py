@@ -9,7 +9,7 @@ when wandb is gone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -98,6 +98,25 @@ class Checkpoint(Task):
 
     saved: Saved
     snap: files.Snapshot | None
+
+
+@dataclass(slots=True)
+class SmallCheckpoint(Task):
+    """A reported single small file, already read: the worker builds its :class:`Saved` and snapshot.
+
+    The training thread only reads the file (the content the call reported) and
+    copies the metrics; names, filters, staging paths and the record of the call
+    are the worker's work. (Not frozen: a frozen dataclass's ``__init__`` costs
+    microseconds more on the training thread; nothing changes it after the queue.)
+    """
+
+    path: str
+    step: int | None
+    epoch: int | None
+    metrics: dict[str, Any] | None
+    options: tuple[float | None, bool | None, Sequence[str], Mapping[str, Any] | None]
+    selection: tuple[Sequence[str] | None, Sequence[str], str | None]
+    content: bytes
 
 
 @dataclass(frozen=True, slots=True)
