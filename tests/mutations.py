@@ -178,6 +178,14 @@ MUTATIONS = (
         'if "\\n" in text or moves:',
         ("tests/test_speed_guard.py::test_output_log_file_is_the_same_as_native",),
     ),
+    Mutation(
+        "small-files-linked",
+        "small checkpoint files hard-linked instead of read at the call (a rewrite in place changes the version)",
+        "src/wandb_bridge/adapters/files.py",
+        "COPY_BELOW_BYTES = 4 << 20",
+        "COPY_BELOW_BYTES = 0",
+        ("tests/test_claims_session.py::test_a_checkpoint_uploads_what_the_file_held_at_the_call",),
+    ),
 )
 
 

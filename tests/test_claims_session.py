@@ -223,3 +223,36 @@ def test_system_stats_switches_wandbs_monitor(
         settings = session.run.settings
         assert bool(settings.x_disable_stats) is (not system_stats)
     assert wandb_offline.run().values("train/loss") == [(1, 1.0)]
+
+
+def test_a_checkpoint_uploads_what_the_file_held_at_the_call(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    """Rewritten in place (same inode), replaced or deleted right after the call: the version has the old bytes."""
+    import base64
+    import hashlib
+    import os
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    written: dict[str, bytes] = {}
+    with Session(project="snapshot", log_model="all") as session:
+        for step, how in enumerate(("in_place", "replaced", "deleted"), start=1):
+            path = folder / f"{how}.ckpt"
+            written[how] = f"weights of step {step} ".encode() * 100
+            path.write_bytes(written[how])
+            session.log({"loss": float(step)}, step=step)
+            session.log_checkpoint(path, step=step)
+            if how == "in_place":
+                with open(path, "r+b") as handle:  # same inode, new content
+                    handle.write(b"overwritten!" * 200)
+            elif how == "replaced":
+                (folder / "new.tmp").write_bytes(b"a newer checkpoint")
+                os.replace(folder / "new.tmp", path)
+            else:
+                path.unlink()
+    models = [a for a in wandb_offline.run().artifacts if a.type == "model"]
+    assert len(models) == 3
+    for artifact in models:
+        how = Path(artifact.metadata["original_filename"]).stem
+        (entry,) = artifact.files.values()
+        assert entry["digest"] == base64.b64encode(hashlib.md5(written[how]).digest()).decode(), how
+        assert entry["size"] == len(written[how])
