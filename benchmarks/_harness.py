@@ -351,6 +351,9 @@ def child_env(wandb_dir: str, cuda: bool = False, overrides: Mapping[str, str | 
     ``overrides`` sets (or, with None, removes) variables last (a configuration, a row sink).
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES)}
+    # Imports from compiled bytecode, as an installed package has it (pip compiles at install; this
+    # machine's environment sets PYTHONDONTWRITEBYTECODE=1, which would compile our source on every start).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(WANDB_ENV)
     for key, value in (overrides or {}).items():
         if value is None:
