@@ -322,6 +322,20 @@ def test_auto_forks_a_waiting_helper_that_a_short_run_never_uses(
 
 
 @pytest.mark.slow
+def test_auto_a_loop_that_only_logs_keeps_its_rows_here_before_its_queue_is_full(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path
+) -> None:
+    # 20,000 rows as fast as the loop can hand them over, into a queue of 1,000,000: it never waits
+    # for room, but the worker falls far behind (its CPU per row is several times the loop's time
+    # per row, and the rows it looks at are old): not the helper, by either rule.
+    out = _script(wandb_offline, tmp_path, "auto_tight")
+    assert out["waits"] == 0
+    assert [h["name"] for h in out["started"]] == [out["helper_name"]]  # forked, waiting, unused
+    assert out["here"] == list(range(1, 20_001))
+    assert len(wandb_offline.run().history) == 20_000
+
+
+@pytest.mark.slow
 def test_auto_hands_rows_to_the_forked_helper_once_it_pays(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
     out = _script(wandb_offline, tmp_path, "auto_training")
     assert [h["pid"] for h in out["during"]] == [h["pid"] for h in out["started"]]  # the forked one, no other
