@@ -186,6 +186,14 @@ MUTATIONS = (
         "COPY_BELOW_BYTES = 0",
         ("tests/test_claims_session.py::test_a_checkpoint_uploads_what_the_file_held_at_the_call",),
     ),
+    Mutation(
+        "attach-imports-again",
+        "nothing of what attaching imports is loaded before the helper is forked",
+        "src/wandb_bridge/adapters/wandb_sdk.py",
+        '_RUN_START_MODULES = ("wandb.sdk.launch.inputs.internal",)',
+        "_RUN_START_MODULES: tuple[str, ...] = ()",
+        ("tests/test_log_process.py::test_a_helper_attaches_without_importing_anything",),
+    ),
 )
 
 

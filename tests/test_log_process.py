@@ -413,3 +413,38 @@ def test_a_process_holding_much_memory_spawns_its_helper(wandb_offline: WandbOff
     assert "wandb_bridge.adapters.row_process_child" in out["started"][0]["cmdline"]
     assert out["here"] == []
     assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 51))
+
+
+_ATTACH_CHILD = r"""
+import json, sys
+from wandb_bridge.adapters import wandb_sdk
+wandb_sdk.load_run_start()  # what a forked helper has from its parent
+before = set(sys.modules)
+handle = wandb_sdk.attach(sys.stdin.buffer.read())
+print(json.dumps({"id": handle.id, "imported": sorted(set(sys.modules) - before)}))
+"""
+
+
+def test_a_helper_attaches_without_importing_anything(wandb_offline: WandbOfflineRuns) -> None:
+    # Attaching to a run imports wandb's launch-inputs module (about 0.25 s of CPU); the parent
+    # imports it before forking the helper (it would in wandb.init anyway), so the helper has it.
+    import pickle
+
+    import wandb
+
+    run = wandb.init(project="proc")
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", _ATTACH_CHILD],
+            input=pickle.dumps(run),
+            capture_output=True,
+            env={**os.environ, **wandb_offline.env},
+            timeout=120,
+            check=False,
+        )
+        assert child.returncode == 0, child.stderr.decode()[-2000:]
+        out = json.loads(child.stdout.decode().strip().splitlines()[-1])
+        assert out["id"] == run.id
+        assert [name for name in out["imported"] if name.startswith("wandb")] == []
+    finally:
+        run.finish()

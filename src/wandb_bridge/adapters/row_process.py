@@ -99,7 +99,9 @@ class _Forked:
         """Fork the helper (it waits for its header on a pipe); None where :func:`fork_safe` says no."""
         from wandb_bridge.adapters import row_process_child, wandb_sdk
 
-        wandb_sdk.load()  # imported once, here: the child has it for free (and the import may start a thread)
+        # Imported once, here: the child has wandb and what attaching imports for free (an import that
+        # started a thread makes fork_safe say no).
+        wandb_sdk.load_run_start()
         if not fork_safe():
             return None
         child_in, to_child = os.pipe()

@@ -127,7 +127,7 @@ def serve(frames_in: IO[bytes], out: IO[str]) -> int:
         os.nice(_NICENESS)
     except OSError:
         pass
-    wandb_sdk.load()  # while the parent is still busy starting (a forked helper has it already)
+    wandb_sdk.load_run_start()  # while the parent is still busy starting (a forked helper has it already)
     frames = _frames(frames_in)
     header = next(frames, None)
     if header is None:

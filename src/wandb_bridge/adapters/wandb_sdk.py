@@ -24,6 +24,26 @@ def load() -> ModuleType:
         raise ImportError(f"wandb-bridge needs the wandb package: {INSTALL_HINT}") from exc
 
 
+# What wandb imports when a run starts or attaches and not at ``import wandb`` (wandb 0.31: every
+# ``wandb.init`` and every attach import its launch-inputs module, about 0.25 s of CPU).
+_RUN_START_MODULES = ("wandb.sdk.launch.inputs.internal",)
+
+
+def load_run_start() -> None:
+    """Import now what wandb imports when a run starts or attaches (:data:`_RUN_START_MODULES`).
+
+    The process would import it in ``wandb.init`` anyway; imported before a helper is
+    forked, the helper has it too, and attaching there costs milliseconds instead of
+    a second import. A module this wandb does not have is skipped.
+    """
+    load()
+    for name in _RUN_START_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # another wandb version: it imports something else, or nothing
+            pass
+
+
 # Runs whose wandb-core connection was lost: wandb keeps such a run as ``wandb.run``
 # (its finish fails), but it can record nothing, so no session takes it over.
 _DEAD: weakref.WeakSet[Any] = weakref.WeakSet()

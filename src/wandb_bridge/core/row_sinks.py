@@ -142,8 +142,8 @@ class SinkChoice:
 
     The logging process takes wandb's per-row work (about 100 us of Python per
     row of 10 keys, 3 ms per row of 1,000) off the training process's GIL, and
-    costs a start-up (attaching to the run, about 0.1 s of CPU when forked; a
-    second ``import wandb``, about 0.5 s, when spawned) and the hand-over of
+    costs a start-up (attaching to the run, about 10 ms of CPU when forked; a
+    second ``import wandb`` and the attach, about 0.7 s, when spawned) and the hand-over of
     each row. It pays when the training thread has work to do
     between rows (what the rows' wandb work would compete with) and rows come
     often enough to matter. Each look covers at least :data:`LOOK_ROWS` rows
