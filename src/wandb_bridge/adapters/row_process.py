@@ -95,13 +95,20 @@ class _Forked:
         self.returncode: int | None = None
 
     @classmethod
-    def start(cls) -> _Forked | None:
-        """Fork the helper (it waits for its header on a pipe); None where :func:`fork_safe` says no."""
+    def start(cls, warm: bool) -> _Forked | None:
+        """Fork the helper (it waits for its header on a pipe); None where :func:`fork_safe` says no.
+
+        ``warm``: also import here what attaching imports (:func:`wandb_sdk.load_run_start`),
+        so that the helper attaches in milliseconds of CPU instead of importing it again.
+        """
         from wandb_bridge.adapters import row_process_child, wandb_sdk
 
-        # Imported once, here: the child has wandb and what attaching imports for free (an import that
-        # started a thread makes fork_safe say no).
-        wandb_sdk.load_run_start()
+        # Imported once, here: the child has it for free (an import that started a thread makes
+        # fork_safe say no).
+        if warm:
+            wandb_sdk.load_run_start()
+        else:
+            wandb_sdk.load()
         if not fork_safe():
             return None
         child_in, to_child = os.pipe()
@@ -255,13 +262,16 @@ class RowProcess:
         self.gone: str | None = None
 
     @classmethod
-    def fork(cls, on_message: Callable[[dict[str, Any]], None]) -> RowProcess | None:
+    def fork(cls, on_message: Callable[[dict[str, Any]], None], warm: bool = True) -> RowProcess | None:
         """Fork the helper process where :func:`fork_safe` (else None); it waits for :meth:`attach`.
 
         Args:
             on_message: called with every message the child sends.
+            warm: import what attaching imports before the fork (see :meth:`_Forked.start`):
+                less CPU when the helper is used, but the import no longer overlaps with
+                wandb-core's start-up in ``wandb.init`` (about 0.1 s later to start).
         """
-        forked = _Forked.start()
+        forked = _Forked.start(warm)
         return None if forked is None else cls(forked, on_message)
 
     @classmethod
