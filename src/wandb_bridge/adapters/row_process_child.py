@@ -111,7 +111,12 @@ def _stderr_to(path: str) -> None:
 
 
 def main() -> int:
-    """Run as ``python -m``: serve this process's stdin and stdout."""
+    """Run as ``python -m``: serve this process's stdin and stdout.
+
+    A spawned helper is one that will be used: it imports wandb and what attaching
+    imports at once, while the parent is still busy starting.
+    """
+    wandb_sdk.load_run_start()
     return serve(sys.stdin.buffer, sys.stdout)
 
 
@@ -127,7 +132,7 @@ def serve(frames_in: IO[bytes], out: IO[str]) -> int:
         os.nice(_NICENESS)
     except OSError:
         pass
-    wandb_sdk.load_run_start()  # while the parent is still busy starting (a forked helper has it already)
+    wandb_sdk.load()  # a forked helper has it already (and, forked warm, what attaching imports too)
     frames = _frames(frames_in)
     header = next(frames, None)
     if header is None:
