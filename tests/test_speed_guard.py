@@ -27,9 +27,10 @@ from wandb_bridge.testing.reader import _iter_protos, _scan_log
 LINES = 120
 _STDOUT = 1  # OutputRawRecord.OutputType.STDOUT (STDERR is 0)
 
-SCRIPT = r"""
+# Both scripts: argv is (variant, count); ``log``/``finish`` go through native wandb or a Session.
+_PREAMBLE = r"""
 import sys
-variant, lines = sys.argv[1], int(sys.argv[2])
+variant, count = sys.argv[1], int(sys.argv[2])
 if variant == "native":
     import wandb
     run = wandb.init(project="guard")
@@ -41,6 +42,12 @@ else:
     session.start()
     log = lambda values, step: session.log(values, step=step)
     finish = session.finish
+"""
+
+SCRIPT = (
+    _PREAMBLE
+    + r"""
+lines = count
 for step in range(1, lines + 1):
     log({"loss": 1.0 / step}, step)
     print(f"step {step} loss {1.0 / step:.4f}")       # two writes: the text, then the newline
@@ -50,6 +57,7 @@ for step in range(1, lines + 1):
 print("done", flush=True)
 finish()
 """
+)
 
 
 def _expected_text(lines: int) -> tuple[str, str]:
@@ -156,21 +164,11 @@ def test_history_records_per_logged_step_no_more_than_native(both: dict[str, dic
     assert ours["run"].exit_code == native["run"].exit_code == 0
 
 
-TQDM_SCRIPT = r"""
-import sys
+TQDM_SCRIPT = (
+    _PREAMBLE
+    + r"""
 from tqdm import tqdm
-variant, steps = sys.argv[1], int(sys.argv[2])
-if variant == "native":
-    import wandb
-    run = wandb.init(project="guard")
-    log = lambda values, step: run.log({**{"train/" + k: v for k, v in values.items()}, "trainer/global_step": step})
-    finish = run.finish
-else:
-    from wandb_bridge import Session
-    session = Session(project="guard")
-    session.start()
-    log = lambda values, step: session.log(values, step=step)
-    finish = session.finish
+steps = count
 # The transformers Trainer's way: a bar on stderr, its log dicts printed above it with tqdm.write (clear
 # the bar, print, redraw). No rate or time in the bar: the two processes must write the same text.
 bar = tqdm(total=steps, mininterval=0, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}")
@@ -182,6 +180,7 @@ bar.close()
 print("done", flush=True)
 finish()
 """
+)
 TQDM_STEPS = 300
 
 

@@ -38,7 +38,8 @@ LINGER_S = 0.1
 _STREAMS = ("stdout", "stderr")
 # A burst larger than this becomes several records (each one stays small for wandb-core).
 MAX_RECORD_CHARS = 64 * 1024
-# Characters that move a stream's cursor to another line (newline; escape sequences, vertical tab, form feed).
+# Characters that may move a stream's cursor to another line besides a newline (escape sequences, vertical
+# tab, form feed): a write holding one keeps its place and hands over every held write before it.
 _CURSOR_MOVES = ("\x1b", "\x0b", "\x0c")
 # wandb-core keeps only the newest lines of the Logs text open to rewrites (measured with wandb 0.31: a
 # "\r" redraw of a line with 31 lines below it still lands, with 32 below it is dropped). A held redraw is

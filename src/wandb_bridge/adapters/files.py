@@ -126,7 +126,9 @@ def snapshot(
     ``name``, for a single-file checkpoint, is the file's name inside the
     artifact (default: its own name).
     """
-    return small_file_snapshot(path, include, exclude, name) or linked_snapshot(path, include, exclude, name)
+    content = read_small_file(path)  # the common case first: one small file, no stat of its own
+    small = None if content is None else content_snapshot(path, content, include, exclude, name)
+    return small or linked_snapshot(path, include, exclude, name)
 
 
 def linked_snapshot(
@@ -159,23 +161,6 @@ def linked_snapshot(
     return snap
 
 
-def small_file_snapshot(
-    path: str,
-    include: Sequence[str] | None = None,
-    exclude: Sequence[str] = (),
-    name: str | None = None,
-) -> Snapshot | None:
-    """:func:`snapshot` of one regular file under :data:`COPY_BELOW_BYTES` (read into memory), else None.
-
-    The common case (one small checkpoint file), in four system calls and no
-    ``stat`` of its own: a small regular file is no folder, so no sharded one.
-    """
-    small = read_small_file(path)
-    if small is None:
-        return None
-    return content_snapshot(path, small, include, exclude, name)
-
-
 def content_snapshot(
     path: str,
     content: bytes,
@@ -195,8 +180,8 @@ def content_snapshot(
 def read_small_file(path: str) -> bytes | None:
     """The content of ``path`` when it is a regular file under :data:`COPY_BELOW_BYTES`, else None.
 
-    The common case (one small checkpoint file) in a few system calls: this runs on the
-    training thread.
+    The common case (one small checkpoint file) in four system calls and no ``stat`` of its
+    own (a small regular file is no folder, so no sharded one): this runs on the training thread.
     """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
