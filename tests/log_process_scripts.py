@@ -10,9 +10,11 @@ Usage: python log_process_scripts.py SCENARIO DIR
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -121,16 +123,33 @@ def _count_rows_here() -> list[int]:
     return here
 
 
+class _Cycle:
+    me: object = None
+
+
 def run(
-    directory: Path, log_process: bool | str, steps: int, pause: float, plan: int = 0, queue_size: int = 10_000
+    directory: Path,
+    log_process: bool | str,
+    steps: int,
+    pause: float,
+    plan: int = 0,
+    queue_size: int = 10_000,
+    user_freeze: bool = False,
 ) -> None:
     here = _count_rows_here()
     del directory  # (the run goes where WANDB_DIR points)
+    if user_freeze:
+        gc.freeze()  # the script's own (as a pre-forking server does): the session must leave it
+    cycle = _Cycle()
+    cycle.me = cycle
+    freed = weakref.ref(cycle)
     session = Session(project="proc", log_process=log_process, queue_size=queue_size)
     if plan:
         session.plan_rows(plan)
     session.start()
     started = _helpers()
+    frozen_during = gc.get_freeze_count()
+    del cycle  # garbage from here on, freed only by the collector
     extra = {f"metric_{i}": 0.5 for i in range(9)} if steps > 10_000 else {}  # the benchmark's narrow rows
     for step in range(1, steps + 1):
         if pause:
@@ -141,10 +160,16 @@ def run(
     waits = session._parts.pipeline.waits if session._parts.pipeline is not None else None
     choice = session._parts.router.choice
     looks = (choice.looks, choice.share) if choice is not None else None
+    gc.collect()
+    cycle_freed_during = freed() is None
     session.finish()
+    frozen_after = gc.get_freeze_count()
+    gc.collect()
     after = [h for h in _helpers() if psutil.pid_exists(h["pid"]) and psutil.Process(h["pid"]).status() != "zombie"]
     report = {"self": psutil.Process().cmdline(), "started": started, "during": during, "after": after, "here": here}
     report["waits"], report["looks"] = waits, looks
+    report["frozen"] = {"during": frozen_during, "after": frozen_after, "user": user_freeze}
+    report["cycle_freed"] = {"during": cycle_freed_during, "after": freed() is None}
     print(json.dumps({"helper_name": HELPER_NAME, **report}), flush=True)
 
 
@@ -163,6 +188,8 @@ if __name__ == "__main__":
 
         row_process.FORK_MAX_RSS = 1
         run(folder, True, 50, 0.0)
+    elif scenario == "user_froze":  # the script froze its objects itself before the run
+        run(folder, True, 50, 0.0, user_freeze=True)
     elif scenario == "trainer":
         trainer(folder)
     elif scenario == "lightning":

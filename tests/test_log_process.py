@@ -308,6 +308,20 @@ def test_a_single_threaded_process_forks_its_helper(wandb_offline: WandbOfflineR
     assert out["here"] == []  # every row went through the helper
     assert out["after"] == []  # and it is gone once the run is finished
     assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 51))
+    # While the forked helper lives, the objects older than it are out of the collector's reach (a
+    # collection would copy every page they are on); a cycle among them is freed after the run.
+    assert out["frozen"]["during"] > 0 and out["frozen"]["after"] == 0
+    assert out["cycle_freed"] == {"during": False, "after": True}
+
+
+@pytest.mark.slow
+def test_objects_the_script_froze_itself_stay_frozen(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    out = _script(wandb_offline, tmp_path, "user_froze")
+    assert out["started"][0]["name"] == out["helper_name"]  # forked all the same
+    assert out["frozen"]["during"] > 0 and out["frozen"]["after"] == out["frozen"]["during"]
+    # the session froze nothing itself: a cycle made after the script's freeze is collected as usual
+    assert out["cycle_freed"] == {"during": True, "after": True}
+    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 51))
 
 
 @pytest.mark.slow

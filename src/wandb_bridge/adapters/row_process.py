@@ -85,14 +85,56 @@ def _resident_bytes() -> int:
         return FORK_MAX_RSS  # unknown: spawn
 
 
+class _GcFreeze:
+    """Keeps the training process's older objects out of its garbage collector while forked helpers live.
+
+    After a fork, every page either process writes is copied. A full collection in
+    the training process writes to the header of every object it tracks, so it
+    copies most of the heap (measured: ~22,000 pages, 0.1-0.15 s of kernel time in
+    a transformers run). ``gc.freeze()`` right before the fork (what Python's
+    documentation advises for a fork without exec) exempts the objects that existed
+    then; they are handed back (``gc.unfreeze()``) when the last helper has ended.
+    Meanwhile a reference cycle among those objects is freed only then (objects
+    freed by their reference count go at once, as ever). Where the process froze
+    objects itself, nothing is done.
+    """
+
+    def __init__(self) -> None:
+        self._holders = 0
+        self._owned = False
+        self._lock = threading.Lock()
+
+    def hold(self) -> bool:
+        """Freeze before a fork (unless someone else froze objects); True: :meth:`release` later."""
+        with self._lock:
+            if not self._owned and gc.get_freeze_count() > 0:
+                return False  # the process's own freeze: not ours to undo
+            self._holders += 1
+            self._owned = True
+            gc.freeze()  # (again for a later helper: the objects made since are frozen too)
+            return True
+
+    def release(self) -> None:
+        """One holding helper ended; the last one hands the objects back."""
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0 and self._owned:
+                self._owned = False
+                gc.unfreeze()
+
+
+GC_FREEZE = _GcFreeze()
+
+
 class _Forked:
     """The parent's end of a forked helper: the part of ``subprocess.Popen`` that :class:`RowProcess` uses."""
 
-    def __init__(self, pid: int, stdin: Any, stdout: Any) -> None:
+    def __init__(self, pid: int, stdin: Any, stdout: Any, froze: bool) -> None:
         self.pid = pid
         self.stdin = stdin
         self.stdout = stdout
         self.returncode: int | None = None
+        self._froze = froze
 
     @classmethod
     def start(cls, warm: bool) -> _Forked | None:
@@ -113,7 +155,15 @@ class _Forked:
             return None
         child_in, to_child = os.pipe()
         from_child, child_out = os.pipe()
-        pid = os.fork()
+        froze = GC_FREEZE.hold()
+        try:
+            pid = os.fork()
+        except OSError:
+            if froze:
+                GC_FREEZE.release()
+            for fd in (child_in, to_child, from_child, child_out):
+                os.close(fd)
+            return None
         if pid == 0:  # the helper: never returns into the training process's code
             code = 1
             try:
@@ -122,6 +172,7 @@ class _Forked:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 gc.freeze()  # the parent's objects stay as they are (and their pages shared)
+                # (frozen already where the parent froze them: see _GcFreeze)
                 _release_std_streams((child_in, child_out))
                 _name_helper()
                 code = row_process_child.serve(os.fdopen(child_in, "rb"), os.fdopen(child_out, "w", encoding="utf-8"))
@@ -131,7 +182,7 @@ class _Forked:
                 os._exit(code)
         os.close(child_in)
         os.close(child_out)
-        return cls(pid, os.fdopen(to_child, "wb"), os.fdopen(from_child, "rb"))
+        return cls(pid, os.fdopen(to_child, "wb"), os.fdopen(from_child, "rb"), froze)
 
     def poll(self) -> int | None:
         """The exit code once the helper ended (reaped), else None."""
@@ -143,6 +194,9 @@ class _Forked:
                 return self.returncode
             if pid == self.pid:
                 self.returncode = os.waitstatus_to_exitcode(status)
+            if self.returncode is not None and self._froze:
+                self._froze = False
+                GC_FREEZE.release()
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -157,11 +211,15 @@ class _Forked:
         return code
 
     def kill(self) -> None:
-        """Stop the helper at once."""
+        """Stop the helper at once (and reap it: a killed process is gone within milliseconds)."""
         if self.poll() is None:
             try:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
+                pass
+            try:
+                self.wait(1.0)
+            except subprocess.TimeoutExpired:
                 pass
 
 
