@@ -194,6 +194,22 @@ MUTATIONS = (
         "_RUN_START_MODULES: tuple[str, ...] = ()",
         ("tests/test_log_process.py::test_a_helper_attaches_without_importing_anything",),
     ),
+    Mutation(
+        "gc-never-unfrozen",
+        "the objects frozen before the helper's fork are never handed back to the collector",
+        "src/wandb_bridge/adapters/row_process.py",
+        "                gc.unfreeze()",
+        "                pass",
+        ("tests/test_log_process.py::test_a_single_threaded_process_forks_its_helper",),
+    ),
+    Mutation(
+        "gc-user-freeze-undone",
+        "the session freezes and unfreezes even where the process froze objects itself",
+        "src/wandb_bridge/adapters/row_process.py",
+        "if not self._owned and gc.get_freeze_count() > 0:",
+        "if False:",
+        ("tests/test_log_process.py::test_objects_the_script_froze_itself_stay_frozen",),
+    ),
 )
 
 
