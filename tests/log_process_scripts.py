@@ -180,6 +180,8 @@ if __name__ == "__main__":
         "auto_short": ("auto", 20, 0.0, 0, 10_000),
         "auto_training": ("auto", 400, 0.002, 0, 10_000),
         "auto_planned": ("auto", 30, 0.0, 1000, 10_000),
+        # Steps of 0.5 ms: a batch of ~90 rows every time the worker wakes (every 0.05 s).
+        "auto_fast_training": ("auto", 2000, 0.0005, 0, 10_000),
         # A loop that only logs (the benchmark's narrow rows), into a queue it never fills.
         "auto_tight": ("auto", 20_000, 0.0, 0, 1_000_000),
     }

@@ -195,6 +195,14 @@ MUTATIONS = (
         ("tests/test_log_process.py::test_a_helper_attaches_without_importing_anything",),
     ),
     Mutation(
+        "auto-logs-before-looking",
+        "log_process='auto' logs a whole batch here before its look (no probe)",
+        "src/wandb_bridge/core/row_sinks.py",
+        "                probe = choice.probing\n",
+        "                probe = len(rows) if choice.probing else 0\n",
+        ("tests/test_log_process.py::test_auto_looks_before_it_logs_a_batch_here",),
+    ),
+    Mutation(
         "gc-never-unfrozen",
         "the objects frozen before the helper's fork are never handed back to the collector",
         "src/wandb_bridge/adapters/row_process.py",

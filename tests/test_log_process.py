@@ -359,6 +359,18 @@ def test_auto_hands_rows_to_the_forked_helper_once_it_pays(wandb_offline: WandbO
     assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 401))
 
 
+@pytest.mark.slow
+def test_auto_looks_before_it_logs_a_batch_here(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    # Rows logged here beside a training loop wait for the GIL, so a batch of a hundred rows logged
+    # here before the look would cost training more than the helper saves: only the probe's 16 rows
+    # (what a row costs) are logged here, then a look decides on the rows not logged yet.
+    out = _script(wandb_offline, tmp_path, "auto_fast_training")
+    here = out["here"]
+    assert 16 <= len(here) <= 16 + 50 and here == list(range(1, len(here) + 1))  # the probe (+ at most one look)
+    assert out["looks"] is None  # (the look said: the helper; it logged the rest)
+    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 2001))
+
+
 def test_a_process_with_other_threads_spawns_its_helper(
     wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch
 ) -> None:

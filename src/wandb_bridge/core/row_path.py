@@ -52,6 +52,7 @@ class RowPath:
         self._sampler: system.SystemSampler | None = None
         self._timing: tuple[int, float] | None = None
         self.stamp = 0.0  # the hand-over time (perf_counter) of the last value merged
+        self.first_stamp = 0.0  # ... and of the first one
 
     def label_rank(self, rank: int) -> None:
         """This rank writes into another rank's run: its values are labelled ``rank-<r>/...``."""
@@ -105,6 +106,8 @@ class RowPath:
         """Map ``op``'s keys and merge it; the rows it closed."""
         step, epoch, stage, values, stamp, samples = op
         self.stamp = stamp
+        if not self.first_stamp:
+            self.first_stamp = stamp
         if stage is None:  # a direct call (wandb.log, experiment.log, log_image): keys as written
             return self._merger.add(step, as_written(values), None if epoch is None else float(epoch), keep_both=True)
         mapped = self._map(values, stage)

@@ -145,70 +145,100 @@ class SinkChoice:
     row of 10 keys, 3 ms per row of 1,000) off the training process's GIL, and
     costs a start-up (attaching to the run, about 10 ms of CPU when forked; a
     second ``import wandb`` and the attach, about 0.7 s, when spawned) and the hand-over of
-    each row. It pays when the training thread has work to do
-    between rows (what the rows' wandb work would compete with) and rows come
-    often enough to matter. Each look covers at least :data:`LOOK_ROWS` rows
-    and :data:`LOOK_S` seconds of the training thread's clock (the rows'
-    hand-over stamps) and compares the CPU this process's worker spent logging
-    them with the time the training thread took to hand them over (*share*):
+    each row. It pays when the training thread has work to do between rows (what
+    the rows' wandb work would compete with) and rows come often enough to matter.
+
+    The first :data:`PROBE_ROWS` rows are logged here, and what they cost this
+    process's worker (CPU per row) is measured. A look then covers at least
+    :data:`LOOK_ROWS` rows and :data:`LOOK_S` seconds of the training thread's
+    clock (the rows' hand-over stamps, from the first row's on) and is taken
+    *before* its last rows are logged: *share* = the CPU per row measured here x
+    the look's rows / the time the training thread took to hand them over (the
+    CPU that logging them here takes from the training process, per second of
+    training):
 
     * share above :data:`MAX_SHARE`, or the training thread had to wait for
-      room in the queue during the look: rows come faster than wandb takes them
-      (a loop that mostly logs): both sinks are then bound by one Python thread
-      calling ``run.log``, and the helper would only add its start-up and a
-      second process competing for the cores;
+      room in the queue during the look: rows come several times faster than
+      wandb takes them (a loop that does nothing but log: shares of 10 and
+      more): both sinks are then bound by one Python thread calling
+      ``run.log``, and the helper would only add its start-up and a second
+      process competing for the cores;
     * the training thread handed over no row for :data:`LATE_S` (the look's
       rows are a backlog drained after a loop that only logged);
     * share below :data:`MIN_SHARE`: logging here costs training almost nothing
       (rows now and then);
-    * in between: the logging process is started, once (rows keep their order).
+    * in between: the logging process is started, once, and takes the rows not
+      logged yet (rows keep their order).
 
-    A run shorter than one look (a few dozen rows, a burst of rows logged in
-    less than :data:`LOOK_S`) never starts it. A loop that only logs for longer
+    Looking before the rows are logged matters: rows logged here while training
+    runs wait for the GIL (measured on 2 cores: 0.3-0.9 ms per row of a loop of
+    ~0.1 ms steps), so a batch of a few hundred rows logged here before the look
+    would cost training more than the whole rest of the run.
+
+    A run shorter than one look (a few dozen rows, a burst of rows handed over
+    in less than :data:`LOOK_S`) never starts it. A loop that only logs for longer
     fills the queue: the training thread then waits for room, and the look
     says no (measured on 2 cores: such a loop of narrow rows is 15% slower end
     to end with the helper).
 
     Args:
         stamp: the hand-over stamp (``perf_counter``) of the last row merged.
+        first: the hand-over stamp of the first row merged.
         busy: how many times the training thread waited for room in the queue so
             far, and the hand-over stamp of the newest row queued (None: none is).
     """
 
+    PROBE_ROWS = 16
     LOOK_ROWS = 50
-    LOOK_S = 0.05
-    MAX_SHARE = 1.0
+    LOOK_S = 0.02
+    MAX_SHARE = 3.0
     MIN_SHARE = 0.01
     LATE_S = 0.25
 
-    def __init__(self, stamp: Callable[[], float], busy: Callable[[], tuple[int, float | None]]) -> None:
+    def __init__(
+        self, stamp: Callable[[], float], first: Callable[[], float], busy: Callable[[], tuple[int, float | None]]
+    ) -> None:
         self._stamp = stamp
+        self._first = first
         self._busy_queue = busy
         self._waited = 0
-        self._since: float | None = None
-        self._rows = 0
-        self._busy = 0.0
+        self._since: float | None = None  # the look's clock: from the first row's stamp, then the last look's
+        self._rows = 0  # rows of the look so far
+        self._logged = 0  # rows logged here, and the worker's CPU for them
+        self._cpu = 0.0
         self.looks = 0  # looks taken (tests, benchmarks)
         self.share: float | None = None  # the last look's share
 
-    def logged(self, rows: int, busy: float) -> bool:
-        """``rows`` were logged here with ``busy`` seconds of CPU; True when the logging process should take over."""
+    @property
+    def probing(self) -> int:
+        """How many more rows are logged here before the first look (their CPU per row is measured)."""
+        return max(0, self.PROBE_ROWS - self._logged)
+
+    def wants(self, rows: int) -> bool:
+        """Before ``rows`` more rows are logged: True when the logging process should take them (and the later ones).
+
+        The rows count towards the look either way (False: the caller logs them here).
+        """
         now = self._stamp()
-        if self._since is None:  # (the first rows start the clock)
-            self._since = now
-            return False
-        self._rows += rows
-        self._busy += busy
+        if self._since is None:
+            self._since = self._first()
+        looked = self._rows + rows
         span = now - self._since
-        if self._rows < self.LOOK_ROWS or span < self.LOOK_S:
+        if self._logged < self.PROBE_ROWS or looked < self.LOOK_ROWS or span < self.LOOK_S:
+            self._rows = looked
             return False
         self.looks += 1
-        self.share = share = self._busy / span
-        self._since, self._rows, self._busy = now, 0, 0.0
+        self.share = share = self._cpu / self._logged * looked / span
+        self._since, self._rows = now, 0
         waited, (self._waited, newest) = self._waited, self._busy_queue()
         idle = perf_counter() - (now if newest is None else newest) > self.LATE_S
         saturated = self._waited != waited or idle
         return self.MIN_SHARE <= share <= self.MAX_SHARE and not saturated
+
+    def logged(self, rows: int, cpu: float) -> None:
+        """``rows`` rows were logged here with ``cpu`` seconds of the worker's CPU."""
+        self._logged += rows
+        self._cpu += cpu
 
 
 class RowRouter:
@@ -218,6 +248,7 @@ class RowRouter:
         settings: the session's settings (``log_process``, ``finish_timeout``, ``queue_size``).
         faults: the session's fault boundary.
         stamp: the hand-over stamp of the last row merged (``log_process="auto"`` watches it).
+        first: the hand-over stamp of the first row merged (ditto).
         busy: the queue's waits for room and its newest row's stamp (ditto, see :class:`SinkChoice`).
     """
 
@@ -226,12 +257,13 @@ class RowRouter:
         settings: Settings,
         faults: FaultBoundary,
         stamp: Callable[[], float],
+        first: Callable[[], float],
         busy: Callable[[], tuple[int, float | None]],
     ) -> None:
         # (the pipe protocol needs POSIX select on pipes)
         self._wanted = settings.log_process is not False and os.name == "posix"
         # "auto": rows are logged here until the choice says the logging process pays.
-        self.choice = SinkChoice(stamp, busy) if self._wanted and settings.log_process == "auto" else None
+        self.choice = SinkChoice(stamp, first, busy) if self._wanted and settings.log_process == "auto" else None
         self._shared: bytes | None = None
         self._log_path: str | None = None
         self._timeout = settings.finish_timeout
@@ -333,13 +365,18 @@ class RowRouter:
         choice = self.choice
         if self._process is None and choice is not None:
             if self._planned < PLAN_ROWS:  # no plan: look at the logging rate
-                began = thread_time()
-                here.send(rows)
-                if choice.logged(len(rows), thread_time() - began) and self._faults.broken is None:
-                    self._switch()
-                return
+                probe = choice.probing
+                if probe:  # (the first rows: logged here, their cost measured)
+                    head, rows = rows[:probe], rows[probe:]
+                    choice.wants(len(head))
+                    self._measured(head, choice)
+                if not rows:
+                    return
+                if not (choice.wants(len(rows)) and self._faults.broken is None):
+                    self._measured(rows, choice)
+                    return
             if self._faults.broken is None:
-                self._switch()  # a training that plans this many rows pays for it: no look
+                self._switch()  # the look says it pays, or a training plans this many rows: no look
         if self._process is None:
             here.send(rows)
             return
@@ -356,6 +393,13 @@ class RowRouter:
             if self._process is not None:
                 here.settle()
         self._to_sink(batch)
+
+    def _measured(self, rows: list[Row], choice: SinkChoice) -> None:
+        """Log rows here, telling ``choice`` what they cost the worker."""
+        assert self._here is not None
+        began = thread_time()
+        self._here.send(rows)
+        choice.logged(len(rows), thread_time() - began)
 
     def _switch(self) -> None:
         """From now on plain rows go to the logging process (once; the rows logged here come first)."""

@@ -81,7 +81,7 @@ class SessionParts:
         self.faults = faults = FaultBoundary(settings.on_error)
         self.life = RunLifecycle(settings, self.rank, faults)
         self.rows = rows = RowPath(faults)
-        self.router = RowRouter(settings, faults, lambda: rows.stamp, self._queue_busy)
+        self.router = RowRouter(settings, faults, lambda: rows.stamp, lambda: rows.first_stamp, self._queue_busy)
         self.markers = RunMarkers(faults, lambda: rows.last_step, framework[0])
         self.uploads = CheckpointUploads(settings, faults, self.rank, self.markers, rows.map_key, framework, self.put)
         self.resume = Resume(faults, rows)
