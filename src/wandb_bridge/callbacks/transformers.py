@@ -84,10 +84,11 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         self._last_eval: tuple[int, dict[str, Any]] | None = None
         self._state: State | None = None
         self._in_step = False  # between on_step_begin and on_step_end (see _clock)
+        self._samples: tuple[Args, int] | None = None  # samples per optimizer step of these arguments
         self._health = hf.TrainerHealth(self._holder)  # log_health, on every rank
 
     def __getstate__(self) -> dict[str, Any]:  # Trainers are pickled (Ray Tune): the settings travel, no live run
-        return picklable_state(self, "_state", "_recorded")
+        return picklable_state(self, "_state", "_recorded", "_samples")
 
     @property
     def session(self) -> Session | None:
@@ -178,8 +179,11 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
     @guarded
     def on_log(self, args: Args, state: State, control: Control, logs: Any = None, **kwargs: Any) -> None:
         """Record a Trainer log dict at ``state.global_step`` (the end-of-training one in the summary)."""
-        session = self.setup(args, state, kwargs.get("model")) if logs else None
-        if session is None:
+        holder = self._holder
+        session = holder.active if holder.running else None  # (every step: the run of this train() call)
+        if session is None and logs:
+            session = self.setup(args, state, kwargs.get("model"))
+        if session is None or not logs:
             return
         read = read_log_dict(logs)
         if read.summary:
@@ -187,8 +191,15 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
             return
         if read.stage == "val":
             self._last_eval = (state.global_step, dict(read.values))
-        samples = hf.samples_per_step(args) if read.stage == "train" and "loss" in read.values else None
+        samples = self._samples_per_step(args) if read.stage == "train" and "loss" in read.values else None
         session.log(read.values, step=state.global_step, stage=read.stage, samples=samples)
+
+    def _samples_per_step(self, args: Args) -> int:
+        """:func:`~wandb_bridge.callbacks.transformers_support.samples_per_step`, read once per arguments object."""
+        known = self._samples
+        if known is None or known[0] is not args:
+            known = self._samples = (args, hf.samples_per_step(args))
+        return known[1]
 
     @override
     @guarded
