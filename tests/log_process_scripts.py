@@ -134,8 +134,11 @@ def run(
     pause: float,
     plan: int = 0,
     queue_size: int = 10_000,
+    trains: bool = False,
     user_freeze: bool = False,
 ) -> None:
+    if trains:  # a training process (log_process="auto" forks a waiting helper for one)
+        import torch  # noqa: F401
     here = _count_rows_here()
     del directory  # (the run goes where WANDB_DIR points)
     if user_freeze:
@@ -175,15 +178,16 @@ def run(
 
 if __name__ == "__main__":
     scenario, folder = sys.argv[1], Path(sys.argv[2])
-    cases: dict[str, tuple[bool | str, int, float, int, int]] = {
-        "always": (True, 50, 0.0, 0, 10_000),
-        "auto_short": ("auto", 20, 0.0, 0, 10_000),
-        "auto_training": ("auto", 400, 0.002, 0, 10_000),
-        "auto_planned": ("auto", 30, 0.0, 1000, 10_000),
+    cases: dict[str, tuple[bool | str, int, float, int, int, bool]] = {
+        "always": (True, 50, 0.0, 0, 10_000, False),
+        "auto_short": ("auto", 20, 0.0, 0, 10_000, False),
+        "auto_short_training": ("auto", 20, 0.0, 0, 10_000, True),
+        "auto_training": ("auto", 400, 0.002, 0, 10_000, True),
+        "auto_planned": ("auto", 30, 0.0, 1000, 10_000, False),
         # Steps of 0.5 ms: a batch of ~90 rows every time the worker wakes (every 0.05 s).
-        "auto_fast_training": ("auto", 2000, 0.0005, 0, 10_000),
+        "auto_fast_training": ("auto", 2000, 0.0005, 0, 10_000, True),
         # A loop that only logs (the benchmark's narrow rows), into a queue it never fills.
-        "auto_tight": ("auto", 20_000, 0.0, 0, 1_000_000),
+        "auto_tight": ("auto", 20_000, 0.0, 0, 1_000_000, False),
     }
     if scenario == "big":  # a process holding more memory than a fork should copy: spawned
         from wandb_bridge.adapters import row_process

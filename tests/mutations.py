@@ -203,6 +203,14 @@ MUTATIONS = (
         ("tests/test_log_process.py::test_auto_looks_before_it_logs_a_batch_here",),
     ),
     Mutation(
+        "auto-forks-for-any-script",
+        "log_process='auto' forks a waiting helper for a script that does not train",
+        "src/wandb_bridge/core/row_sinks.py",
+        "return self._planned >= PLAN_ROWS or any(name in sys.modules for name in TRAINING_MODULES)",
+        "return True",
+        ("tests/test_log_process.py::test_auto_a_script_that_does_not_train_forks_no_helper",),
+    ),
+    Mutation(
         "gc-never-unfrozen",
         "the objects frozen before the helper's fork are never handed back to the collector",
         "src/wandb_bridge/adapters/row_process.py",

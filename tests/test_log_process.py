@@ -328,10 +328,20 @@ def test_objects_the_script_froze_itself_stay_frozen(wandb_offline: WandbOffline
 def test_auto_forks_a_waiting_helper_that_a_short_run_never_uses(
     wandb_offline: WandbOfflineRuns, tmp_path: Path
 ) -> None:
-    out = _script(wandb_offline, tmp_path, "auto_short")
+    out = _script(wandb_offline, tmp_path, "auto_short_training")  # (torch imported: a training process)
     assert [h["name"] for h in out["started"]] == [out["helper_name"]]  # forked, waiting
     assert out["here"] == list(range(1, 21))  # unused: every row was logged here
     assert out["after"] == []
+    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 21))
+
+
+@pytest.mark.slow
+def test_auto_a_script_that_does_not_train_forks_no_helper(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    # No training framework imported and no plan: a helper would never be used (the fork and its
+    # copied pages cost a short script ~5% of its CPU); one is spawned if the rows ever say it pays.
+    out = _script(wandb_offline, tmp_path, "auto_short")
+    assert out["started"] == [] and out["during"] == []
+    assert out["here"] == list(range(1, 21))
     assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 21))
 
 
@@ -344,7 +354,7 @@ def test_auto_a_loop_that_only_logs_keeps_its_rows_here_before_its_queue_is_full
     # per row, and the rows it looks at are old): not the helper, by either rule.
     out = _script(wandb_offline, tmp_path, "auto_tight")
     assert out["waits"] == 0
-    assert [h["name"] for h in out["started"]] == [out["helper_name"]]  # forked, waiting, unused
+    assert out["started"] == [] and out["during"] == []  # (a script that does not train: no helper waits)
     assert out["here"] == list(range(1, 20_001))
     assert len(wandb_offline.run().history) == 20_000
 

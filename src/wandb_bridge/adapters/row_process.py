@@ -8,9 +8,9 @@ same run in another process (wandb's documented multiprocessing support).
 
 Start-up. Where it is safe (:func:`fork_safe`: Linux, this process has one
 Python thread and no wandb service yet) the helper is forked from this
-process right before ``wandb.init``: it has wandb imported already and costs
-about 2 ms and no CPU until rows come (then about 0.1 s to attach to the
-run). Elsewhere it is a fresh interpreter (``python -m ...row_process_child``)
+process right before ``wandb.init``: it has wandb (and what attaching imports)
+imported already and costs about 2 ms and no CPU until rows come (then about
+10 ms to attach to the run). Elsewhere it is a fresh interpreter (``python -m ...row_process_child``)
 that imports wandb again: about 0.45 s of CPU. The forked helper is named
 :data:`HELPER_NAME` (``ps``, ``top``).
 
@@ -137,20 +137,19 @@ class _Forked:
         self._froze = froze
 
     @classmethod
-    def start(cls, warm: bool) -> _Forked | None:
+    def start(cls) -> _Forked | None:
         """Fork the helper (it waits for its header on a pipe); None where :func:`fork_safe` says no.
 
-        ``warm``: also import here what attaching imports (:func:`wandb_sdk.load_run_start`),
-        so that the helper attaches in milliseconds of CPU instead of importing it again.
+        wandb and what attaching imports (:func:`wandb_sdk.load_run_start`) are imported
+        here first, so that the helper attaches in milliseconds of CPU instead of importing
+        them again (``wandb.init`` imports them anyway; the run starts about 0.1 s later,
+        the import no longer overlapping wandb-core's start-up).
         """
         from wandb_bridge.adapters import row_process_child, wandb_sdk
 
         # Imported once, here: the child has it for free (an import that started a thread makes
         # fork_safe say no).
-        if warm:
-            wandb_sdk.load_run_start()
-        else:
-            wandb_sdk.load()
+        wandb_sdk.load_run_start()
         if not fork_safe():
             return None
         child_in, to_child = os.pipe()
@@ -320,16 +319,13 @@ class RowProcess:
         self.gone: str | None = None
 
     @classmethod
-    def fork(cls, on_message: Callable[[dict[str, Any]], None], warm: bool = True) -> RowProcess | None:
+    def fork(cls, on_message: Callable[[dict[str, Any]], None]) -> RowProcess | None:
         """Fork the helper process where :func:`fork_safe` (else None); it waits for :meth:`attach`.
 
         Args:
             on_message: called with every message the child sends.
-            warm: import what attaching imports before the fork (see :meth:`_Forked.start`):
-                less CPU when the helper is used, but the import no longer overlaps with
-                wandb-core's start-up in ``wandb.init`` (about 0.1 s later to start).
         """
-        forked = _Forked.start(warm)
+        forked = _Forked.start()
         return None if forked is None else cls(forked, on_message)
 
     @classmethod

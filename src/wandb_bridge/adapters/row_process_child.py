@@ -132,7 +132,7 @@ def serve(frames_in: IO[bytes], out: IO[str]) -> int:
         os.nice(_NICENESS)
     except OSError:
         pass
-    wandb_sdk.load()  # a forked helper has it already (and, forked warm, what attaching imports too)
+    wandb_sdk.load()  # (a forked helper has it already, and what attaching imports too)
     frames = _frames(frames_in)
     header = next(frames, None)
     if header is None:

@@ -31,6 +31,8 @@ from wandb_bridge.core.settings import Settings
 UNSENT_FILE = "wandb-bridge-unsent.jsonl"
 #: ``log_process="auto"``: a training that plans this many rows gets the logging process without a look.
 PLAN_ROWS = 500
+#: A process that imported one of these trains (``log_process="auto"`` forks a waiting helper for it).
+TRAINING_MODULES = ("torch", "jax", "tensorflow", "keras")
 
 Row = dict[str, Any]
 
@@ -295,31 +297,33 @@ class RowRouter:
         """Right before ``wandb.init``: start the logging process, so that the two start-ups overlap.
 
         With ``log_process=True`` it is used from the start. With ``"auto"`` it is
-        started here only where it can be forked (:meth:`RowProcess.fork`: about
-        2 ms, no CPU while unused) and waits unused until a plan or
-        :class:`SinkChoice` says it pays (elsewhere it is spawned then).
+        started here only in a process that trains (:meth:`_trains`) and only where
+        it can be forked (:meth:`RowProcess.fork`: about 2 ms, no CPU while unused),
+        and waits unused until a plan or :class:`SinkChoice` says it pays; anywhere
+        else it is spawned then, if ever.
         """
         if not self._wanted:
             return
         process = row_process.RowProcess
         try:
-            self._spawned = (
-                process.fork(self._on_message, warm=self._likely_used())
-                if self.choice is not None
-                else process.spawn(self._on_message)
-            )
+            if self.choice is None:
+                self._spawned = process.spawn(self._on_message)
+            elif self._trains():
+                self._spawned = process.fork(self._on_message)
         except OSError:
             self._spawned = None
 
-    def _likely_used(self) -> bool:
-        """Whether a waiting helper will probably take the rows: a plan says so, or this is a training process.
+    def _trains(self) -> bool:
+        """Whether this process will probably hand rows to a helper: a plan says so, or it trains.
 
-        Then it is forked warm (:meth:`RowProcess.fork`): attaching costs it about
-        10 ms of CPU instead of 0.1 to 0.25 s, and the start of the run about 0.1 s
-        more. A process that imported torch trains (every framework callback runs on
-        it); a short script that only logs never uses the helper and starts sooner.
+        A process that imported a training framework (every framework callback runs
+        on one) gets a waiting helper: attaching it then costs about 10 ms of CPU,
+        where a helper spawned later costs about 0.7 s. A script that does not train
+        (rows without training work between them, a few dozen rows) would never use
+        it, and the fork and its copied pages cost it about 5% of its CPU (measured:
+        a 20-row script, 0.03-0.06 s).
         """
-        return self._planned >= PLAN_ROWS or "torch" in sys.modules
+        return self._planned >= PLAN_ROWS or any(name in sys.modules for name in TRAINING_MODULES)
 
     def start(self, handle: wandb_sdk.RunHandle) -> None:
         """The run is attached: rows are logged here, or by the logging process once it has the run."""
