@@ -200,7 +200,10 @@ MUTATIONS = (
         "src/wandb_bridge/core/row_sinks.py",
         "                probe = choice.probing\n",
         "                probe = len(rows) if choice.probing else 0\n",
-        ("tests/test_log_process.py::test_auto_looks_before_it_logs_a_batch_here",),
+        (
+            "tests/test_log_process.py::test_auto_a_first_batch_of_training_rows_goes_to_the_helper_after_the_probe",
+            "tests/test_log_process.py::test_auto_looks_before_it_logs_a_batch_here",
+        ),
     ),
     Mutation(
         "auto-forks-for-any-script",

@@ -369,6 +369,40 @@ def test_auto_hands_rows_to_the_forked_helper_once_it_pays(wandb_offline: WandbO
     assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 401))
 
 
+def test_auto_a_first_batch_of_training_rows_goes_to_the_helper_after_the_probe(
+    wandb_offline: WandbOfflineRuns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker wakes every 0.05 s wherever that falls, so its first batch can hold hundreds of rows
+    # handed over with training between them: only the probe's 16 are logged here, the look is taken
+    # before the others are, and the helper logs them. (The router as the worker drives it, on a real
+    # run; the rows' hand-over clock is given: 300 rows in 0.06 s of training.)
+    import wandb
+
+    from wandb_bridge.adapters.wandb_sdk import RunHandle
+    from wandb_bridge.core.faults import FaultBoundary
+    from wandb_bridge.core.row_sinks import RowRouter, SinkChoice
+
+    here = rows_logged_here(monkeypatch)
+    run = wandb.init(project="proc")
+    began = time.perf_counter()
+    router = RowRouter(
+        Settings.resolve(),
+        FaultBoundary("warn"),
+        stamp=lambda: began + 0.06,
+        first=lambda: began,
+        busy=lambda: (0, time.perf_counter()),  # (the training thread never waited, and hands rows over now)
+    )
+    router.spawn()
+    router.start(RunHandle(run, owned=True))
+    router.send([{"trainer/global_step": s, "train/loss": 1.0 / s} for s in range(1, 301)])
+    router.sync()
+    router.close(60.0)
+    run.finish()
+    assert [row["trainer/global_step"] for row in here] == list(range(1, SinkChoice.PROBE_ROWS + 1))
+    assert router.logged == 300
+    assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 301))
+
+
 @pytest.mark.slow
 def test_auto_looks_before_it_logs_a_batch_here(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
     # Rows logged here beside a training loop wait for the GIL, so a batch of a hundred rows logged
