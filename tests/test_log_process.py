@@ -375,7 +375,7 @@ def test_auto_a_first_batch_of_training_rows_goes_to_the_helper_after_the_probe(
     # The worker wakes every 0.05 s wherever that falls, so its first batch can hold hundreds of rows
     # handed over with training between them: only the probe's 16 are logged here, the look is taken
     # before the others are, and the helper logs them. (The router as the worker drives it, on a real
-    # run; the rows' hand-over clock is given: 300 rows in 0.06 s of training.)
+    # run; the rows' hand-over clock is given: 300 rows in 0.15 s of training.)
     import wandb
 
     from wandb_bridge.adapters.wandb_sdk import RunHandle
@@ -388,7 +388,7 @@ def test_auto_a_first_batch_of_training_rows_goes_to_the_helper_after_the_probe(
     router = RowRouter(
         Settings.resolve(),
         FaultBoundary("warn"),
-        stamp=lambda: began + 0.06,
+        stamp=lambda: began + 0.15,
         first=lambda: began,
         busy=lambda: (0, time.perf_counter()),  # (the training thread never waited, and hands rows over now)
     )
@@ -398,6 +398,7 @@ def test_auto_a_first_batch_of_training_rows_goes_to_the_helper_after_the_probe(
     router.sync()
     router.close(60.0)
     run.finish()
+    assert router.choice is None  # (the look was taken, and said: the helper)
     assert [row["trainer/global_step"] for row in here] == list(range(1, SinkChoice.PROBE_ROWS + 1))
     assert router.logged == 300
     assert [s for s, _ in wandb_offline.run().values("train/loss")] == list(range(1, 301))
