@@ -179,11 +179,8 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
     @guarded
     def on_log(self, args: Args, state: State, control: Control, logs: Any = None, **kwargs: Any) -> None:
         """Record a Trainer log dict at ``state.global_step`` (the end-of-training one in the summary)."""
-        holder = self._holder
-        session = holder.active if holder.running else None  # (every step: the run of this train() call)
-        if session is None and logs:
-            session = self.setup(args, state, kwargs.get("model"))
-        if session is None or not logs:
+        session = self.setup(args, state, kwargs.get("model")) if logs else None
+        if session is None:
             return
         read = read_log_dict(logs)
         if read.summary:

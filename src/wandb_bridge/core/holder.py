@@ -167,6 +167,10 @@ class SessionHolder:
         The first time for a session: other holders' idle runs are finished, then
         ``prepare(session)`` (e.g. resume from a checkpoint), then the run starts.
         """
+        if self._running and self._prepared:  # (every step of a call: its run, nothing to prepare or wake)
+            active = self.active
+            if active is not None:
+                return active
         session = self.session
         if not self._prepared:
             self._prepared = True
@@ -203,6 +207,7 @@ class SessionHolder:
         """
         if new_run and self._called and self._session is not None:
             self.new_session()
+        _IDLE.discard(self)  # (a run in use is not idle: see start)
         self._running = True
 
     def end_call(self, exc: BaseException | None = None, *, preempted: bool = False) -> None:

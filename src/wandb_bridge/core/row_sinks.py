@@ -226,7 +226,7 @@ class SinkChoice:
             self._since = self._first()
         looked = self._rows + rows
         span = now - self._since
-        if self._logged < self.PROBE_ROWS or looked < self.LOOK_ROWS or span < self.LOOK_S:
+        if self._logged < self.PROBE_ROWS or looked < self.LOOK_ROWS or span < self.LOOK_S:  # (no cost yet: no look)
             self._rows = looked
             return False
         self.looks += 1
@@ -238,9 +238,16 @@ class SinkChoice:
         return self.MIN_SHARE <= share <= self.MAX_SHARE and not saturated
 
     def logged(self, rows: int, cpu: float) -> None:
-        """``rows`` rows were logged here with ``cpu`` seconds of the worker's CPU."""
+        """``rows`` rows (counted by :meth:`wants`) were logged here with ``cpu`` seconds of the worker's CPU."""
         self._logged += rows
         self._cpu += cpu
+
+    def probed(self, rows: int, cpu: float) -> None:
+        """The probe's ``rows`` rows (:attr:`probing`) were logged here: they count towards the first look."""
+        if self._since is None:
+            self._since = self._first()
+        self._rows += rows
+        self.logged(rows, cpu)
 
 
 class RowRouter:
@@ -372,12 +379,11 @@ class RowRouter:
                 probe = choice.probing
                 if probe:  # (the first rows: logged here, their cost measured)
                     head, rows = rows[:probe], rows[probe:]
-                    choice.wants(len(head))
-                    self._measured(head, choice)
+                    self._measured(head, choice.probed)
                 if not rows:
                     return
                 if not (choice.wants(len(rows)) and self._faults.broken is None):
-                    self._measured(rows, choice)
+                    self._measured(rows, choice.logged)
                     return
             if self._faults.broken is None:
                 self._switch()  # the look says it pays, or a training plans this many rows: no look
@@ -398,12 +404,12 @@ class RowRouter:
                 here.settle()
         self._to_sink(batch)
 
-    def _measured(self, rows: list[Row], choice: SinkChoice) -> None:
-        """Log rows here, telling ``choice`` what they cost the worker."""
+    def _measured(self, rows: list[Row], tell: Callable[[int, float], None]) -> None:
+        """Log rows here, then ``tell(rows, cpu)`` what they cost the worker (:class:`SinkChoice`)."""
         assert self._here is not None
         began = thread_time()
         self._here.send(rows)
-        choice.logged(len(rows), thread_time() - began)
+        tell(len(rows), thread_time() - began)
 
     def _switch(self) -> None:
         """From now on plain rows go to the logging process (once; the rows logged here come first)."""
