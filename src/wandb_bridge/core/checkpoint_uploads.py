@@ -198,6 +198,9 @@ class CheckpointUploads:
         self._markers.write(saved.path, saved.step, saved.epoch)
         if snap is None:
             return
+        if not snap.files and snap.reference is None:  # (a reference is listed later, in _upload)
+            self._nothing_left(saved.path)
+            return
         policy = self.policy
         try:
             score = saved.score
@@ -287,6 +290,9 @@ class CheckpointUploads:
         settings = self._settings
         try:
             refs = files.resolve_references(snap, settings.reference_digest)
+            if not snap.files and not refs:
+                self._nothing_left(upload.event.path)
+                return None
             digest = files.digest(snap)
             duplicate = digest in self._digests
             moving = [a for a in upload.aliases if a in ("latest", "best")]
@@ -321,6 +327,15 @@ class CheckpointUploads:
         finally:
             if upload.event.sequence not in self._retained or self._final:
                 snap.release()
+
+    def _nothing_left(self, path: str) -> None:
+        """A checkpoint with no file to upload (all filtered out by ``include``/``exclude``, or an empty
+        folder): no model version is logged for it (an empty one would hide the previous version's files)."""
+        self._faults.warn(
+            f"ckpt-empty:{path}",
+            f"Checkpoint {path!r} was not uploaded: no file of it is left to upload "
+            "(check log_checkpoint's include/exclude, or the folder is empty).",
+        )
 
     # ------------------------------------------------------------ retention
 
