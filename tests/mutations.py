@@ -45,6 +45,14 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "empty-version-logged",
+        "a checkpoint that include/exclude leave no file of is logged as an empty model version",
+        "src/wandb_bridge/core/checkpoint_uploads.py",
+        'if files.holds_nothing(snap):  # before the policy: it is no candidate for "latest" or "best"',
+        "if False:",
+        ("tests/test_session.py::test_a_checkpoint_with_every_file_excluded_logs_no_empty_version",),
+    ),
+    Mutation(
         "dedup-off",
         "the duplicate-content skip in the checkpoint worker switched off",
         "src/wandb_bridge/core/checkpoint_uploads.py",

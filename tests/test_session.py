@@ -206,25 +206,29 @@ def test_a_checkpoint_with_every_file_excluded_logs_no_empty_version(
     wandb_offline: WandbOfflineRuns, tmp_path: Path, storage: str
 ) -> None:
     small = _write(tmp_path / "training_args.bin", b"hub_token=secret")
-    folder = tmp_path / "checkpoint-2"
+    folder = tmp_path / "checkpoint-3"
     folder.mkdir()
     _write(folder / "training_args.bin", b"hub_token=secret")
     with (
         pytest.warns(WandbBridgeWarning, match="no file of it is left to upload") as caught,
-        Session(project="demo", log_model="all", checkpoint_storage=storage) as session,
+        Session(project="demo", log_model="best", monitor="val_loss", checkpoint_storage=storage) as session,
     ):
-        session.log_checkpoint(small, step=1, exclude=["training_args.bin"])  # a single file, its own name excluded
-        session.log_checkpoint(folder, step=2, include=["*.safetensors"])  # a folder where nothing matches
-        kept = _write(tmp_path / "model.pt", b"weights")
-        session.log_checkpoint(kept, step=3, exclude=["training_args.bin"])
-        session.log({"loss": 1.0}, step=3)
+        first = _write(tmp_path / "a.pt", b"weights-1")
+        session.log_checkpoint(first, step=1, metrics={"val_loss": 2.0})
+        # Better scores, but nothing to upload: a single file whose own name is excluded, a folder
+        # where nothing matches. Neither may become "best" (a later improvement would then be skipped).
+        session.log_checkpoint(small, step=2, metrics={"val_loss": 1.0}, exclude=["training_args.bin"])
+        session.log_checkpoint(folder, step=3, metrics={"val_loss": 0.5}, include=["*.safetensors"])
+        kept = _write(tmp_path / "b.pt", b"weights-4")
+        session.log_checkpoint(kept, step=4, metrics={"val_loss": 1.5}, exclude=["training_args.bin"])
+        session.log({"loss": 1.0}, step=4)
     empty = [w for w in caught if "no file of it is left" in str(w.message)]
-    assert len(empty) == 2 and {str(small), str(folder)} == {str(w.message).split("'")[1] for w in empty}
+    assert {str(small), str(folder)} == {str(w.message).split("'")[1] for w in empty}
     run = wandb_offline.run()
     arts = [a for a in run.artifacts if a.type == "model"]
-    assert [set(a.files) for a in arts] == [{"model.pt"}]  # one version, with its file; no empty one
-    assert arts[0].metadata["step"] == 3
-    assert run.values("train/loss") == [(3, 1.0)]
+    assert [(a.metadata["step"], set(a.files)) for a in arts] == [(1, {"a.pt"}), (4, {"b.pt"})]  # no empty version
+    assert all("best" in a.aliases for a in arts)
+    assert run.values("train/loss") == [(4, 1.0)]
 
 
 def test_missing_checkpoint_warns_and_training_goes_on(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:

@@ -281,6 +281,24 @@ class Reference:
     resolved: bool = False
 
 
+def holds_nothing(snap: Snapshot) -> bool:
+    """True when a checkpoint has no file to log: all filtered out by ``include``/``exclude``, or an empty folder.
+
+    A reference to a local file or folder is listed (names only, no byte read); a remote one counts as holding files.
+    """
+    ref = snap.reference
+    if ref is None:
+        return not snap.files
+    if ref.resolved:
+        return not ref.entries
+    if is_remote(ref.path):
+        return False
+    try:
+        return not list_payload(local_path(ref.path), ref.include, ref.exclude)
+    except OSError:
+        return False  # (gone: the upload says so)
+
+
 def resolve_references(snap: Snapshot, mode: str) -> list[RefEntry]:
     """List and fingerprint a by-reference checkpoint (in the worker; idempotent).
 

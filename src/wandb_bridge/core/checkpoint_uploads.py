@@ -198,7 +198,8 @@ class CheckpointUploads:
         self._markers.write(saved.path, saved.step, saved.epoch)
         if snap is None:
             return
-        if not snap.files and snap.reference is None:  # (a reference is listed later, in _upload)
+        if files.holds_nothing(snap):  # before the policy: it is no candidate for "latest" or "best"
+            snap.release()
             self._nothing_left(saved.path)
             return
         policy = self.policy
