@@ -189,6 +189,8 @@ def hand_over(metrics: Mapping[str, Any]) -> dict[str, Any]:
     not when the worker reads them); CPU scalars are read at once (no device sync on CPU), so
     the queue holds no tensor objects the garbage collector would walk."""
     values = dict(metrics)
+    if _SCALAR_SET.issuperset(map(type, values.values())):  # (the common case: plain numbers, nothing to read)
+        return values
     for key, value in values.items():
         if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
             if value.device.type == "cpu" and value.numel() == 1:
