@@ -900,7 +900,10 @@ READING = [
     "for every row (95 to 135 us per row of 10 keys, most of it that hand-off); ours adds about 10 us per "
     "row (5 on the training thread, 5 to 6 on the worker, measured with `run.log` timed apart), 80 us per "
     "row of 1,000 keys (3%), so about 0.9 to 0.97 of native's rate is what a second Python thread in "
-    "front of the same `run.log` can give. The small checkpoint (0.04 to 0.06 of native): one read of the file on the "
+    "front of the same `run.log` can give. For rows of 1,000 keys wandb-core is the slower side: with one "
+    "core busy elsewhere it took 0.63 to 0.73 s of CPU for 200 rows, against 0.40 to 0.42 s of Python "
+    "`run.log` on native's training thread and 0.37 to 0.42 s on our worker (3 repetitions each). "
+    "The small checkpoint (0.04 to 0.06 of native): one read of the file on the "
     "training thread (four system calls), everything else of the call in the worker.",
     "This machine ran other jobs while measuring: single repetitions can be far off (see the [min..max] "
     "spreads); medians of interleaved repetitions and the CPU columns are more robust than any single figure.",
