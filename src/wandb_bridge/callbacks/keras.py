@@ -3,7 +3,8 @@
 The callback translates Keras events into :class:`~wandb_bridge.core.session.Session` calls;
 key names, the step axis, aliases, the monitor, which checkpoint files are new, the final-model
 rule and run ownership are the core's. It talks to the backend only through ``keras.ops`` and
-``keras.backend``; how it reads Keras is in :mod:`wandb_bridge.callbacks.keras_support`.
+``keras.backend``; how it reads Keras is in :mod:`wandb_bridge.callbacks.keras_support`, the
+``ModelCheckpoint`` callbacks it follows in :mod:`wandb_bridge.callbacks.keras_checkpoints`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any, Literal
 
 from wandb_bridge.callbacks import keras_support as support
 from wandb_bridge.callbacks.base import SessionHolder, guarded, resolve_settings
+from wandb_bridge.callbacks.keras_checkpoints import Checkpoints
 from wandb_bridge.callbacks.keras_support import keras
 from wandb_bridge.core import follow, hparams, predictions, steps
-from wandb_bridge.core.checkpoints import resume_checkpoint
 from wandb_bridge.core.errors import WandbBridgeWarning
 from wandb_bridge.core.session import Session
 
@@ -88,15 +89,10 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self.log_freq: LogFreq = log_freq
         self._every = 1 if log_freq == "batch" else (log_freq if isinstance(log_freq, int) else 0)
         self._validation_data = validation_data
-        given = checkpoint_callback
-        self._given = [] if given is None else list(given) if isinstance(given, (list, tuple)) else [given]
+        self._checkpoints = Checkpoints(checkpoint_callback)
         self._clock = support.StepReader()
         self._table: predictions.PredictionTable | None = None
         self._samples: tuple[Any, Any] | None = None
-        # Per fit: the followed ModelCheckpoints, the epoch (step, epoch, logs) whose files are looked for next.
-        self._followed: list[tuple[Any, str, follow.CheckpointFollower]] = []
-        self._pending: tuple[int, int, dict[str, Any]] | None = None
-        self._adopted: follow.CallbackMonitor | None = None
         self._epoch = 0
         self._last_epoch: int | None = None
         self._last_logs: dict[str, Any] = {}
@@ -143,7 +139,8 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         """Start the run, record the config, find the checkpoints to follow, read the optimizer step."""
         self._holder.begin_call()
-        self._pending = self._last_epoch = None
+        self._checkpoints.clear()
+        self._last_epoch = None
         with self._holder.boundary("start logging this fit"):
             siblings, arguments = support.fit_context(self)
             session = self._holder.start(lambda s: self._resume(s, siblings, arguments))
@@ -157,7 +154,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
                     steps.planned_rows((params.get("steps") or 0) * (params.get("epochs") or 0), self._every)
                 )
             self._clock.bind(model, params, arguments)
-            self._follow(session, support.checkpoint_callbacks(self._given, siblings))
+            self._checkpoints.begin(session, siblings)
             if self.log_predictions and self._samples is None:
                 given, count, warner = self._validation_data, self.log_predictions, self._holder.warner
                 self._samples = support.validation_samples(given, arguments, count, warner)
@@ -209,9 +206,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         if self._samples is not None and self._table is not None:
             support.log_predictions(self._table, self.model, self._samples, step=step, epoch=float(epoch + 1))
         self._last_logs, self._last_epoch = logs, epoch + 1
-        if self._followed:
-            self._adopt_monitor(session)  # Keras decides mode="auto" at the first epoch end
-            self._pending = (step, epoch + 1, logs)
+        self._checkpoints.epoch_ended(session, step, epoch + 1, logs)
 
     @override
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
@@ -222,7 +217,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
                 session = self._holder.active
                 if session is None:
                     return
-                trained, written = self._last_epoch is not None, bool(self._followed)
+                trained, written = self._last_epoch is not None, self._checkpoints.followed
                 if follow.final_model_due(session.settings.log_model, trained=trained, checkpoint_exists=written):
                     step, _ = self._clock.read()
                     path = os.path.join(support.model_folder(session.run_dir), f"model-step-{step}.keras")
@@ -267,39 +262,14 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
                 "Resume from a full .keras checkpoint (keras.models.load_model) to continue that run.",
                 stacklevel=4,
             )
-        templates = support.checkpoint_callbacks(self._given, siblings)
-        paths = [p for _, template in templates for p in follow.matching_files(follow.template_glob(template))]
-        path = resume_checkpoint(paths, step=step, epoch=initial)
+        path = self._checkpoints.resume_path(siblings, step, initial)
         if path is not None:
             session.resume_from_checkpoint(path)
 
-    def _follow(self, session: Session, callbacks: list[tuple[Any, str]]) -> None:
-        self._followed, self._adopted = [], None
-        for callback, template in callbacks:
-            follower = follow.CheckpointFollower()
-            follower.ignore_existing(follow.template_glob(template))
-            self._followed.append((callback, template, follower))
-        if self._followed:
-            self._adopt_monitor(session)
-
-    def _adopt_monitor(self, session: Session) -> None:
-        monitors = [support.monitor_of(callback) for callback, _, _ in self._followed]
-        adopted = follow.adopted_monitor(session.settings.monitor, monitors)
-        if adopted is not None and adopted != self._adopted:
-            self._adopted = adopted
-            session.define_monitor(adopted.monitor, adopted.mode, stage="train")
-
     def _report_written(self) -> None:
-        """Report the files the followed ``ModelCheckpoint`` callbacks wrote in the last epoch (at the next
-        ``on_epoch_begin`` / ``on_train_end``: every callback's ``on_epoch_end`` ran, whatever their order)."""
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        step, epoch, logs = pending
-        for callback, template, follower in self._followed:
-            for path in follower.written_matching(follow.template_glob(template)):
-                meta = support.checkpoint_metadata(callback, path)
-                self.session.log_checkpoint(path, step=step, epoch=epoch, metrics=logs, metadata=meta)
+        """Report the files of the last epoch's checkpoints (:meth:`Checkpoints.report_written`)."""
+        if self._checkpoints.pending:
+            self._checkpoints.report_written(self.session)
 
 
 __all__ = ["WandbBridgeWarning", "WandbKerasCallback"]
