@@ -38,8 +38,20 @@ def _is_helper(proc: psutil.Process) -> bool:
         return False
 
 
+# Helpers alive when a test starts belong to runs of earlier tests in this worker process (a
+# callback's run stays open, idle, until another callback starts one or the process exits).
+_EARLIER: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _earlier_helpers() -> None:
+    _EARLIER.clear()
+    _EARLIER.update(proc.pid for proc in psutil.Process().children(recursive=True) if _is_helper(proc))
+
+
 def _helpers() -> list[psutil.Process]:
-    return [proc for proc in psutil.Process().children(recursive=True) if _is_helper(proc)]
+    """The helpers started since this test began."""
+    return [p for p in psutil.Process().children(recursive=True) if p.pid not in _EARLIER and _is_helper(p)]
 
 
 def _ours(caught: list[warnings.WarningMessage]) -> list[str]:

@@ -160,9 +160,11 @@ class SinkChoice:
     training):
 
     * share above :data:`MAX_SHARE`, or the training thread had to wait for
-      room in the queue during the look: rows come several times faster than
-      wandb takes them (a loop that does nothing but log: shares of 10 and
-      more): both sinks are then bound by one Python thread calling
+      room in the queue during the look or the one before (a full queue makes
+      the hand-over keep pace with the worker, so the share alone cannot tell;
+      and a loaded machine can let one look pass without a wait): rows come
+      several times faster than wandb takes them (a loop that does nothing but
+      log): both sinks are then bound by one Python thread calling
       ``run.log``, and the helper would only add its start-up and a second
       process competing for the cores;
     * the training thread handed over no row for :data:`LATE_S` (the look's
@@ -204,6 +206,7 @@ class SinkChoice:
         self._first = first
         self._busy_queue = busy
         self._waited = 0
+        self._waited_before = False  # the previous look saw the training thread wait for room
         self._since: float | None = None  # the look's clock: from the first row's stamp, then the last look's
         self._rows = 0  # rows of the look so far
         self._logged = 0  # rows logged here, and the worker's CPU for them
@@ -234,7 +237,9 @@ class SinkChoice:
         self._since, self._rows = now, 0
         waited, (self._waited, newest) = self._waited, self._busy_queue()
         idle = perf_counter() - (now if newest is None else newest) > self.LATE_S
-        saturated = self._waited != waited or idle
+        waits = self._waited != waited
+        saturated = waits or self._waited_before or idle
+        self._waited_before = waits
         return self.MIN_SHARE <= share <= self.MAX_SHARE and not saturated
 
     def logged(self, rows: int, cpu: float) -> None:
