@@ -291,7 +291,7 @@ class CheckpointUploads:
         settings = self._settings
         try:
             refs = files.resolve_references(snap, settings.reference_digest)
-            if not snap.files and not refs:
+            if files.holds_nothing(snap):  # (a reference found empty once listed)
                 self._nothing_left(upload.event.path)
                 return None
             digest = files.digest(snap)
