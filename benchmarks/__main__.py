@@ -396,6 +396,21 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores{memory}, {system}"
 
 
+def python_speed() -> float:
+    """Seconds a pure-Python loop of 10 million additions takes here (best of 3): how fast this machine is.
+
+    The run's time and every per-row figure scale with it; it lets two pages measured on different
+    machines be compared (the budget of 570 s was set on one where the full run took about 540 s).
+    """
+    best = float("inf")
+    for _ in range(3):
+        began, total = time.perf_counter(), 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
 def versions() -> dict[str, str]:
     """Installed versions of the packages compared."""
     out: dict[str, str] = {}
@@ -446,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "versions": versions(),
             "command": "python -m benchmarks" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
             "load_start": _load(),
+            "python_speed_s": python_speed(),
         },
         "config": {
             "quick": quick,

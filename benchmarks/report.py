@@ -550,7 +550,8 @@ def text_report(results: Mapping[str, Any]) -> str:
     if errors:
         parts += ["", f"{len(errors)} run(s) failed:"] + [f"- {e}" for e in errors[:10]]
     meta = results["meta"]
-    parts += ["", f"Machine: {meta['machine']}; took {meta['duration_s']:.0f} s; command: {meta['command']}"]
+    took = f"took {meta['duration_s']:.0f} s{_over_budget(results)}"
+    parts += ["", f"Machine: {meta['machine']}; {took}; command: {meta['command']}"]
     return "\n".join(parts)
 
 
@@ -745,7 +746,8 @@ def markdown(results: Mapping[str, Any]) -> str:
         f"## Results ({meta['started']})",
         "",
         f"Machine: {meta['machine']}. Load average at start/end: {meta['load_start']} / {meta['load_end']} "
-        f"(other processes were running). {versions}. The full run took {meta['duration_s']:.0f} s.",
+        f"(other processes were running). {versions}. The full run took {meta['duration_s']:.0f} s"
+        f"{_over_budget(results)}.",
         "",
         "### Summary",
         "",
@@ -897,9 +899,12 @@ READING = [
     "from 1.0 to 1.5 s between repetitions (a run with no logger at all: 0.98 to 1.47 s), more than the "
     "effect. *Loops that only log* (wide and narrow rows, end to end 0.9 to 1.3 and rows/s 0.6 to 1.1 "
     "across runs): both sides end in one thread calling `run.log`, which waits on wandb's asyncio thread "
-    "for every row (95 to 135 us per row of 10 keys, most of it that hand-off); ours adds about 10 us per "
-    "row (5 on the training thread, 5 to 6 on the worker, measured with `run.log` timed apart), 80 us per "
-    "row of 1,000 keys (3%), so about 0.9 to 0.97 of native's rate is what a second Python thread in "
+    "for every row (95 to 135 us per row of 10 keys on the machine of 2026-12-01, most of it that hand-off; "
+    "the table *One history row by itself* has this page's figure); ours adds about 10 us per "
+    "row (5 on the training thread, 5 to 6 on the worker, measured with `run.log` timed apart), and per "
+    "row of 1,000 keys 47 us on the training thread and about 270 us on the worker against about 7 ms of "
+    "`run.log` (4%, measured on 2026-12-02, a machine 2.5 times slower), so about 0.9 to 0.97 of "
+    "native's rate is what a second Python thread in "
     "front of the same `run.log` can give. For rows of 1,000 keys wandb-core is the slower side: with one "
     "core busy elsewhere it took 0.63 to 0.73 s of CPU for 200 rows, against 0.40 to 0.42 s of Python "
     "`run.log` on native's training thread and 0.37 to 0.42 s on our worker (3 repetitions each). "
@@ -908,6 +913,34 @@ READING = [
     "This machine ran other jobs while measuring: single repetitions can be far off (see the [min..max] "
     "spreads); medians of interleaved repetitions and the CPU columns are more robust than any single figure.",
 ]
+
+
+def _over_budget(results: Mapping[str, Any]) -> str:
+    """The machine's Python speed, and why a run took longer than its budget (empty for older results)."""
+    meta, config = results["meta"], results.get("config", {})
+    speed = meta.get("python_speed_s")
+    if speed is None:
+        return ""
+    text = f" (a pure-Python loop of 10 million additions: {speed:.2f} s here)"
+    budget = float(config.get("budget_s") or 0)
+    if budget > 0 and meta["duration_s"] > budget * 1.05:
+        outside = [
+            run["none"]["wall_s"] - run["none"]["window_s"]
+            for entry in results.get("training", {}).values()
+            for run in entry.get("runs", [])
+            if "wall_s" in run.get("none", {}) and "window_s" in run["none"]
+        ]
+        text += (
+            f", over its {budget:.0f} s budget: every section runs its minimum repetitions (two of each "
+            "training table and of the loops that only log) however long they take"
+        )
+        if outside:
+            text += (
+                f", and here a training worker with no logger at all spent {min(outside):.0f} to "
+                f"{max(outside):.0f} s of its process outside the timed window (imports, start-up, exit)"
+            )
+        text += "; the budget was set on a machine where the whole run took about 540 s"
+    return text
 
 
 def write(results: Mapping[str, Any], json_path: Path, doc_path: Path | None) -> None:
