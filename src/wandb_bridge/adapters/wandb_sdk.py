@@ -329,6 +329,7 @@ class RunHandle:
         self._finish = run.finish
         self._watch = run.watch
         self._intercepted = False
+        self._id: str | None = None
 
     def intercept(self, on_log: Any, on_finish: Any, before_watch: Any) -> None:
         """Route the user's ``run.log``/``wandb.log`` and ``run.finish``/``wandb.finish`` through the session.
@@ -393,8 +394,10 @@ class RunHandle:
 
     @property
     def id(self) -> str:
-        """The run id."""
-        return str(self.run.id)
+        """The run id (read once: a run keeps its id, and Lightning's progress bar asks for it every step)."""
+        if self._id is None:
+            self._id = str(self.run.id)
+        return self._id
 
     @property
     def dir(self) -> str | None:
