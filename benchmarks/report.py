@@ -903,7 +903,7 @@ READING = [
     "the table *One history row by itself* has this page's figure); ours adds about 10 us per "
     "row (5 on the training thread, 5 to 6 on the worker, measured with `run.log` timed apart), and per "
     "row of 1,000 keys 47 us on the training thread and about 270 us on the worker against about 7 ms of "
-    "`run.log` (4%, measured on 2026-12-02, a machine 2.5 times slower), so about 0.9 to 0.97 of "
+    "`run.log` (4%, measured on 2026-12-02, where the full benchmark took 2.6 times as long), so about 0.9 to 0.97 of "
     "native's rate is what a second Python thread in "
     "front of the same `run.log` can give. For rows of 1,000 keys wandb-core is the slower side: with one "
     "core busy elsewhere it took 0.63 to 0.73 s of CPU for 200 rows, against 0.40 to 0.42 s of Python "
