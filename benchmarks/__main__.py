@@ -397,10 +397,11 @@ def machine() -> str:
 
 
 def python_speed() -> float:
-    """Seconds a pure-Python loop of 10 million additions takes here (best of 3): how fast this machine is.
+    """Seconds a pure-Python loop of 10 million additions takes here (best of 3), recorded with the results.
 
-    The run's time and every per-row figure scale with it; it lets two pages measured on different
-    machines be compared (the budget of 570 s was set on one where the full run took about 540 s).
+    A rough figure of the interpreter's speed only: it does not see imports, memory or the other
+    core (on 2026-12-02 it was 0.42 s on a VM where the full run took 2.6 times as long as the day
+    before), so the page reports it beside the run's time, not as a factor to scale by.
     """
     best = float("inf")
     for _ in range(3):
