@@ -167,7 +167,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         """Report the previous epoch's checkpoint files; remember the epoch."""
         self._epoch = epoch
-        self._report_written()
+        self._checkpoints.report_written(lambda: self.session)  # the last epoch's files
 
     @guarded("read the learning rate")
     def _train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:  # noqa: ARG002
@@ -213,7 +213,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         """Report the last checkpoint files; save the model once when ``log_model`` asks and no checkpoint ran."""
         with self._holder.boundary("log the end of fit"):
             try:
-                self._report_written()
+                self._checkpoints.report_written(lambda: self.session)  # the last epoch's files
                 session = self._holder.active
                 if session is None:
                     return
@@ -265,11 +265,6 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         path = self._checkpoints.resume_path(siblings, step, initial)
         if path is not None:
             session.resume_from_checkpoint(path)
-
-    def _report_written(self) -> None:
-        """Report the files of the last epoch's checkpoints (:meth:`Checkpoints.report_written`)."""
-        if self._checkpoints.pending:
-            self._checkpoints.report_written(self.session)
 
 
 __all__ = ["WandbBridgeWarning", "WandbKerasCallback"]

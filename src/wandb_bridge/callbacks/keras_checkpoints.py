@@ -9,7 +9,7 @@ tells the session. The Lightning logger's counterpart is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from wandb_bridge.callbacks import keras_support as support
@@ -37,11 +37,6 @@ class Checkpoints:
         """True when this ``fit`` has checkpoint callbacks to follow."""
         return bool(self._followed)
 
-    @property
-    def pending(self) -> bool:
-        """True when an epoch ended whose files were not looked for yet."""
-        return self._pending is not None
-
     def clear(self) -> None:
         """A ``fit`` begins: nothing of an earlier one (that failed before its end) is pending."""
         self._pending = None
@@ -68,13 +63,17 @@ class Checkpoints:
             self._adopt_monitor(session)  # Keras decides mode="auto" at the first epoch end
             self._pending = (step, epoch, logs)
 
-    def report_written(self, session: Session) -> None:
+    def report_written(self, session_of: Callable[[], Session]) -> None:
         """Report the files the followed callbacks wrote in the pending epoch (at the next
-        ``on_epoch_begin`` / ``on_train_end``, whatever the order of the callbacks)."""
+        ``on_epoch_begin`` / ``on_train_end``, whatever the order of the callbacks).
+
+        ``session_of`` gives the callback's session; it is called only when an epoch is pending.
+        """
         pending, self._pending = self._pending, None
         if pending is None:
             return
         step, epoch, logs = pending
+        session = session_of()
         for callback, template, follower in self._followed:
             for path in follower.written_matching(follow.template_glob(template)):
                 meta = support.checkpoint_metadata(callback, path)

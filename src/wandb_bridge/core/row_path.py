@@ -9,7 +9,7 @@ figures and merges it into the row of its step.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from wandb_bridge.adapters import system, wandb_sdk
@@ -29,6 +29,13 @@ from wandb_bridge.core.ops import HealthRow, LogRow
 Row = dict[str, Any]
 _SCALARS = (float, int)
 _SCALAR_SET = frozenset(_SCALARS)
+
+
+def _plain(values: Iterable[object]) -> bool:
+    """True when every value is a plain ``float`` or ``int`` (nothing to detach, read, flatten or convert)."""
+    return _SCALAR_SET.issuperset(map(type, values))
+
+
 # Rows of at least this many keys remember the names of their key set (at most _PLANS key sets).
 _PLAN_KEYS = 16
 _PLANS = 64
@@ -123,7 +130,7 @@ class RowPath:
         if len(values) >= _PLAN_KEYS:  # a wide row: its names in one go when the same keys came before
             shape = (stage, tuple(values))
             plan = self._plans.get(shape)
-            if plan is not None and _SCALAR_SET.issuperset(map(type, numbers)):
+            if plan is not None and _plain(numbers):
                 return dict(zip(plan, numbers, strict=True))
         mapped: Row = {}
         keys = self.keys
@@ -145,7 +152,7 @@ class RowPath:
                 mapped[name] = inner
                 if flat and type(key) is str:
                     names[key] = name
-        if shape is not None and len(mapped) == len(values) and _SCALAR_SET.issuperset(map(type, numbers)):
+        if shape is not None and len(mapped) == len(values) and _plain(numbers):
             if len(self._plans) >= _PLANS:
                 self._plans.clear()
             self._plans[shape] = list(mapped)  # one name per key, in the keys' order
@@ -189,7 +196,7 @@ def hand_over(metrics: Mapping[str, Any]) -> dict[str, Any]:
     not when the worker reads them); CPU scalars are read at once (no device sync on CPU), so
     the queue holds no tensor objects the garbage collector would walk."""
     values = dict(metrics)
-    if _SCALAR_SET.issuperset(map(type, values.values())):  # (the common case: plain numbers, nothing to read)
+    if _plain(values.values()):  # (the common case: nothing to read)
         return values
     for key, value in values.items():
         if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
