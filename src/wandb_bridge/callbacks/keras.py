@@ -3,8 +3,9 @@
 The callback translates Keras events into :class:`~wandb_bridge.core.session.Session` calls;
 key names, the step axis, aliases, the monitor, which checkpoint files are new, the final-model
 rule and run ownership are the core's. It talks to the backend only through ``keras.ops`` and
-``keras.backend``; how it reads Keras is in :mod:`wandb_bridge.callbacks.keras_support`, the
-``ModelCheckpoint`` callbacks it follows in :mod:`wandb_bridge.callbacks.keras_checkpoints`.
+``keras.backend``; how it reads Keras is in :mod:`wandb_bridge.callbacks.keras_support` (a
+fit's config and samples in :mod:`~wandb_bridge.callbacks.keras_data`), the ``ModelCheckpoint``
+callbacks it follows in :mod:`wandb_bridge.callbacks.keras_checkpoints`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Literal
 
+from wandb_bridge.callbacks import keras_data as data
 from wandb_bridge.callbacks import keras_support as support
 from wandb_bridge.callbacks.base import SessionHolder, guarded, resolve_settings
 from wandb_bridge.callbacks.keras_checkpoints import Checkpoints
@@ -157,8 +159,8 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             self._checkpoints.begin(session, siblings)
             if self.log_predictions and self._samples is None:
                 given, count, warner = self._validation_data, self.log_predictions, self._holder.warner
-                self._samples = support.validation_samples(given, arguments, count, warner)
-            extracted = support.fit_config(model, params, arguments, self._clock.batch_size)
+                self._samples = data.validation_samples(given, arguments, count, warner)
+            extracted = data.fit_config(model, params, arguments, self._clock.batch_size)
             extracted["wandb_bridge"] = {"log_freq": self.log_freq, "log_predictions": self.log_predictions}
             session.log_config(hparams.extracted_config(extracted, session.settings.config))
 
@@ -204,7 +206,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         values = logs if rate is None else {**logs, "learning_rate": rate}
         session.log(values, step=step, epoch=float(epoch + 1), samples=self._clock.batch_size)
         if self._samples is not None and self._table is not None:
-            support.log_predictions(self._table, self.model, self._samples, step=step, epoch=float(epoch + 1))
+            data.log_predictions(self._table, self.model, self._samples, step=step, epoch=float(epoch + 1))
         self._last_logs, self._last_epoch = logs, epoch + 1
         self._checkpoints.epoch_ended(session, step, epoch + 1, logs)
 
