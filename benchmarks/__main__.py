@@ -24,7 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import console_cost, e2e, report, startup
-from benchmarks._harness import CONFIGS, OUR_SINKS, ROOT, child_env, count_rows, log, rotation, run_worker
+from benchmarks._harness import (
+    CONFIGS,
+    OUR_SINKS,
+    ROOT,
+    Servers,
+    child_env,
+    count_rows,
+    log,
+    rotation,
+    run_worker,
+)
 
 FRAMEWORKS = ("plain", "lightning", "transformers", "keras")
 SECTIONS = ("defaults", "quiet", "e2e", "checkpoint", "startup")
@@ -142,6 +152,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=",".join(FRAMEWORKS),
         help=f"training rows of these only (default {','.join(FRAMEWORKS)})",
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start every training worker as a fresh process instead of forking it from a warmed one",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latest.json"))
     parser.add_argument("--doc", default=None, help="also write the Markdown performance section to this file")
     return parser.parse_args(argv)
@@ -164,8 +179,12 @@ def bench_training(
     errors: list[str],
     budget: Budget,
     minimum: int,
+    servers: Servers | None,
 ) -> dict[str, dict[str, Any]]:
     """Interleaved repetitions of every row of one configuration (each row: none, native, ours...).
+
+    Each variant runs in a process forked from ``servers``' warmed interpreter for its
+    framework, or (``servers`` None) in a fresh process.
 
     Returns:
         ``"<config>/<framework>[+bar]" -> entry`` (title, raw runs, summary).
@@ -216,6 +235,7 @@ def bench_training(
                     ],
                     inspect=None if variant == "none" else count_rows,
                     env={**CONFIGS[config], **OUR_SINKS.get(variant, {})},
+                    servers=servers,
                 )
                 if not outcome.ok:
                     errors.append(f"{key}/{variant} rep {i + 1}: {outcome.error}")
@@ -471,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sections": sections,
             "threads": 1,
             "budget_s": total,
+            "workers": "fresh" if args.fresh else "forked",
         },
         "training": {},
         "errors": [],
@@ -478,22 +499,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     errors: list[str] = results["errors"]
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
-    for config in ("defaults", "quiet"):
-        if config in sections:
-            budget.begin(config)
-            results["training"].update(
-                bench_training(
-                    config,
-                    frameworks,
-                    reps,
-                    quick,
-                    args.steps_scale,
-                    warmup,
-                    errors,
-                    budget,
-                    min(reps, minimum[config]),
+    with Servers() as servers:
+        for config in ("defaults", "quiet"):
+            if config in sections:
+                budget.begin(config)
+                results["training"].update(
+                    bench_training(
+                        config,
+                        frameworks,
+                        reps,
+                        quick,
+                        args.steps_scale,
+                        warmup,
+                        errors,
+                        budget,
+                        min(reps, minimum[config]),
+                        None if args.fresh else servers,
+                    )
                 )
-            )
     if "e2e" in sections:
         budget.begin("e2e")
         results["e2e"] = bench_e2e(max(1, min(reps, 2)), quick, errors, budget, min(reps, minimum["e2e"]))

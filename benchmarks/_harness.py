@@ -1,11 +1,14 @@
 """Shared pieces: the worker side (timing window, resource figures, result file) and
 the parent side (one variant in one fresh subprocess, with an isolated wandb folder).
 
-Every measured variant runs in its own ``python -m benchmarks.<module>`` process so
-that import and init costs, wandb's service process and allocator state never leak
-from one variant into the next. The worker writes one JSON object to the file named
-by ``--result``; the parent adds the process's whole CPU time (its own and every
-child it waited for, wandb-core included) from ``getrusage(RUSAGE_CHILDREN)``.
+Every measured variant runs in its own process so that init costs, wandb's service
+process and allocator state never leak from one variant into the next: a fresh
+``python -m benchmarks.<module>`` process, or (for the training rows, through a
+:class:`Servers` pool) a process forked from a server that imported torch, the
+framework and wandb once (``benchmarks/_forkserver.py`` says why and what it changes).
+The worker writes one JSON object to the file named by ``--result``; the parent adds
+the process's whole CPU time (its own and every child it waited for, wandb-core
+included): ``getrusage(RUSAGE_CHILDREN)`` for a fresh process, ``wait4`` for a fork.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchmarks._forkserver import ForkServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -373,6 +378,73 @@ def child_env(wandb_dir: str, cuda: bool = False, overrides: Mapping[str, str | 
     return env
 
 
+class Servers:
+    """Fork servers by worker module, started on first use and ended by :meth:`close`.
+
+    A worker module names what its server imports in ``PRELOAD`` (the imports every
+    variant of it shares: torch, the framework, wandb); the module itself is imported too.
+    """
+
+    def __init__(self, cuda: bool = False) -> None:
+        self.cuda = cuda
+        self.work = tempfile.mkdtemp(prefix="wb-bench-servers-")
+        self._servers: dict[str, ForkServer] = {}
+
+    def get(self, module: str) -> ForkServer:
+        """The server for ``module``."""
+        if module not in self._servers:
+            import importlib
+
+            preload = [*getattr(importlib.import_module(module), "PRELOAD", ()), module]
+            folder = os.path.join(self.work, module)
+            os.makedirs(os.path.join(folder, "wandb"), exist_ok=True)
+            self._servers[module] = ForkServer(preload, child_env(os.path.join(folder, "wandb"), self.cuda), folder)
+        return self._servers[module]
+
+    def close(self) -> None:
+        """End every server and delete their folder."""
+        for server in self._servers.values():
+            server.close()
+        self._servers.clear()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def __enter__(self) -> Servers:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _fresh(cmd: Sequence[str], work: str, env: Mapping[str, str], timeout: float) -> tuple[int, float, float, str, str]:
+    """Run ``cmd`` in a fresh process: exit code, wall, CPU (it and its waited children), stdout, stderr."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=work, env=dict(env), capture_output=True, text=True, timeout=timeout, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return proc.returncode, wall, cpu, proc.stdout or "", proc.stderr or ""
+
+
+def _forked(
+    server: ForkServer, module: str, args: Sequence[str], work: str, env: Mapping[str, str], timeout: float
+) -> tuple[int, float, float, str, str]:
+    """Run ``module.main(args)`` in a process forked from ``server``: as :func:`_fresh`."""
+    out, err = os.path.join(work, "stdout.txt"), os.path.join(work, "stderr.txt")
+    job = {"module": module, "args": list(args), "env": dict(env), "cwd": work, "stdout": out, "stderr": err}
+    reply = server.run({**job, "timeout": timeout})
+    if "error" in reply:
+        return -1, 0.0, 0.0, "", str(reply["error"])
+
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text(errors="replace")
+        except OSError:
+            return ""
+
+    return int(reply["rc"]), float(reply["wall_s"]), float(reply["cpu_s"]), read(out), read(err)
+
+
 def run_worker(
     module: str,
     args: Sequence[str],
@@ -382,8 +454,9 @@ def run_worker(
     python_flags: Sequence[str] = (),
     cuda: bool = False,
     env: Mapping[str, str | None] | None = None,
+    servers: Servers | None = None,
 ) -> RunOutcome:
-    """Run ``python -m <module> <args> --result FILE`` in a fresh process and a fresh wandb folder.
+    """Run worker ``module`` with ``args --result FILE`` in its own process and a fresh wandb folder.
 
     Args:
         module: the worker module (``benchmarks.plain``...).
@@ -391,35 +464,32 @@ def run_worker(
         timeout: seconds before the worker is killed.
         inspect: optional ``callable(wandb_dir, result) -> dict`` run before the
             folder is deleted (e.g. to count the rows the run recorded).
-        python_flags: interpreter flags (``-X importtime``).
+        python_flags: interpreter flags (``-X importtime``); a fresh process only.
         cuda: leave the GPUs visible (otherwise ``CUDA_VISIBLE_DEVICES=""``).
         env: variables to set (None: remove) in the worker's environment.
+        servers: fork the worker from this pool's server for ``module`` instead of
+            starting ``python -m <module>`` (not with ``python_flags``).
     """
     work = tempfile.mkdtemp(prefix="wb-bench-")
     result_path = os.path.join(work, "result.json")
     wandb_dir = os.path.join(work, "wandb")
     os.makedirs(wandb_dir)
-    cmd = [sys.executable, *python_flags, "-m", module, *args, "--result", result_path]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    worker_env = child_env(wandb_dir, cuda, env)
     start = time.perf_counter()
     try:
-        proc = subprocess.run(
-            cmd,
-            cwd=work,
-            env=child_env(wandb_dir, cuda, env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        wall = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-        if proc.returncode != 0 or not os.path.exists(result_path):
-            tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-15:]
-            return RunOutcome(False, wall_s=wall, cpu_total_s=cpu, error=f"exit {proc.returncode}: " + "\n".join(tail))
+        if servers is not None and not python_flags:
+            argv = [*args, "--result", result_path]
+            code, wall, cpu, stdout, stderr = _forked(servers.get(module), module, argv, work, worker_env, timeout)
+            if code == -9 and wall >= timeout - 1:
+                raise subprocess.TimeoutExpired(module, timeout)
+        else:
+            cmd = [sys.executable, *python_flags, "-m", module, *args, "--result", result_path]
+            code, wall, cpu, stdout, stderr = _fresh(cmd, work, worker_env, timeout)
+        if code != 0 or not os.path.exists(result_path):
+            tail = (stderr or stdout).strip().splitlines()[-15:]
+            return RunOutcome(False, wall_s=wall, cpu_total_s=cpu, error=f"exit {code}: " + "\n".join(tail))
         result = json.loads(Path(result_path).read_text())
-        result["stderr_tail"] = (proc.stderr or "").strip().splitlines()[-3:]
+        result["stderr_tail"] = stderr.strip().splitlines()[-3:]
         if inspect is not None:
             try:
                 result.update(inspect(wandb_dir, result))

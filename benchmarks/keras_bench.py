@@ -32,6 +32,8 @@ TITLE = "Keras 3 fit (torch backend)"
 NATIVE = 'WandbMetricsLogger(log_freq="batch")'
 OURS = "WandbKerasCallback"
 MODULE = "benchmarks.keras_bench"
+# What the fork server imports once for every variant of this worker (``_forkserver``).
+PRELOAD = ("torch", "keras", "wandb")
 OURS_MODULE = "wandb_bridge.callbacks.keras"
 
 

@@ -31,6 +31,8 @@ TITLE = "Lightning Trainer"
 NATIVE = "lightning WandbLogger"
 OURS = "wandb_bridge.WandbLogger"
 MODULE = "benchmarks.lightning_bench"
+# What the fork server imports once for every variant of this worker (``_forkserver``).
+PRELOAD = ("torch", "lightning.pytorch", "wandb")
 OURS_MODULE = "wandb_bridge.callbacks.lightning"
 
 

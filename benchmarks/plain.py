@@ -28,6 +28,8 @@ TITLE = "plain torch loop"
 NATIVE = "wandb run.log({...})"
 OURS = "Session.log"
 MODULE = "benchmarks.plain"
+# What the fork server imports once for every variant of this worker (``_forkserver``).
+PRELOAD = ("torch", "wandb")
 
 
 def unavailable() -> dict[str, str]:

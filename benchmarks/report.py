@@ -719,7 +719,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         "dict (`PrinterCallback`), once without and once with its default tqdm bar; Keras its default "
         "progress bar. **Quiet**: `WANDB_CONSOLE=off`, no bars, no framework printing (the transformers "
         "Trainer still prints its log dicts; nothing captures them).",
-        f"- Each variant in a fresh process, up to {config['reps']} repetitions (the tables say how many ran "
+        f"- {_workers(config)} Up to {config['reps']} repetitions (the tables say how many ran "
         f"inside the time budget of {config.get('budget_s', 0):.0f} s) interleaved in rotating order, "
         "`WANDB_MODE=offline`, `WANDB_DIR` in a fresh temporary folder, `WANDB_SILENT=true`, "
         "`WANDB__DISABLE_STATS=true`, the same for both sides. Every package is imported from compiled "
@@ -733,7 +733,9 @@ def markdown(results: Mapping[str, Any]) -> str:
         "*CPU ratio*: the training process's CPU (all its threads) added per step. *Ratio incl. finish* adds "
         "the time from the end of training until the run is finished (the backlog drained there).",
         "- Whole-process CPU: the worker process and every child it waited for (wandb-core, our logging "
-        "helper), from `getrusage(RUSAGE_CHILDREN)` in the parent.",
+        "helper): `os.wait4` for a forked training worker (from the fork to its exit: the imports every "
+        "variant shares are not in it, ours is), `getrusage(RUSAGE_CHILDREN)` for a fresh process (its "
+        "imports included).",
         "- End to end and sustained throughput (`benchmarks/e2e.py`, under the defaults): a loop that only "
         "logs (native `run.log`, ours `Session.log`), from the first line of the script (before any import) to "
         "the run finished, `finish()`'s drain included; *rows/s* = rows / (loop + finish), judged for the wide "
@@ -915,6 +917,21 @@ READING = [
 ]
 
 
+def _workers(config: Mapping[str, Any]) -> str:
+    """How the training workers were started (results before 2026-12-02 03:00 had fresh processes only)."""
+    if config.get("workers") == "forked":
+        return (
+            "Every training variant (no logger included) in its own process, forked from a server that "
+            "imported torch, the framework, wandb and the worker once (`benchmarks/_forkserver.py`): its own "
+            "environment, working folder and wandb folder, its own wandb-core; wandb-bridge is not preloaded, "
+            "so its import is counted on our side. The forked worker ends as a normal exit would (threads "
+            "joined, `atexit` handlers run: wandb-core is waited for) but without freeing the preloaded "
+            "modules one by one. The loops that only log, the checkpoint and start-up figures use a fresh "
+            "`python` process per variant."
+        )
+    return "Each variant in a fresh process."
+
+
 def _over_budget(results: Mapping[str, Any]) -> str:
     """The machine's Python speed, and why a run took longer than its budget (empty for older results)."""
     meta, config = results["meta"], results.get("config", {})
@@ -930,16 +947,14 @@ def _over_budget(results: Mapping[str, Any]) -> str:
             for run in entry.get("runs", [])
             if "wall_s" in run.get("none", {}) and "window_s" in run["none"]
         ]
-        text += (
-            f", over its {budget:.0f} s budget: every section runs its minimum repetitions (two of each "
-            "training table and of the loops that only log) however long they take"
-        )
+        text += f", over its {budget:.0f} s budget: every section runs its minimum repetitions however long they take"
         if outside:
+            where = "start-up and exit" if config.get("workers") == "forked" else "imports, start-up, exit"
             text += (
                 f", and here a training worker with no logger at all spent {min(outside):.0f} to "
-                f"{max(outside):.0f} s of its process outside the timed window (imports, start-up, exit)"
+                f"{max(outside):.0f} s of its process outside the timed window ({where})"
             )
-        text += "; the budget was set on a machine where the whole run took about 540 s"
+        text += "; the budget was set on a machine where the whole run took 540 s (a fresh process per variant)"
     return text
 
 

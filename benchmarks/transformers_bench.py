@@ -35,6 +35,8 @@ TITLE = "transformers Trainer"
 NATIVE = 'report_to="wandb"'
 OURS = "WandbTrainerCallback"
 MODULE = "benchmarks.transformers_bench"
+# What the fork server imports once for every variant of this worker (``_forkserver``).
+PRELOAD = ("torch", "transformers.trainer", "wandb")
 OURS_MODULE = "wandb_bridge.callbacks.transformers"
 
 
