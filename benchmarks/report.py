@@ -631,7 +631,7 @@ def _sink_lines(results: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"{fw['title']}: training-process CPU added per step, default (auto) vs in-process: {step}; "
             f"whole-process CPU: {whole}. Moving to the logging process saved the training process {saved:.0f} us "
-            f"per row and costs {extra:+.2f} s of CPU in total over this run's {rows:,} rows."
+            f"per row and changed the whole process's CPU by {extra:+.2f} s over this run's {rows:,} rows."
         )
     return lines
 
@@ -880,10 +880,12 @@ READING = [
     "takes wandb's per-row Python work (about 100 us per row of 10 keys, 2 ms per row of 1,000 keys) off "
     "the training process, so training waits least when rows are frequent and cores are free; but it "
     "attaches to the run (about 10 ms of CPU forked, 0.7 s spawned) and on two busy cores it competes "
-    "with training and wandb-core for CPU. The in-process sink spends no extra start-up and less CPU in total, "
-    "and logs a burst of rows from one background thread; its rows compete with training for the GIL.",
+    "with training and wandb-core for CPU. The in-process sink spends no extra start-up and logs a burst of "
+    "rows from one background thread; its rows compete with training for the GIL.",
     "Where ours is at parity rather than ahead, and why (measured): *whole-process CPU in Lightning and the "
-    "quiet transformers Trainer* (0.90 to 1.08 across runs): the helper's `run.log` per row costs what "
+    "quiet transformers Trainer* (0.90 to 1.08 in the runs of 2026-12-01 and 2026-12-02 up to 03:00 UTC, "
+    "whose figures also held each worker's 10 to 12 s of imports; the Summary above has this run's, without "
+    "the imports every variant shares): the helper's `run.log` per row costs what "
     "native's costs on the training thread; on top come attaching to the run (about 10 ms of CPU) and the "
     "fork's copy-on-write pages. A full garbage collection in the training process after the fork wrote to "
     "every object it tracks and so copied ~22,000 pages (0.1 to 0.15 s of kernel time in a transformers "

@@ -374,3 +374,41 @@ def test_importing_plugin_does_not_import_wandb() -> None:
         "assert 'wandb' not in sys.modules, 'wandb imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_numbers_read_back_with_their_json_type(wandb_offline: WandbOfflineRuns) -> None:
+    """Values parsed on the reader's number fast path equal what JSON gives (type and value); strings stay strings."""
+    import json
+    import math
+
+    import wandb
+
+    values: dict[str, Any] = {
+        "int": 7,
+        "neg_int": -12,
+        "zero": 0,
+        "big": 2**62,
+        "float": 0.1,
+        "neg_float": -2.5,
+        "tiny": 1e-300,
+        "huge": -3.5e200,
+        "nan": float("nan"),
+        "inf": float("inf"),
+        "neg_inf": float("-inf"),
+        "text": "12abc",
+        "digits_text": "123",
+    }
+    run = wandb.init()
+    run.log({f"v/{k}": v for k, v in values.items()})
+    run.finish()
+    record = wandb_offline.run()
+    row = record.history[0]
+    for key, value in values.items():
+        got = row[f"v/{key}"]
+        assert type(got) is type(value), (key, got)
+        if isinstance(value, float) and math.isnan(value):
+            assert math.isnan(got)
+        else:
+            assert got == value, (key, got)
+        assert json.dumps(got) == json.dumps(value)
+    assert record.summary["v/neg_int"] == -12 and record.summary["v/text"] == "12abc"

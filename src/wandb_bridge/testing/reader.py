@@ -424,7 +424,15 @@ def _scan_log(path: Path, data: bytes) -> _LogScan:
 # Record interpretation
 
 
+_NUMBER_START = frozenset("-0123456789")
+
+
 def _decode_json(path: Path, offset: int, text: str, what: str) -> Any:
+    if text and text[0] in _NUMBER_START:  # most values are numbers: int()/float() take a quarter of the time
+        try:
+            return int(text) if text.isdigit() or (text[0] == "-" and text[1:].isdigit()) else float(text)
+        except ValueError:
+            pass  # not a plain number: json.loads decides (and reports what is invalid)
     try:
         return json.loads(text)
     except ValueError as exc:
