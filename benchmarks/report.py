@@ -956,6 +956,9 @@ def _over_budget(results: Mapping[str, Any]) -> str:
                 f", and here a training worker with no logger at all spent {min(outside):.0f} to "
                 f"{max(outside):.0f} s of its process outside the timed window ({where})"
             )
+        sections = meta.get("section_s", {})
+        if sections:
+            text += " (seconds per section: " + ", ".join(f"{k} {v:.0f}" for k, v in sections.items()) + ")"
         text += "; the budget was set on a machine where the whole run took 540 s (a fresh process per variant)"
     return text
 
