@@ -18,7 +18,7 @@ itself is not preloaded, so its import is counted on our side.
 Protocol (server side, ``python -m benchmarks._forkserver --preload a,b``): after the
 imports the server prints one JSON line ``{"ready": ...}``; then for each JSON job line
 on stdin (``module, args, env, cwd, stdout, stderr, timeout``) it forks, waits and prints
-one JSON reply line (``rc, wall_s, cpu_s``).
+one JSON reply line (``rc, timed_out, wall_s, cpu_s``).
 """
 
 from __future__ import annotations
@@ -109,7 +109,11 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
         finally:
             _exit(code)
 
+    timed_out = False
+
     def _timeout(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal timed_out
+        timed_out = True
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -128,6 +132,7 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
         pass
     return {
         "rc": os.waitstatus_to_exitcode(status),
+        "timed_out": timed_out,
         "wall_s": wall,
         # The child's own CPU plus every descendant it waited for (wandb-core, the logging process).
         "cpu_s": usage.ru_utime + usage.ru_stime,
@@ -193,6 +198,7 @@ class ForkServer:
             proc.kill()
             raise RuntimeError(f"the fork server did not start: {ready}")
         if ready.get("threads", 1) != 1:
+            proc.kill()
             raise RuntimeError(f"the fork server has {ready['threads']} threads after its imports; forking is unsafe")
         self.started_s += time.perf_counter() - began
         return proc
@@ -207,7 +213,7 @@ class ForkServer:
         return result
 
     def run(self, job: Mapping[str, Any]) -> dict[str, Any]:
-        """Run one job; its reply (``rc, wall_s, cpu_s``, or ``error``)."""
+        """Run one job; its reply (``rc, timed_out, wall_s, cpu_s``, or ``error``)."""
         if self._proc is None or self._proc.poll() is not None:
             self._proc = self._start()
         assert self._proc.stdin is not None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import os
 import resource
@@ -393,8 +394,6 @@ class Servers:
     def get(self, module: str) -> ForkServer:
         """The server for ``module``."""
         if module not in self._servers:
-            import importlib
-
             preload = [*getattr(importlib.import_module(module), "PRELOAD", ()), module]
             folder = os.path.join(self.work, module)
             os.makedirs(os.path.join(folder, "wandb"), exist_ok=True)
@@ -415,26 +414,43 @@ class Servers:
         self.close()
 
 
-def _fresh(cmd: Sequence[str], work: str, env: Mapping[str, str], timeout: float) -> tuple[int, float, float, str, str]:
-    """Run ``cmd`` in a fresh process: exit code, wall, CPU (it and its waited children), stdout, stderr."""
+@dataclass(frozen=True)
+class _Exit:
+    """How one worker process ended, seen from outside it."""
+
+    code: int
+    wall_s: float
+    cpu_s: float  # its own and every child it waited for
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+
+
+def _fresh(cmd: Sequence[str], work: str, env: Mapping[str, str], timeout: float) -> _Exit:
+    """Run ``cmd`` in a fresh process (CPU from ``getrusage(RUSAGE_CHILDREN)``)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=work, env=dict(env), capture_output=True, text=True, timeout=timeout, check=False)
+    try:
+        proc = subprocess.run(
+            cmd, cwd=work, env=dict(env), capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return _Exit(-9, time.perf_counter() - start, 0.0, "", "", timed_out=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return proc.returncode, wall, cpu, proc.stdout or "", proc.stderr or ""
+    return _Exit(proc.returncode, wall, cpu, proc.stdout or "", proc.stderr or "")
 
 
 def _forked(
     server: ForkServer, module: str, args: Sequence[str], work: str, env: Mapping[str, str], timeout: float
-) -> tuple[int, float, float, str, str]:
-    """Run ``module.main(args)`` in a process forked from ``server``: as :func:`_fresh`."""
+) -> _Exit:
+    """Run ``module.main(args)`` in a process forked from ``server`` (CPU from ``wait4``)."""
     out, err = os.path.join(work, "stdout.txt"), os.path.join(work, "stderr.txt")
     job = {"module": module, "args": list(args), "env": dict(env), "cwd": work, "stdout": out, "stderr": err}
     reply = server.run({**job, "timeout": timeout})
     if "error" in reply:
-        return -1, 0.0, 0.0, "", str(reply["error"])
+        return _Exit(-1, 0.0, 0.0, "", str(reply["error"]))
 
     def read(path: str) -> str:
         try:
@@ -442,7 +458,9 @@ def _forked(
         except OSError:
             return ""
 
-    return int(reply["rc"]), float(reply["wall_s"]), float(reply["cpu_s"]), read(out), read(err)
+    return _Exit(
+        int(reply["rc"]), float(reply["wall_s"]), float(reply["cpu_s"]), read(out), read(err), bool(reply["timed_out"])
+    )
 
 
 def run_worker(
@@ -475,29 +493,27 @@ def run_worker(
     wandb_dir = os.path.join(work, "wandb")
     os.makedirs(wandb_dir)
     worker_env = child_env(wandb_dir, cuda, env)
-    start = time.perf_counter()
     try:
         if servers is not None and not python_flags:
             argv = [*args, "--result", result_path]
-            code, wall, cpu, stdout, stderr = _forked(servers.get(module), module, argv, work, worker_env, timeout)
-            if code == -9 and wall >= timeout - 1:
-                raise subprocess.TimeoutExpired(module, timeout)
+            ended = _forked(servers.get(module), module, argv, work, worker_env, timeout)
         else:
             cmd = [sys.executable, *python_flags, "-m", module, *args, "--result", result_path]
-            code, wall, cpu, stdout, stderr = _fresh(cmd, work, worker_env, timeout)
-        if code != 0 or not os.path.exists(result_path):
-            tail = (stderr or stdout).strip().splitlines()[-15:]
-            return RunOutcome(False, wall_s=wall, cpu_total_s=cpu, error=f"exit {code}: " + "\n".join(tail))
+            ended = _fresh(cmd, work, worker_env, timeout)
+        wall, cpu = ended.wall_s, ended.cpu_s
+        if ended.timed_out:
+            return RunOutcome(False, wall_s=wall, error=f"timed out after {timeout:.0f} s")
+        if ended.code != 0 or not os.path.exists(result_path):
+            tail = (ended.stderr or ended.stdout).strip().splitlines()[-15:]
+            return RunOutcome(False, wall_s=wall, cpu_total_s=cpu, error=f"exit {ended.code}: " + "\n".join(tail))
         result = json.loads(Path(result_path).read_text())
-        result["stderr_tail"] = stderr.strip().splitlines()[-3:]
+        result["stderr_tail"] = ended.stderr.strip().splitlines()[-3:]
         if inspect is not None:
             try:
                 result.update(inspect(wandb_dir, result))
             except Exception as exc:  # a reader problem must not lose the timing
                 result["inspect_error"] = f"{type(exc).__name__}: {exc}"
         return RunOutcome(True, result, wall_s=wall, cpu_total_s=cpu)
-    except subprocess.TimeoutExpired:
-        return RunOutcome(False, wall_s=time.perf_counter() - start, error=f"timed out after {timeout:.0f} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
