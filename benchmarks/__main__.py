@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -28,13 +28,17 @@ from benchmarks._harness import (
     CONFIGS,
     OUR_SINKS,
     ROOT,
+    GroupJob,
     Servers,
     child_env,
+    count_history_rows,
     count_rows,
     log,
     rotation,
+    run_group,
     run_worker,
 )
+from benchmarks._turns import LEAD_S, TURN_S
 
 FRAMEWORKS = ("plain", "lightning", "transformers", "keras")
 SECTIONS = ("defaults", "quiet", "e2e", "checkpoint", "startup")
@@ -64,9 +68,9 @@ _MODULES = {
     "keras": "benchmarks.keras_bench",
 }
 
-# Logged steps in the timing window, per framework (full run / --quick); the frameworks'
-# own per-step cost differs sevenfold, so each gets enough steps for a window of ~0.5-1.5 s
-# without a logger (longer windows average out bursts of other load on the machine).
+# Logged steps in the timing window, per framework (full run / --quick): the most a full run
+# takes. The frameworks' own per-step cost differs sevenfold, and machines by 3x, so a full
+# run sizes each framework's window by time (``calibrate``): WINDOW_S without a logger.
 STEPS = {
     "plain": (4000, 300),
     "lightning": (1500, 120),
@@ -74,6 +78,11 @@ STEPS = {
     "keras": (1000, 100),
 }
 WARMUP = (30, 20)
+# The no-logger window (timed steps) a full run sizes each framework's rows for: two
+# repetitions of both tables then fit the time budget on a slow 2-core VM, and each variant
+# still gets several turns (``_turns``: 0.25 s timed after 0.1 s untimed, each).
+WINDOW_S = 2.0
+CALIBRATION_STEPS = 200
 # Shares of the time budget per section, from their cost on a 2-core machine (unused time carries
 # over to the next section): two repetitions of the defaults (~225 s) and of the quiet configuration
 # (~120 s), e2e ~70 s, checkpoint ~55 s, start-up ~15 s.
@@ -157,6 +166,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="start every training worker as a fresh process instead of forking it from a warmed one",
     )
+    parser.add_argument(
+        "--turn-s",
+        type=float,
+        default=TURN_S,
+        help=f"timed seconds per turn when a row's variants share the window (default {TURN_S:g})",
+    )
+    parser.add_argument(
+        "--lead-s",
+        type=float,
+        default=LEAD_S,
+        help=f"untimed seconds at the start of each turn (default {LEAD_S:g})",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latest.json"))
     parser.add_argument("--doc", default=None, help="also write the Markdown performance section to this file")
     return parser.parse_args(argv)
@@ -173,18 +194,21 @@ def bench_training(
     config: str,
     frameworks: Sequence[str],
     reps: int,
-    quick: bool,
-    steps_scale: float,
+    steps_by_name: Mapping[str, int],
     warmup: int,
     errors: list[str],
     budget: Budget,
     minimum: int,
     servers: Servers | None,
+    turn_s: float,
+    lead_s: float,
 ) -> dict[str, dict[str, Any]]:
     """Interleaved repetitions of every row of one configuration (each row: none, native, ours...).
 
     Each variant runs in a process forked from ``servers``' warmed interpreter for its
-    framework, or (``servers`` None) in a fresh process.
+    framework, or (``servers`` None) in a fresh process; a row's variants run at the same
+    time and take their windows in turns of ``lead_s`` untimed and ``turn_s`` timed seconds
+    (``_turns``).
 
     Returns:
         ``"<config>/<framework>[+bar]" -> entry`` (title, raw runs, summary).
@@ -196,7 +220,7 @@ def bench_training(
             continue
         module = importlib.import_module(_MODULES[name])
         unavailable: dict[str, str] = module.unavailable()
-        steps = max(10, int(STEPS[name][1 if quick else 0] * steps_scale))
+        steps = steps_by_name[name]
         key = _row_key(config, name, bar)
         entry: dict[str, Any] = {
             "title": module.TITLE + (", progress bar" if bar else ""),
@@ -226,17 +250,24 @@ def bench_training(
             break
         for key, bar, printing, module, variants, steps in plan:
             rep: dict[str, Any] = {}
-            for variant in rotation(variants, reps)[i]:
-                outcome = run_worker(
-                    module.MODULE,
+            order = rotation(variants, reps)[i]
+            jobs = [
+                GroupJob(
+                    variant,
                     [
                         *("--variant", "ours" if variant.startswith("ours") else variant, "--steps", str(steps)),
                         *("--warmup", str(warmup), "--bar", str(bar), "--printing", str(printing)),
                     ],
-                    inspect=None if variant == "none" else count_rows,
                     env={**CONFIGS[config], **OUR_SINKS.get(variant, {})},
-                    servers=servers,
+                    inspect=None if variant == "none" else count_rows,
                 )
+                for variant in order
+            ]
+            began = time.perf_counter()
+            outcomes = run_group(module.MODULE, jobs, servers=servers, turn_s=turn_s, lead_s=lead_s)
+            took = time.perf_counter() - began
+            log(f"[{key}] rep {i + 1}/{reps}: {len(jobs)} variants in turns of {turn_s:g} s took {took:.1f} s")
+            for variant, outcome in zip(order, outcomes, strict=True):
                 if not outcome.ok:
                     errors.append(f"{key}/{variant} rep {i + 1}: {outcome.error}")
                     log(f"[{key}] rep {i + 1}/{reps} {variant}: FAILED {outcome.error.splitlines()[-1:]}")
@@ -245,7 +276,7 @@ def bench_training(
                 rep[variant] = result
                 log(
                     f"[{key}] rep {i + 1}/{reps} {variant:11s}: {result['window_s'] / steps * 1e6:7.1f} us/step, "
-                    f"process {outcome.wall_s:5.1f} s, CPU {outcome.cpu_total_s:5.2f} s"
+                    f"process {outcome.wall_s:5.1f} s, CPU {outcome.cpu_total_s:5.2f} s, turns {result.get('turns')}"
                     + (f", rows {result.get('rows')}" if "rows" in result else "")
                 )
             entries[key]["runs"].append(rep)
@@ -259,6 +290,46 @@ def bench_training(
             if variant != "none" and got and got != [expected]:
                 errors.append(f"{key}/{variant}: recorded {got} loss rows, expected {expected}")
     return entries
+
+
+def calibrate(
+    frameworks: Sequence[str], quick: bool, steps_scale: float, servers: Servers | None
+) -> dict[str, dict[str, Any]]:
+    """Logged steps per framework for the training rows, and how they were found.
+
+    A full run times ``CALIBRATION_STEPS`` steps of the no-logger worker (printing as under
+    the defaults) and sizes the window to ``WINDOW_S``, never past :data:`STEPS`; ``--quick``
+    (or a calibration that failed) takes :data:`STEPS` as they are. ``--steps-scale``
+    multiplies the result.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name in frameworks:
+        cap = max(10, int(STEPS[name][1 if quick else 0] * steps_scale))
+        module = importlib.import_module(_MODULES[name])
+        if quick or "none" in module.unavailable():
+            out[name] = {"steps": cap, "from": "table"}
+            continue
+        outcome = run_worker(
+            module.MODULE,
+            ["--variant", "none", "--steps", str(CALIBRATION_STEPS), "--warmup", "20", "--printing", "1"],
+            env=CONFIGS["defaults"],
+            servers=servers,
+        )
+        if not outcome.ok:
+            log(f"[calibrate] {name}: failed, taking {cap} steps ({outcome.error.splitlines()[-1:]})")
+            out[name] = {"steps": cap, "from": "table"}
+            continue
+        step_us = outcome.result["window_s"] / CALIBRATION_STEPS * 1e6
+        steps = max(50, min(cap, int(WINDOW_S * steps_scale / step_us * 1e6)))
+        out[name] = {
+            "steps": steps,
+            "from": "calibration",
+            "step_us": step_us,
+            "calibration_steps": CALIBRATION_STEPS,
+            "window_s": WINDOW_S * steps_scale,
+        }
+        log(f"[calibrate] {name}: {step_us:.0f} us/step without a logger -> {steps} steps per window")
+    return out
 
 
 def bench_e2e(reps: int, quick: bool, errors: list[str], budget: Budget, minimum: int) -> dict[str, Any]:
@@ -278,7 +349,7 @@ def bench_e2e(reps: int, quick: bool, errors: list[str], budget: Budget, minimum
                         *("--variant", "ours" if variant.startswith("ours") else variant),
                         *("--steps", str(steps), "--keys", str(keys)),
                     ],
-                    inspect=count_rows,
+                    inspect=count_history_rows,
                     env={**CONFIGS["defaults"], **OUR_SINKS.get(variant, {})},
                 )
                 if not outcome.ok:
@@ -492,6 +563,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "threads": 1,
             "budget_s": total,
             "workers": "fresh" if args.fresh else "forked",
+            "turn_s": args.turn_s,
+            "lead_s": args.lead_s,
         },
         "training": {},
         "errors": [],
@@ -500,23 +573,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors: list[str] = results["errors"]
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     with Servers() as servers:
-        for config in ("defaults", "quiet"):
-            if config in sections:
-                budget.begin(config)
-                results["training"].update(
-                    bench_training(
-                        config,
-                        frameworks,
-                        reps,
-                        quick,
-                        args.steps_scale,
-                        warmup,
-                        errors,
-                        budget,
-                        min(reps, minimum[config]),
-                        None if args.fresh else servers,
-                    )
+        training = [c for c in ("defaults", "quiet") if c in sections]
+        sizing: dict[str, dict[str, Any]] = {}
+        for config in training:
+            budget.begin(config)
+            if not sizing:  # once, inside the first table's time
+                sizing = calibrate(frameworks, quick, args.steps_scale, None if args.fresh else servers)
+                results["config"]["steps"] = sizing
+            results["training"].update(
+                bench_training(
+                    config,
+                    frameworks,
+                    reps,
+                    {name: figures["steps"] for name, figures in sizing.items()},
+                    warmup,
+                    errors,
+                    budget,
+                    min(reps, minimum[config]),
+                    None if args.fresh else servers,
+                    args.turn_s,
+                    args.lead_s,
                 )
+            )
     if "e2e" in sections:
         budget.begin("e2e")
         results["e2e"] = bench_e2e(max(1, min(reps, 2)), quick, errors, budget, min(reps, minimum["e2e"]))

@@ -17,8 +17,10 @@ itself is not preloaded, so its import is counted on our side.
 
 Protocol (server side, ``python -m benchmarks._forkserver --preload a,b``): after the
 imports the server prints one JSON line ``{"ready": ...}``; then for each JSON job line
-on stdin (``module, args, env, cwd, stdout, stderr, timeout``) it forks, waits and prints
-one JSON reply line (``rc, timed_out, wall_s, cpu_s``).
+on stdin (``module, args, env, cwd, stdout, stderr, timeout``), or ``{"batch": [job...]}``,
+it forks one worker per job, all at once, and prints one JSON reply line per worker as it
+ends (``index, rc, timed_out, wall_s, cpu_s``). A batch is how the variants of one training
+row share their window in turns (``_turns``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -96,11 +98,10 @@ def _exit(code: int) -> None:
         os._exit(code)
 
 
-def _run(job: Mapping[str, Any]) -> dict[str, Any]:
-    """Fork one worker for ``job``, wait for it (killing its group after ``timeout``), report it."""
+def _fork(job: Mapping[str, Any]) -> int:
+    """Fork the worker of ``job``; its pid (the child never returns)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    started = time.perf_counter()
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -108,35 +109,52 @@ def _run(job: Mapping[str, Any]) -> dict[str, Any]:
             code = _child(job)
         finally:
             _exit(code)
+    return pid
 
+
+def _run_batch(jobs: Sequence[Mapping[str, Any]], replies: IO[str]) -> None:
+    """Fork one worker per job, all at once; print one reply per worker as it ends (with its ``index``).
+
+    One alarm covers the batch (the longest job's ``timeout``): when it fires, every worker
+    still running has its process group killed and is reported ``timed_out``.
+    """
+    started = time.perf_counter()
+    pids = {_fork(job): index for index, job in enumerate(jobs)}
+    running = dict(pids)
     timed_out = False
 
     def _timeout(_signum: int, _frame: FrameType | None) -> None:
         nonlocal timed_out
         timed_out = True
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        for pid in running:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     signal.signal(signal.SIGALRM, _timeout)
-    signal.alarm(max(1, int(job.get("timeout", 300))))
+    signal.alarm(max(1, int(max(float(job.get("timeout", 300)) for job in jobs))))
     try:
-        _, status, usage = os.wait4(pid, 0)
+        while running:
+            pid, status, usage = os.wait4(-1, 0)
+            index = running.pop(pid, None)
+            if index is None:
+                continue
+            try:  # leftovers of the group (a wandb-core that outlived its worker) must not run on
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            reply = {
+                "index": index,
+                "rc": os.waitstatus_to_exitcode(status),
+                "timed_out": timed_out,
+                "wall_s": time.perf_counter() - started,
+                # The child's own CPU plus every descendant it waited for (wandb-core, the logging process).
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+            }
+            print(json.dumps(reply), file=replies, flush=True)
     finally:
         signal.alarm(0)
-    wall = time.perf_counter() - started
-    try:  # leftovers of the group (a wandb-core that outlived its worker) must not run into the next variant
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    return {
-        "rc": os.waitstatus_to_exitcode(status),
-        "timed_out": timed_out,
-        "wall_s": wall,
-        # The child's own CPU plus every descendant it waited for (wandb-core, the logging process).
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-    }
 
 
 def serve(preload: Sequence[str]) -> None:
@@ -149,7 +167,8 @@ def serve(preload: Sequence[str]) -> None:
     print(json.dumps({"ready": True, "preloaded": list(preload), "threads": threads}), file=replies, flush=True)
     for line in sys.stdin:
         if line.strip():
-            print(json.dumps(_run(json.loads(line))), file=replies, flush=True)
+            request = json.loads(line)
+            _run_batch(request.get("batch") or [request], replies)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -214,16 +233,33 @@ class ForkServer:
 
     def run(self, job: Mapping[str, Any]) -> dict[str, Any]:
         """Run one job; its reply (``rc, timed_out, wall_s, cpu_s``, or ``error``)."""
+        replies: list[dict[str, Any]] = []
+        self.run_batch([job], replies.append)
+        return replies[0]
+
+    def run_batch(self, jobs: Sequence[Mapping[str, Any]], on_reply: Callable[[dict[str, Any]], None]) -> None:
+        """Run ``jobs`` at the same time; ``on_reply`` gets each one's reply (with its ``index``) as it ends.
+
+        If the server dies, every job not yet replied for gets an ``error`` reply.
+        """
+        pending = set(range(len(jobs)))
         if self._proc is None or self._proc.poll() is not None:
             self._proc = self._start()
         assert self._proc.stdin is not None
         try:
-            self._proc.stdin.write(json.dumps(dict(job)) + "\n")
+            self._proc.stdin.write(json.dumps({"batch": [dict(job) for job in jobs]}) + "\n")
             self._proc.stdin.flush()
         except BrokenPipeError:
             self._proc = None
-            return {"error": "the fork server exited"}
-        return self._reply(self._proc)
+        while pending and self._proc is not None:
+            reply = self._reply(self._proc)
+            if "error" in reply:
+                self._proc = None
+                break
+            pending.discard(int(reply["index"]))
+            on_reply(reply)
+        for index in sorted(pending):
+            on_reply({"index": index, "error": "the fork server exited"})
 
     def close(self) -> None:
         """End the server (it has no job running between calls)."""

@@ -24,7 +24,7 @@ from benchmarks._harness import process_figures, worker_args, write_result  # no
 
 MODULE = "benchmarks.e2e"
 # (name, steps, keys per row): a short run, wide rows, and a tight loop of narrow rows.
-SCENARIOS = (("short", 20, 10), ("wide", 200, 1000), ("narrow", 20000, 10))
+SCENARIOS = (("short", 20, 10), ("wide", 100, 1000), ("narrow", 8000, 10))
 QUICK_SCENARIOS = (("short", 20, 10), ("wide", 50, 1000), ("narrow", 2000, 10))
 
 

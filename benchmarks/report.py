@@ -727,7 +727,9 @@ def markdown(results: Mapping[str, Any]) -> str:
         "`PYTHONDONTWRITEBYTECODE` from the workers' environment: this machine sets it, and before, each "
         "worker compiled our ~30 modules from source, 34 ms, while wandb's were compiled at install).",
         f"- Timed window: from the start of step {config['warmup']} to the start of step "
-        f"{config['warmup']} + N (N = {steps}), measured by a timing callback of the framework itself. "
+        f"{config['warmup']} + N (N = {steps}), measured by a timing callback of the framework itself"
+        f"{_sizing(config)}. "
+        f"{_turns_text(config)}"
         "Overhead per logged step = (window of the variant - window of no logger in the same repetition) / "
         "N; median and [min..max] over repetitions. *Ratio, best of reps*: min(variant) - min(no logger). "
         "*CPU ratio*: the training process's CPU (all its threads) added per step. *Ratio incl. finish* adds "
@@ -932,6 +934,41 @@ def _workers(config: Mapping[str, Any]) -> str:
             "`python` process per variant."
         )
     return "Each variant in a fresh process."
+
+
+def _sizing(config: Mapping[str, Any]) -> str:
+    """How N was chosen (results before 2026-12-02 06:00 had a fixed table)."""
+    sizing = config.get("steps") or {}
+    timed = {k: v for k, v in sizing.items() if v.get("from") == "calibration"}
+    if not timed:
+        return ""
+    each = ", ".join(f"{name} {v['step_us']:,.0f} us" for name, v in timed.items())
+    first = next(iter(timed.values()))
+    return (
+        f"; N is sized per framework so that the no-logger window takes about {first.get('window_s', 2):g} s "
+        f"here: a short no-logger worker timed {first.get('calibration_steps', 200)} steps first "
+        f"({each} per step), capped at the step counts sized on a fast machine"
+    )
+
+
+def _turns_text(config: Mapping[str, Any]) -> str:
+    """How a row's variants shared the window (results before 2026-12-02 06:00 ran one after the other)."""
+    turn = config.get("turn_s")
+    if not turn:
+        return ""
+    lead = config.get("lead_s", 0.1)
+    return (
+        "A row's variants run at the same time, each in its own process, and take the window in turns "
+        f"(`benchmarks/_turns.py`): each turn is {lead:g} s of untimed steps (the logger back at its steady "
+        f"state: rows in flight to its thread or process) and then {turn:g} s of timed steps, handed on at a "
+        "step's start, one process at a time. So no two timed stretches overlap, and every variant meets the "
+        "machine within a second of the others: this VM's own speed drifts by 10 to 30% over seconds, as "
+        "much as the overhead measured, and one variant after another met a different machine each. Without "
+        "the lead-in, short turns read our plain-loop overhead at a third of its value (70 to 115 us/step at "
+        "0.1 s turns against 225 at 1 s: rows still in flight were handled while another variant trained); "
+        "with it, 0.25 s and 1 s turns agree within their noise. The window's figures are the timed steps' "
+        "times scaled to N. Start-up, warm-up and `finish()` overlap between variants; none of it is timed. "
+    )
 
 
 def _over_budget(results: Mapping[str, Any]) -> str:

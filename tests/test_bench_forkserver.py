@@ -8,11 +8,12 @@ is reported as failed, and one that hangs is killed at its timeout.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 
 import pytest
-from benchmarks._harness import CONFIGS, RunOutcome, Servers, count_rows, run_worker
+from benchmarks._harness import CONFIGS, GroupJob, RunOutcome, Servers, count_rows, run_group, run_worker
 
 pytestmark = pytest.mark.slow
 
@@ -68,3 +69,41 @@ def test_a_hanging_worker_is_killed_at_its_timeout(servers: Servers) -> None:
     assert "timed out after 3 s" in outcome.error
     assert json.dumps(outcome.result) == "{}"
     assert _plain(servers, "none").ok  # the server survived the kill
+
+
+def _job(variant: str, steps: int = STEPS) -> GroupJob:
+    args = ["--variant", variant, "--steps", str(steps), "--warmup", str(WARMUP), "--printing", "1"]
+    return GroupJob(variant, args, CONFIGS["defaults"], None if variant in ("none", "no-such-variant") else count_rows)
+
+
+def test_a_row_shares_its_window_in_turns_that_never_overlap(servers: Servers) -> None:
+    # Three variants at once, 400 steps each in turns of 0.05 s: each worker gets several
+    # turns, every timed stretch is its own (no two overlap), and every row is recorded.
+    jobs = [_job(variant, 400) for variant in ("none", "native", "ours")]
+    outcomes = run_group("benchmarks.plain", jobs, servers=servers, turn_s=0.05, lead_s=0.02)
+    spans: list[tuple[float, float, str]] = []
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        assert outcome.ok, (job.name, outcome.error)
+        result = outcome.result
+        assert result["turns"] >= 2, (job.name, result["turns"])
+        assert len(result["turn_spans"]) == result["turns"]
+        spans += [(start, end, job.name) for start, end in result["turn_spans"]]
+        assert "turns_error" not in result
+    assert outcomes[1].result["rows"] == outcomes[2].result["rows"] == WARMUP + 400 + 1
+    spans.sort()
+    for (_, end, name), (start, _, following) in itertools.pairwise(spans):
+        assert end <= start, f"{name}'s turn ran into {following}'s"
+    # Only the steps after each turn's lead-in are timed; the window is them scaled to all steps.
+    for outcome in outcomes:
+        result = outcome.result
+        assert 0 < result["timed_steps"] < 400
+        assert 0 < result["timed_s"] < sum(end - start for start, end in result["turn_spans"])
+        assert result["window_s"] == pytest.approx(result["timed_s"] * 400 / result["timed_steps"])
+
+
+def test_a_worker_that_fails_before_its_window_does_not_hold_up_the_row(servers: Servers) -> None:
+    jobs = [_job("none", 400), _job("no-such-variant")]
+    outcomes = run_group("benchmarks.plain", jobs, servers=servers, turn_s=0.05, timeout=60)
+    assert outcomes[0].ok, outcomes[0].error
+    assert not outcomes[1].ok
+    assert "unknown variant 'no-such-variant'" in outcomes[1].error

@@ -19,6 +19,7 @@ from wandb_bridge.testing import (
     RunFileError,
     RunRecord,
     WandbOfflineRuns,
+    count_history,
     find_run_files,
     read_run,
     read_runs,
@@ -412,3 +413,20 @@ def test_numbers_read_back_with_their_json_type(wandb_offline: WandbOfflineRuns)
             assert got == value, (key, got)
         assert json.dumps(got) == json.dumps(value)
     assert record.summary["v/neg_int"] == -12 and record.summary["v/text"] == "12abc"
+
+
+def test_count_history_counts_what_read_run_reads(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:
+    first = _write_simple_run(rows=7, project="p1")
+    assert count_history(first) == len(read_run(first).history) == 7
+    assert count_history(first.parent) == 7  # the same path forms as read_run
+    # A corrupt file is refused as read_run refuses it, not counted short.
+    data = bytearray(first.read_bytes())
+    data[40] ^= 0xFF
+    broken = _copy(first, tmp_path / "broken", bytes(data))
+    with pytest.raises(RunFileError):
+        count_history(broken)
+    _write_simple_run(rows=1, project="p2")
+    with pytest.raises(ValueError, match="read_runs"):
+        count_history(wandb_offline.wandb_dir)
+    with pytest.raises(FileNotFoundError):
+        count_history(wandb_offline.root / "nope")

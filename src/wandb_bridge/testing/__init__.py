@@ -3,7 +3,8 @@
 * :func:`read_run` / :func:`read_runs` / :func:`find_run_files` read the
   transaction logs (``run-<id>.wandb``) of offline runs into
   :class:`RunRecord` objects, so tests can assert on what was really recorded
-  (history, config, summary, metric definitions, artifacts, exit code).
+  (history, config, summary, metric definitions, artifacts, exit code);
+  :func:`count_history` counts a long run's history rows without decoding them.
 * The pytest plugin (registered through the ``pytest11`` entry point) provides
   the ``wandb_offline`` fixture, a :class:`WandbOfflineRuns`, which isolates
   wandb in offline mode under ``tmp_path`` for one test.
@@ -20,6 +21,7 @@ from wandb_bridge.testing.reader import (
     ArtifactRecord,
     RunFileError,
     RunRecord,
+    count_history,
     find_run_files,
     read_run,
     read_runs,
@@ -33,6 +35,7 @@ __all__ = [
     "RunFileError",
     "RunRecord",
     "WandbOfflineRuns",
+    "count_history",
     "find_run_files",
     "read_run",
     "read_runs",
