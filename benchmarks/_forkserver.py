@@ -215,7 +215,10 @@ class ForkServer:
         ready = self._reply(proc)
         if not ready.get("ready"):
             proc.kill()
-            raise RuntimeError(f"the fork server did not start: {ready}")
+            proc.wait()
+            self._stderr.flush()
+            tail = (Path(self.cwd) / "server-stderr.txt").read_text(errors="replace").strip().splitlines()[-12:]
+            raise RuntimeError(f"the fork server did not start: {ready}\n" + "\n".join(tail))
         if ready.get("threads", 1) != 1:
             proc.kill()
             raise RuntimeError(f"the fork server has {ready['threads']} threads after its imports; forking is unsafe")
