@@ -198,9 +198,17 @@ MUTATIONS = (
         "attach-imports-again",
         "nothing of what attaching imports is loaded before the helper is forked",
         "src/wandb_bridge/adapters/wandb_sdk.py",
-        '_RUN_START_MODULES = ("wandb.sdk.launch.inputs.internal",)',
+        '_RUN_START_MODULES = ("wandb.apis.public", "wandb.sdk.launch.inputs.internal")',
         "_RUN_START_MODULES: tuple[str, ...] = ()",
         ("tests/test_log_process.py::test_a_helper_attaches_without_importing_anything",),
+    ),
+    Mutation(
+        "attach-imports-launch-first",
+        "what attaching needs is imported launch package first (pydantic's slow docstring path)",
+        "src/wandb_bridge/adapters/wandb_sdk.py",
+        '_RUN_START_MODULES = ("wandb.apis.public", "wandb.sdk.launch.inputs.internal")',
+        '_RUN_START_MODULES = ("wandb.sdk.launch.inputs.internal", "wandb.apis.public")',
+        ("tests/test_log_process.py::test_what_attaching_needs_is_imported_the_cheap_way",),
     ),
     Mutation(
         "auto-logs-before-looking",
