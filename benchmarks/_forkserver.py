@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -112,6 +112,15 @@ def _fork(job: Mapping[str, Any]) -> int:
     return pid
 
 
+def kill_groups(leaders: Iterable[int]) -> None:
+    """Kill the process group of each leader (a worker and its wandb-core, our helper...)."""
+    for pid in leaders:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def _run_batch(jobs: Sequence[Mapping[str, Any]], replies: IO[str]) -> None:
     """Fork one worker per job, all at once; print one reply per worker as it ends (with its ``index``).
 
@@ -126,11 +135,7 @@ def _run_batch(jobs: Sequence[Mapping[str, Any]], replies: IO[str]) -> None:
     def _timeout(_signum: int, _frame: FrameType | None) -> None:
         nonlocal timed_out
         timed_out = True
-        for pid in running:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_groups(running)
 
     signal.signal(signal.SIGALRM, _timeout)
     signal.alarm(max(1, int(max(float(job.get("timeout", 300)) for job in jobs))))
@@ -140,10 +145,7 @@ def _run_batch(jobs: Sequence[Mapping[str, Any]], replies: IO[str]) -> None:
             index = running.pop(pid, None)
             if index is None:
                 continue
-            try:  # leftovers of the group (a wandb-core that outlived its worker) must not run on
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            kill_groups([pid])  # leftovers of the group (a wandb-core that outlived its worker) must not run on
             reply = {
                 "index": index,
                 "rc": os.waitstatus_to_exitcode(status),

@@ -20,7 +20,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks._forkserver import ForkServer
+from benchmarks._forkserver import ForkServer, kill_groups
 from benchmarks._turns import LEAD_S, TURN_S, TurnClient, Turns
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -567,11 +566,7 @@ def _fresh(jobs: Sequence[_Job], timeout: float, on_exit: Any) -> None:
             )
         if running and not timed_out and time.perf_counter() - start > timeout:
             timed_out = True
-            for pid in running:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            kill_groups(running)
         if running:
             time.sleep(0.02)
 
