@@ -1,8 +1,9 @@
 """``python -m benchmarks``: wandb-bridge vs the native W&B integrations, side by side.
 
-Runs every measurement in fresh subprocesses, interleaved, prints the tables and
-writes ``benchmarks/results/latest.json`` (``--out``); ``--doc FILE``
-also rewrites the Markdown page. ``--quick`` is a smoke run (about 2 minutes).
+Runs every variant in its own process (a training row's variants together, sharing the
+timed window in turns: ``_turns``), interleaved, prints the tables and writes
+``benchmarks/results/latest.json`` (``--out``); ``--doc FILE`` also rewrites the Markdown
+page. ``--quick`` is a smoke run (about 2 minutes).
 """
 
 from __future__ import annotations

@@ -128,8 +128,7 @@ def _run_batch(jobs: Sequence[Mapping[str, Any]], replies: IO[str]) -> None:
     still running has its process group killed and is reported ``timed_out``.
     """
     started = time.perf_counter()
-    pids = {_fork(job): index for index, job in enumerate(jobs)}
-    running = dict(pids)
+    running = {_fork(job): index for index, job in enumerate(jobs)}
     timed_out = False
 
     def _timeout(_signum: int, _frame: FrameType | None) -> None:
@@ -235,12 +234,6 @@ class ForkServer:
             return {"error": f"the fork server exited (code {proc.poll()})"}
         result: dict[str, Any] = json.loads(line)
         return result
-
-    def run(self, job: Mapping[str, Any]) -> dict[str, Any]:
-        """Run one job; its reply (``rc, timed_out, wall_s, cpu_s``, or ``error``)."""
-        replies: list[dict[str, Any]] = []
-        self.run_batch([job], replies.append)
-        return replies[0]
 
     def run_batch(self, jobs: Sequence[Mapping[str, Any]], on_reply: Callable[[dict[str, Any]], None]) -> None:
         """Run ``jobs`` at the same time; ``on_reply`` gets each one's reply (with its ``index``) as it ends.

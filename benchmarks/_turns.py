@@ -9,14 +9,15 @@ turns of ``turn_s`` seconds handed round one process at a time. While one trains
 others wait in a blocking read, so no two timed stretches overlap and neighbouring
 variants meet the machine within seconds of each other.
 
-Why turns of 2 s and not shorter: shorter turns cancel more drift (on a recorded series
+Each turn is ``lead_s`` seconds of untimed steps, then ``turn_s`` timed (0.1 s and 0.25 s
+by default; ``Window`` does the timing). Short turns cancel the drift (on a recorded series
 of this VM's speed, two identical variants differed by 3.2% with 0.12 s turns and 12.7%
-one after the other), but a logger's deferred work (rows handed to another thread or
-process, written a little later) then runs while its worker waits, where it slows no one.
-Measured on the plain loop, our overhead read about 70 to 115 us/step with 0.1 s turns,
-175 with 0.3 s and 225 with 1 s; fitted as ``T - c / turn_s`` that is a bias of about
-4% of our overhead at 2 s, in our favour, and none measurable for native. The CPU that a
-worker's other threads use while it waits is also charged to its window (``Window``).
+one after the other), but without the lead-in a logger's deferred work (rows in flight to
+another thread or process) runs while its worker waits, where it slows no one: our
+plain-loop overhead read 67 us/step with 0.1 s turns, 175 with 0.3 s and 225 with 1 s.
+With the lead-in each timed stretch starts from the logger's steady state, and 0.25 s
+and 1 s turns agree within their noise. The CPU a worker's other threads use while it
+waits is recorded (``offturn_cpu_s``), not charged.
 
 Protocol, over one Unix socket per row (the coordinator listens, each worker connects):
 the worker sends its name and a newline when it reaches the window, ``Y`` when it hands
