@@ -88,6 +88,10 @@ CALIBRATION_STEPS = 200
 # over to the next section): two repetitions of the defaults (~225 s) and of the quiet configuration
 # (~120 s), e2e ~70 s, checkpoint ~55 s, start-up ~15 s.
 SHARES = {"defaults": 0.42, "quiet": 0.22, "e2e": 0.16, "checkpoint": 0.10, "startup": 0.10}
+# Repetitions of the loops that only log (each a few seconds per variant, run back to back): their
+# ratios are paired within a repetition, and the machine's drift between variants seconds apart is
+# still a few percent, so a verdict takes the median of up to four (the budget may stop at two).
+E2E_REPS = 4
 # At least two repetitions of both training tables and of the loops that only log: a single
 # disturbed worker must not decide a verdict (the 21:51 run had one e2e repetition: 35 s).
 MIN_REPS = {"defaults": 2, "quiet": 2, "e2e": 2, "checkpoint": 1, "startup": 1}
@@ -357,7 +361,7 @@ def bench_e2e(reps: int, quick: bool, errors: list[str], budget: Budget, minimum
                     errors.append(f"e2e/{label}/{variant} rep {i + 1}: {outcome.error}")
                     log(f"[e2e] {label} {variant}: FAILED {outcome.error.splitlines()[-1:]}")
                     continue
-                result = dict(outcome.result, cpu_total_s=outcome.cpu_total_s, wall_s=outcome.wall_s)
+                result = dict(outcome.result, cpu_total_s=outcome.cpu_total_s, wall_s=outcome.wall_s, rep=i)
                 if result.get("history_rows") != steps:
                     errors.append(f"e2e/{label}/{variant}: recorded {result.get('history_rows')} rows of {steps}")
                 raw.setdefault(f"{label}/{variant}", []).append(result)
@@ -598,7 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     if "e2e" in sections:
         budget.begin("e2e")
-        results["e2e"] = bench_e2e(max(1, min(reps, 2)), quick, errors, budget, min(reps, minimum["e2e"]))
+        results["e2e"] = bench_e2e(max(1, min(reps, E2E_REPS)), quick, errors, budget, min(reps, minimum["e2e"]))
     if "checkpoint" in sections:
         budget.begin("checkpoint")
         results["checkpoint"] = bench_checkpoint(

@@ -71,6 +71,24 @@ def test_conversion_of_every_value_kind() -> None:
     assert not {"s", "none", "multi", "arr"} & set(row)
 
 
+def test_rows_of_plain_numbers_report_every_non_finite_value() -> None:
+    # Rows of plain floats and ints take the one-pass check; whatever it lets through must be right.
+    wide = {f"k{i}": float(i) for i in range(1000)}
+    rows = [
+        dict(wide),
+        {**wide, "k500": float("nan")},
+        {**wide, "k7": -math.inf, "k8": math.inf},  # (their sum is NaN)
+        {"big": 1e308, "big2": 1e308},  # finite values whose sum overflows
+        {"huge_int": 10**400, "f": 0.5},  # an int beyond float range beside a float
+        {"ints": 10**400, "j": 2},
+    ]
+    report = convert_rows(rows)
+    assert report.non_finite == {"k500", "k7", "k8"}
+    assert report.skipped == {}
+    assert rows[0] == wide and rows[3] == {"big": 1e308, "big2": 1e308}
+    assert rows[4]["huge_int"] == 10**400 and rows[5] == {"ints": 10**400, "j": 2}
+
+
 def test_merger_one_row_per_step_and_late_values_kept() -> None:
     merger = RowMerger()
     assert merger.add(1, {"train/loss": 1.0}, epoch=0.1) == []
