@@ -85,9 +85,11 @@ WARMUP = (30, 20)
 WINDOW_S = 2.0
 CALIBRATION_STEPS = 200
 # Shares of the time budget per section, from their cost on a 2-core machine (unused time carries
-# over to the next section): two repetitions of the defaults (~225 s) and of the quiet configuration
-# (~120 s), e2e ~70 s, checkpoint ~55 s, start-up ~15 s.
-SHARES = {"defaults": 0.42, "quiet": 0.22, "e2e": 0.16, "checkpoint": 0.10, "startup": 0.10}
+# over to the next section). The headline table comes first: on a machine where one repetition of
+# the defaults takes ~85 s its share (268 s of 570) holds three (at 0.42 the 14:13 run stopped at
+# two, and a single disturbed repetition then moved a median by 0.1); the quiet table then gets two
+# or three (~40 s each), e2e ~25 s per repetition, checkpoint ~55 s, start-up ~25 s.
+SHARES = {"defaults": 0.47, "quiet": 0.18, "e2e": 0.15, "checkpoint": 0.10, "startup": 0.10}
 # Repetitions of the loops that only log (each a few seconds per variant, run back to back): their
 # ratios are paired within a repetition, and the machine's drift between variants seconds apart is
 # still a few percent, so a verdict takes the median of up to four (the budget may stop at two).
