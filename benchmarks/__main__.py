@@ -34,7 +34,9 @@ from benchmarks._harness import (
     child_env,
     count_history_rows,
     count_rows,
+    cpu_counters,
     log,
+    machine_share,
     rotation,
     run_group,
     run_worker,
@@ -270,10 +272,14 @@ def bench_training(
                 )
                 for variant in order
             ]
-            began = time.perf_counter()
+            began, counters = time.perf_counter(), cpu_counters()
             outcomes = run_group(module.MODULE, jobs, servers=servers, turn_s=turn_s, lead_s=lead_s)
-            took = time.perf_counter() - began
-            log(f"[{key}] rep {i + 1}/{reps}: {len(jobs)} variants in turns of {turn_s:g} s took {took:.1f} s")
+            took, share = time.perf_counter() - began, machine_share(counters, cpu_counters())
+            entries[key].setdefault("machine", []).append(share)
+            log(
+                f"[{key}] rep {i + 1}/{reps}: {len(jobs)} variants in turns of {turn_s:g} s took {took:.1f} s"
+                + ("" if share is None else f" (cores: steal {share['steal_pct']:.1f}%, idle {share['idle_pct']:.1f}%)")
+            )
             for variant, outcome in zip(order, outcomes, strict=True):
                 if not outcome.ok:
                     errors.append(f"{key}/{variant} rep {i + 1}: {outcome.error}")

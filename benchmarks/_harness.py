@@ -758,6 +758,38 @@ def count_history_rows(wandb_dir: str, _result: Mapping[str, Any]) -> dict[str, 
     return {"history_rows": count_history(wandb_dir)}
 
 
+def cpu_counters() -> list[int] | None:
+    """The machine's CPU time counters (``/proc/stat``'s ``cpu`` line, in clock ticks); None off Linux."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = handle.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    return [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+
+
+def machine_share(before: list[int] | None, after: list[int] | None) -> dict[str, float] | None:
+    """What the machine's cores did between two :func:`cpu_counters` readings, in % of their time.
+
+    ``steal``: time the hypervisor gave this VM's cores to someone else (a slower
+    machine for every variant, and for the logging work beside the training); ``idle``:
+    time no process of this VM wanted a core.
+    """
+    if before is None or after is None:
+        return None
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(delta)
+    if total <= 0:
+        return None
+    return {
+        "busy_pct": 100.0 * (total - delta[3] - delta[7]) / total,
+        "idle_pct": 100.0 * delta[3] / total,
+        "steal_pct": 100.0 * delta[7] / total,
+    }
+
+
 def rotation(variants: Sequence[str], reps: int) -> list[list[str]]:
     """Interleaved order: rep ``i`` starts at variant ``i mod n`` (so no variant always runs first)."""
     n = len(variants)
