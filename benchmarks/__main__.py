@@ -87,11 +87,12 @@ WARMUP = (30, 20)
 WINDOW_S = 2.0
 CALIBRATION_STEPS = 200
 # Shares of the time budget per section, from their cost on a 2-core machine (unused time carries
-# over to the next section). The headline table comes first: on a machine where one repetition of
-# the defaults takes ~85 s its share (268 s of 570) holds three (at 0.42 the 14:13 run stopped at
-# two, and a single disturbed repetition then moved a median by 0.1); the quiet table then gets two
-# or three (~40 s each), e2e ~25 s per repetition, checkpoint ~55 s, start-up ~25 s.
-SHARES = {"defaults": 0.47, "quiet": 0.18, "e2e": 0.15, "checkpoint": 0.10, "startup": 0.10}
+# over to the next section). The headline table comes first: its per-repetition ratios still spread
+# by +-0.2 (a 2 s window per variant), so its share holds four repetitions where one takes ~75 s
+# (the 14:22 run: 218 s for three; the 14:33 run of four had medians 0.14-0.16 where single ones
+# ranged -0.08..0.40). The quiet table then gets two (~31 s each), e2e three or four (~25 s each),
+# checkpoint one or two (~25 s each), start-up ~25 s; a slower machine gets fewer of each.
+SHARES = {"defaults": 0.53, "quiet": 0.13, "e2e": 0.14, "checkpoint": 0.10, "startup": 0.10}
 # Repetitions of the loops that only log (each a few seconds per variant, run back to back): their
 # ratios are paired within a repetition, and the machine's drift between variants seconds apart is
 # still a few percent, so a verdict takes the median of up to four (the budget may stop at two).
