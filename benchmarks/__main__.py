@@ -154,7 +154,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer steps and repetitions (a smoke run)")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions per variant (default 5; --quick 1)")
+    parser.add_argument(
+        "--reps", type=int, default=None, help="repetitions per variant (default 4, as the budget allows; --quick 1)"
+    )
     parser.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma-separated sections (default all: {','.join(SECTIONS)})"
     )
@@ -554,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
     quick = args.quick
     compile_sources()
-    reps = args.reps if args.reps is not None else (1 if quick else 3)
+    reps = args.reps if args.reps is not None else (1 if quick else 4)
     warmup = WARMUP[1 if quick else 0]
     start = time.perf_counter()
     total = args.budget if args.budget is not None else (110.0 if quick else 570.0)

@@ -203,6 +203,14 @@ MUTATIONS = (
         ("tests/test_log_process.py::test_a_helper_attaches_without_importing_anything",),
     ),
     Mutation(
+        "plain-rows-skip-the-nan-check",
+        "rows of plain numbers take the fast path without the finite check",
+        "src/wandb_bridge/core/metrics.py",
+        "    return not total - total\n",
+        "    return True\n",
+        ("tests/test_metrics.py::test_rows_of_plain_numbers_report_every_non_finite_value",),
+    ),
+    Mutation(
         "attach-imports-launch-first",
         "what attaching needs is imported launch package first (pydantic's slow docstring path)",
         "src/wandb_bridge/adapters/wandb_sdk.py",
