@@ -791,9 +791,27 @@ def machine_share(before: list[int] | None, after: list[int] | None) -> dict[str
 
 
 def rotation(variants: Sequence[str], reps: int) -> list[list[str]]:
-    """Interleaved order: rep ``i`` starts at variant ``i mod n`` (so no variant always runs first)."""
+    """Interleaved order: rep ``i`` starts at variant ``i mod n``, and no variant always follows the same one.
+
+    A plain rotation (ABCD, BCDA, ...) always runs B right after A, so whatever A
+    leaves behind (dirty pages being written back, a cooling cache) always lands
+    on B. This is a Williams square: the first order is 0, 1, n-1, 2, n-2, ...
+    and each later one adds ``i`` (mod n), so over n repetitions every variant
+    runs first once and, for an even number of variants (the loops that only log
+    have four), right after each other variant once; for an odd number it is the
+    plain rotation.
+    """
     n = len(variants)
-    return [[variants[(i + j) % n] for j in range(n)] for i in range(reps)]
+    first = [0][:n]
+    low, high = 1, n - 1
+    while len(first) < n:  # 0, 1, n-1, 2, n-2, ...
+        if len(first) % 2:
+            first.append(low)
+            low += 1
+        else:
+            first.append(high)
+            high -= 1
+    return [[variants[(k + i) % n] for k in first] for i in range(reps)]
 
 
 def log(message: str) -> None:

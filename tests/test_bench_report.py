@@ -1,6 +1,8 @@
-"""The benchmark report's figures for the loops that only log: ratios to native are paired per repetition."""
+"""The benchmark's figures for the loops that only log (ratios paired per repetition) and its run order."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 from benchmarks import report
@@ -40,3 +42,19 @@ def test_e2e_ratios_pair_the_variants_of_one_repetition() -> None:
     results = {"e2e": {**section, "summary": summary}}
     assert "end to end 0.90 [0.90..0.90] (ok), rows/s 1.10 [1.10..1.10] (ok)" in report.e2e_table(results)
     assert any("end to end 0.90, rows/s 1.10, CPU 0.90" in line for line in report._verdicts(results))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_rotation_varies_what_runs_first_and_what_runs_before_each_variant(n: int) -> None:
+    from benchmarks._harness import rotation
+
+    variants = [f"v{i}" for i in range(n)]
+    orders = rotation(variants, n)
+    assert all(sorted(order) == variants for order in orders)
+    assert sorted(order[0] for order in orders) == variants  # each variant first once
+    pairs = [pair for order in orders for pair in itertools.pairwise(order)]
+    if n % 2 == 0:  # a Williams square: each ordered pair adjacent exactly once
+        assert sorted(pairs) == sorted((a, b) for a in variants for b in variants if a != b)
+    if n % 2 == 0 and n > 2:  # so no variant always follows the same one (a plain rotation runs v1 after v0)
+        for b in variants:
+            assert len({a for a, c in pairs if c == b}) == n - 1
