@@ -783,11 +783,7 @@ def machine_share(before: list[int] | None, after: list[int] | None) -> dict[str
     total = sum(delta)
     if total <= 0:
         return None
-    return {
-        "busy_pct": 100.0 * (total - delta[3] - delta[7]) / total,
-        "idle_pct": 100.0 * delta[3] / total,
-        "steal_pct": 100.0 * delta[7] / total,
-    }
+    return {"idle_pct": 100.0 * delta[3] / total, "steal_pct": 100.0 * delta[7] / total}
 
 
 def rotation(variants: Sequence[str], reps: int) -> list[list[str]]:
@@ -802,7 +798,7 @@ def rotation(variants: Sequence[str], reps: int) -> list[list[str]]:
     plain rotation.
     """
     n = len(variants)
-    first = [0][:n]
+    first = [0] if n else []
     low, high = 1, n - 1
     while len(first) < n:  # 0, 1, n-1, 2, n-2, ...
         if len(first) % 2:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -240,7 +240,13 @@ def convert_rows(rows: list[dict[str, Any]]) -> ValueReport:
     return report
 
 
-_NUMBER_TYPES = frozenset((float, int))
+NUMBER_TYPES = (float, int)
+_NUMBER_SET = frozenset(NUMBER_TYPES)
+
+
+def plain_numbers(values: Iterable[object]) -> bool:
+    """True when every value is exactly a ``float`` or an ``int`` (no bool, tensor, numpy scalar or mapping)."""
+    return _NUMBER_SET.issuperset(map(type, values))
 
 
 def _all_finite_numbers(values: Collection[Any]) -> bool:
@@ -250,7 +256,7 @@ def _all_finite_numbers(values: Collection[Any]) -> bool:
     the types in one pass, then one ``sum`` (NaN or an infinity anywhere makes it
     non-finite; a sum that overflows only sends the row the long way).
     """
-    if not _NUMBER_TYPES.issuperset(map(type, values)):
+    if not plain_numbers(values):
         return False
     try:
         total = sum(values)

@@ -9,7 +9,7 @@ figures and merges it into the row of its step.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from wandb_bridge.adapters import system, wandb_sdk
@@ -17,23 +17,18 @@ from wandb_bridge.core.distributed import RankKeys
 from wandb_bridge.core.faults import FaultBoundary
 from wandb_bridge.core.metrics import (
     EPOCH_KEY,
+    NUMBER_TYPES,
     STEP_KEY,
     KeyNormalizer,
     RowMerger,
     Stage,
     as_written,
     flatten_metrics,
+    plain_numbers,
 )
 from wandb_bridge.core.ops import HealthRow, LogRow
 
 Row = dict[str, Any]
-_SCALARS = (float, int)
-_SCALAR_SET = frozenset(_SCALARS)
-
-
-def _plain(values: Iterable[object]) -> bool:
-    """True when every value is a plain ``float`` or ``int`` (nothing to detach, read, flatten or convert)."""
-    return _SCALAR_SET.issuperset(map(type, values))
 
 
 # Rows of at least this many keys remember the names of their key set (at most _PLANS key sets).
@@ -130,7 +125,7 @@ class RowPath:
         if len(values) >= _PLAN_KEYS:  # a wide row: its names in one go when the same keys came before
             shape = (stage, tuple(values))
             plan = self._plans.get(shape)
-            if plan is not None and _plain(numbers):
+            if plan is not None and plain_numbers(numbers):
                 return dict(zip(plan, numbers, strict=True))
         mapped: Row = {}
         keys = self.keys
@@ -139,7 +134,7 @@ class RowPath:
         if names is None:
             names = self._names[stage] = {}
         for key, value in values.items():
-            flat = type(value) in _SCALARS or not isinstance(value, Mapping)
+            flat = type(value) in NUMBER_TYPES or not isinstance(value, Mapping)
             name = names.get(key) if flat else None
             if name is not None:
                 mapped[name] = value
@@ -152,7 +147,7 @@ class RowPath:
                 mapped[name] = inner
                 if flat and type(key) is str:
                     names[key] = name
-        if shape is not None and len(mapped) == len(values) and _plain(numbers):
+        if shape is not None and len(mapped) == len(values) and plain_numbers(numbers):
             if len(self._plans) >= _PLANS:
                 self._plans.clear()
             self._plans[shape] = list(mapped)  # one name per key, in the keys' order
@@ -196,7 +191,7 @@ def hand_over(metrics: Mapping[str, Any]) -> dict[str, Any]:
     not when the worker reads them); CPU scalars are read at once (no device sync on CPU), so
     the queue holds no tensor objects the garbage collector would walk."""
     values = dict(metrics)
-    if _plain(values.values()):  # (the common case: nothing to read)
+    if plain_numbers(values.values()):  # (the common case: nothing to read)
         return values
     for key, value in values.items():
         if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
