@@ -734,6 +734,10 @@ def markdown(results: Mapping[str, Any]) -> str:
         "The only visible difference: a line's timestamp in the Logs tab can be up to 0.1 s late (a "
         "redraw's, while its line is open, up to the end of its burst).",
         "",
+        "Where a Lightning step's added time goes, inside the logger's `log_metrics` call or in the rest of "
+        "the step (Lightning's and torch's own work, slowed from outside the call): "
+        "[performance-breakdown.md](performance-breakdown.md) (`python -m benchmarks.logger_call`).",
+        "",
         "## Method",
         "",
         "- The same tiny MLP (32 -> 64 -> 1, batch 32, SGD) on CPU in every framework, "
