@@ -10,7 +10,9 @@ for the cores and caches), not from the call.
 Variants (defaults: wandb's console capture on, no progress bar): ``none``,
 ``native`` (``lightning.pytorch.loggers.WandbLogger``), ``ours``
 (``wandb_bridge.WandbLogger``, rows by the logging process) and ``ours_inproc``
-(``WANDB_BRIDGE_LOG_PROCESS=0``: rows logged by our background thread). Each run
+(``WANDB_BRIDGE_LOG_PROCESS=0``: rows logged by our background thread). The
+CPU that wandb-core and our logging process used during the same steps is read
+from ``psutil`` at the window's edges. Each run
 is a fresh ``python`` process; repetitions rotate the order.
 
 Run: ``python -m benchmarks.logger_call --reps 3`` (about 2 minutes per repetition on 2 cores).
@@ -32,9 +34,31 @@ from typing import Any
 from benchmarks._harness import BATCH, LR, make_data, make_mlp, setup_torch
 
 VARIANTS = ("none", "native", "ours", "ours_inproc")
-FIELDS = ("step_wall_us", "step_cpu_us", "call_wall_us", "call_cpu_us", "rest_cpu_us")
-HEADERS = ("step, wall", "step, thread CPU", "in log_metrics, wall", "in log_metrics, CPU", "rest of the step, CPU")
+FIELDS = ("step_wall_us", "step_cpu_us", "call_wall_us", "call_cpu_us", "rest_cpu_us", "core_cpu_us", "helper_cpu_us")
+HEADERS = (
+    "step, wall",
+    "step, thread CPU",
+    "in log_metrics, wall",
+    "in log_metrics, CPU",
+    "rest of the step, CPU",
+    "wandb-core CPU",
+    "logging process CPU",
+)
 WARMUP = 30
+
+
+def children_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process's children: wandb-core, and every other one (our logging process)."""
+    import psutil  # (a dependency of wandb)
+
+    cpu = {"core": 0.0, "helper": 0.0}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times, name = child.cpu_times(), child.name() + " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        cpu["core" if "wandb-core" in name else "helper"] += times.user + times.system
+    return cpu
 
 
 def work(variant: str, steps: int, out: str) -> None:
@@ -62,7 +86,7 @@ def work(variant: str, steps: int, out: str) -> None:
         def on_train_batch_start(self, trainer: Any, *_: Any) -> None:
             if trainer.global_step in (WARMUP, steps - 1):
                 state["on"] = trainer.global_step == WARMUP
-                state["edge" if state["on"] else "end"] = (time.perf_counter(), time.thread_time())
+                state["edge" if state["on"] else "end"] = (time.perf_counter(), time.thread_time(), children_cpu())
 
     logger: Any = False
     if variant == "native":
@@ -111,7 +135,7 @@ def work(variant: str, steps: int, out: str) -> None:
 
         wandb.finish()
     n = steps - 1 - WARMUP
-    (t0, c0), (t1, c1) = state["edge"], state["end"]
+    (t0, c0, k0), (t1, c1, k1) = state["edge"], state["end"]
     result = {
         "step_wall_us": (t1 - t0) / n * 1e6,
         "step_cpu_us": (c1 - c0) / n * 1e6,
@@ -119,6 +143,8 @@ def work(variant: str, steps: int, out: str) -> None:
         "call_cpu_us": state["cpu"] / n * 1e6,
     }
     result["rest_cpu_us"] = result["step_cpu_us"] - result["call_cpu_us"]
+    for kind in ("core", "helper"):
+        result[f"{kind}_cpu_us"] = (k1[kind] - k0[kind]) / n * 1e6
     Path(out).write_text(json.dumps(result))
 
 
