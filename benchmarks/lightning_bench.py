@@ -45,14 +45,8 @@ def unavailable() -> dict[str, str]:
     return {}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Train the tiny MLP with a Lightning ``Trainer`` for ``warmup + steps + 1`` steps."""
-    args = worker_args(argv)
-    torch = setup_torch()
-    import lightning.pytorch as pl
-
-    window = Window.from_args(args)
-    total = window.total_steps
+def make_module(pl: Any, torch: Any) -> Any:
+    """The tiny MLP as a ``LightningModule`` that logs ``loss`` at every step (``self.log``)."""
 
     class Module(pl.LightningModule):
         def __init__(self) -> None:
@@ -67,6 +61,18 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         def configure_optimizers(self) -> Any:
             return torch.optim.SGD(self.parameters(), lr=LR)
+
+    return Module()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Train the tiny MLP with a Lightning ``Trainer`` for ``warmup + steps + 1`` steps."""
+    args = worker_args(argv)
+    torch = setup_torch()
+    import lightning.pytorch as pl
+
+    window = Window.from_args(args)
+    total = window.total_steps
 
     class Timer(pl.Callback):
         def on_train_batch_start(self, trainer: Any, *_: Any) -> None:
@@ -107,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         limit_val_batches=0,
         callbacks=[Timer()],
     )
-    trainer.fit(Module(), train_dataloaders=loader)
+    trainer.fit(make_module(pl, torch), train_dataloaders=loader)
     t_end = time.perf_counter()
     finish_and_report(args.result, args.variant, logger if logger is not False else None, window, t_end, init_s=init_s)
 

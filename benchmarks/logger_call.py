@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import BATCH, LR, make_data, make_mlp, setup_torch
+from benchmarks._harness import BATCH, make_data, setup_torch
+from benchmarks.lightning_bench import make_module
 
 VARIANTS = ("none", "native", "ours", "ours_inproc")
 FIELDS = ("step_wall_us", "step_cpu_us", "call_wall_us", "call_cpu_us", "rest_cpu_us", "core_cpu_us", "helper_cpu_us")
@@ -67,20 +68,6 @@ def work(variant: str, steps: int, out: str) -> None:
     import lightning.pytorch as pl
 
     state: dict[str, Any] = {"on": False, "wall": 0.0, "cpu": 0.0}
-
-    class Module(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = make_mlp(torch)
-
-        def training_step(self, batch: Any, batch_idx: int) -> Any:  # noqa: ARG002
-            x, y = batch
-            loss = torch.nn.functional.mse_loss(self.net(x), y)
-            self.log("loss", loss)
-            return loss
-
-        def configure_optimizers(self) -> Any:
-            return torch.optim.SGD(self.parameters(), lr=LR)
 
     class Timer(pl.Callback):
         def on_train_batch_start(self, trainer: Any, *_: Any) -> None:
@@ -128,7 +115,7 @@ def work(variant: str, steps: int, out: str) -> None:
         limit_val_batches=0,
         callbacks=[Timer()],
     )
-    trainer.fit(Module(), train_dataloaders=torch.utils.data.DataLoader(data, batch_size=BATCH))
+    trainer.fit(make_module(pl, torch), train_dataloaders=torch.utils.data.DataLoader(data, batch_size=BATCH))
     if logger is not False:
         logger.finalize("success")
         import wandb
