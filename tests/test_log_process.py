@@ -196,11 +196,18 @@ def test_frozen_helper_never_hangs_and_keeps_its_rows(wandb_offline: WandbOfflin
             for step in range(21, 61):
                 session.log({"loss": float(step)}, step=step)
             session.finish()  # a hang here is caught by the test's timeout
+            # finish stopped the helper while the worker thread still waited on it: that wait
+            # ends quietly too (no second warning, no row logged after the run was finished)
+            for thread in threading.enumerate():
+                if thread.name.startswith("wandb-bridge-") and thread.name != "wandb-bridge-finish":
+                    thread.join(10)
     finally:
         if helper.is_running():
             helper.kill()
     # one warning for the whole fault, naming where the rows are and how to upload the run
-    (warning,) = _ours(caught)
+    ours = _ours(caught)
+    assert len(ours) == 1, ours
+    (warning,) = ours
     unsent = Path(session.run_dir or "", "wandb-bridge-unsent.jsonl")
     assert str(unsent) in warning and "wandb sync" in warning
     kept = [json.loads(line)["trainer/global_step"] for line in unsent.read_text().splitlines()]

@@ -453,6 +453,26 @@ class RowProcess:
         batches, self._unconfirmed = self._unconfirmed, deque()  # one swap: two threads may kill it
         return [row for _, batch in batches for row in batch]
 
+    def reap(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for a killed child to exit, leaving the pipes open.
+
+        The worker thread may still wait on the child's output (a sync): the
+        child's exit ends that wait (end of output); closing the pipe under it
+        would not. The pipes close with this object.
+        """
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def release(self) -> None:
+        """Close the pipes of a child that was stopped (:meth:`kill`), once nothing waits on them."""
+        for pipe in (self._in, self._out):
+            try:
+                pipe.close()  # type: ignore[union-attr]
+            except (OSError, ValueError):
+                pass
+
     def _write(self, message: tuple[Any, ...]) -> None:
         payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         try:

@@ -425,13 +425,15 @@ class RowRouter:
 
     def _to_sink(self, rows: list[Row]) -> None:
         """Plain rows: to the logging process while it runs, else here."""
-        sink: RowSink | None = self._process or self._here
+        out = self._process
+        sink: RowSink | None = out or self._here
         if not rows or sink is None:
             return
         try:
             sink.send(rows)
         except row_process.RowProcessGone as gone:
-            self._gone(gone)
+            assert out is not None  # (only the logging process raises it)
+            self._went(out, gone)
 
     def sync(self) -> None:
         """Wait until the logging process logged every row sent (wandb calls come after the rows before them)."""
@@ -439,7 +441,10 @@ class RowRouter:
         if out is None:
             return
         try:
-            if not out.sync(self._timeout):
+            stuck = not out.sync(self._timeout)
+            if out is not self._process:  # finish stopped it meanwhile (a stuck worker)
+                out.release()
+            elif stuck:
                 # wandb took no row for finish_timeout seconds: stop waiting for it. The rows it
                 # did not confirm, and every later one, go to the unsent-rows file.
                 self._process = None
@@ -453,7 +458,15 @@ class RowRouter:
                 self._unsent.keep(out.kill())
                 out.close(1.0)  # (reaps it)
         except row_process.RowProcessGone as gone:
+            self._went(out, gone)
+
+    def _went(self, out: row_process.RowProcess, gone: row_process.RowProcessGone) -> None:
+        """The logging process ``out`` ended while this worker used it."""
+        if out is self._process:
             self._gone(gone)
+        else:  # finish stopped it meanwhile (a stuck worker) and kept what it held: so are these
+            self._unsent.keep(gone.rows)
+            out.release()
 
     def _sync_command(self) -> str:
         return self._faults.sync_command or ""
@@ -486,7 +499,8 @@ class RowRouter:
                 if self._faults.broken is None:
                     self._faults.break_off("the logging process was stopped", stuck=True)
                 self._unsent.keep(left)
-            out.close(1.0)
+            # (a stuck worker may still wait on its output: the child's exit ends that wait)
+            out.reap(1.0)
             return
         left = out.close(timeout)
         if out.gone is not None:
