@@ -77,10 +77,11 @@ def _job(variant: str, steps: int = STEPS) -> GroupJob:
 
 
 def test_a_row_shares_its_window_in_turns_that_never_overlap(servers: Servers) -> None:
-    # Three variants at once, 400 steps each in turns of 0.05 s: each worker gets several
+    # Three variants at once, 1,000 steps each in turns of 0.02 s: each worker gets several
     # turns, every timed stretch is its own (no two overlap), and every row is recorded.
-    jobs = [_job(variant, 400) for variant in ("none", "native", "ours")]
-    outcomes = run_group("benchmarks.plain", jobs, servers=servers, turn_s=0.05, lead_s=0.02)
+    # ("none" runs a step in about 0.15 ms here: 1,000 steps span several 0.03 s turns.)
+    jobs = [_job(variant, 1000) for variant in ("none", "native", "ours")]
+    outcomes = run_group("benchmarks.plain", jobs, servers=servers, turn_s=0.02, lead_s=0.01)
     spans: list[tuple[float, float, str]] = []
     for job, outcome in zip(jobs, outcomes, strict=True):
         assert outcome.ok, (job.name, outcome.error)
@@ -89,21 +90,22 @@ def test_a_row_shares_its_window_in_turns_that_never_overlap(servers: Servers) -
         assert len(result["turn_spans"]) == result["turns"]
         spans += [(start, end, job.name) for start, end in result["turn_spans"]]
         assert "turns_error" not in result
-    assert outcomes[1].result["rows"] == outcomes[2].result["rows"] == WARMUP + 400 + 1
+    assert outcomes[1].result["rows"] == outcomes[2].result["rows"] == WARMUP + 1000 + 1
     spans.sort()
     for (_, end, name), (start, _, following) in itertools.pairwise(spans):
         assert end <= start, f"{name}'s turn ran into {following}'s"
     # Only the steps after each turn's lead-in are timed; the window is them scaled to all steps.
     for outcome in outcomes:
         result = outcome.result
-        assert 0 < result["timed_steps"] < 400
+        assert 0 < result["timed_steps"] < 1000
         assert 0 < result["timed_s"] < sum(end - start for start, end in result["turn_spans"])
-        assert result["window_s"] == pytest.approx(result["timed_s"] * 400 / result["timed_steps"])
+        assert result["window_s"] == pytest.approx(result["timed_s"] * 1000 / result["timed_steps"])
 
 
 def test_a_worker_that_fails_before_its_window_does_not_hold_up_the_row(servers: Servers) -> None:
     jobs = [_job("none", 400), _job("no-such-variant")]
-    outcomes = run_group("benchmarks.plain", jobs, servers=servers, turn_s=0.05, timeout=60)
+    # (no lead-in: on a fast machine 400 untimed steps of "none" can fit in one, leaving nothing timed)
+    outcomes = run_group("benchmarks.plain", jobs, servers=servers, turn_s=0.05, lead_s=0.0, timeout=60)
     assert outcomes[0].ok, outcomes[0].error
     assert not outcomes[1].ok
     assert "unknown variant 'no-such-variant'" in outcomes[1].error
