@@ -909,6 +909,14 @@ READING = [
     "The tiny model is the worst case on purpose: a step of ~0.1 ms (plain loop) to ~1 ms (Trainer loops) "
     "makes per-row and per-line costs visible. With a real model the same absolute costs are a much smaller "
     "fraction of a step.",
+    "The same code reads differently from one machine to the next, more than from one repetition to the next. "
+    "On the AMD EPYC VMs of 2026-12-02 (eight runs, 2 to 4 repetitions each) the "
+    "defaults' Lightning row ranged from 0.04 to 0.41 of native between runs, and single repetitions from "
+    "-0.08 to 0.40; ours stayed at 60 to 350 us per step there while native's own overhead went from 400 to "
+    "2,900. The Intel Xeon VM of the run above (2026-12-03 12:08) kept every repetition of every training "
+    "row at or under 0.20. `python -m benchmarks.logger_call` separates the time inside the logger call "
+    "from the rest of the step ([performance-breakdown.md](performance-breakdown.md)): the spread comes "
+    "from outside our call, from wandb's per-row work beside training.",
     "The transformers Trainer with its tqdm bar was the last default configuration above the goal "
     "(0.30 to 0.38 of native): `tqdm.write` alternates stdout and stderr, so joining adjacent writes left "
     "about two records per step (3,080 records for 7,679 writes), each a protobuf and a hand-over to "
