@@ -302,7 +302,11 @@ class RowProcessGone(Exception):
 
 
 class RowProcess:
-    """The parent's end of the helper process (used by the session's worker thread only)."""
+    """The parent's end of the helper process.
+
+    Used by the session's worker thread; only :meth:`kill` and :meth:`reap` may come from
+    another thread (finish stopping a stuck helper while the worker still waits on it).
+    """
 
     def __init__(self, proc: subprocess.Popen[bytes] | _Forked, on_message: Callable[[dict[str, Any]], None]) -> None:
         self._proc = proc
@@ -315,6 +319,7 @@ class RowProcess:
         self._buffer = b""
         self._seq = 0
         self._unconfirmed: deque[tuple[int, list[dict[str, Any]]]] = deque()
+        self._lock = threading.Lock()  # (around taking the unconfirmed rows, and dropping confirmed ones)
         self.done: int | None = None
         self.gone: str | None = None
 
@@ -450,7 +455,12 @@ class RowProcess:
         """Stop the child at once (a hung wandb); return the rows it had not confirmed."""
         if self._proc.poll() is None:
             self._proc.kill()
-        batches, self._unconfirmed = self._unconfirmed, deque()  # one swap: two threads may kill it
+        return self._take()
+
+    def _take(self) -> list[dict[str, Any]]:
+        """The unconfirmed rows, taken once (finish may stop the child while the worker thread reads acks)."""
+        with self._lock:
+            batches, self._unconfirmed = self._unconfirmed, deque()
         return [row for _, batch in batches for row in batch]
 
     def reap(self, timeout: float) -> None:
@@ -510,9 +520,10 @@ class RowProcess:
     def _handle(self, message: dict[str, Any]) -> None:
         if "ack" in message:
             seq = message["ack"]
-            unconfirmed = self._unconfirmed
-            while unconfirmed and unconfirmed[0][0] <= seq:
-                unconfirmed.popleft()
+            with self._lock:
+                unconfirmed = self._unconfirmed
+                while unconfirmed and unconfirmed[0][0] <= seq:
+                    unconfirmed.popleft()
             self._on_message(message)
         else:
             if "done" in message:
@@ -529,6 +540,5 @@ class RowProcess:
             except subprocess.TimeoutExpired:
                 code = None
         self.gone = f"the logging process ended ({why}; exit code {code})"
-        rows = [row for _, batch in self._unconfirmed for row in batch]
-        self._unconfirmed.clear()
+        rows = self._take()
         raise RowProcessGone(self.gone, rows)
