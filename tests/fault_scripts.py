@@ -9,6 +9,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,6 +43,19 @@ def until_signal(directory: Path) -> None:
         time.sleep(0.001)
 
 
+def helper_starting(directory: Path) -> None:
+    """Say "ready" while the spawned logging process still starts (imports wandb), then log until a signal."""
+    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()  # a second thread: spawned, not forked
+    session = Session(project="faults", dir=str(directory), log_process=True)
+    step = 0
+    while True:
+        step += 1
+        session.log({"loss": 1.0 / step}, step=step)
+        if step == 20:
+            print("ready", flush=True)
+        time.sleep(0.001)
+
+
 def disk_full(directory: Path) -> None:
     """Checkpoint staging hits the file-size limit (EFBIG, like a full disk); training goes on."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -64,6 +78,11 @@ def no_api_key(directory: Path) -> None:
 
 if __name__ == "__main__":
     scenario, folder = sys.argv[1], Path(sys.argv[2])
-    {"sigterm": sigterm, "until_signal": until_signal, "disk_full": disk_full, "no_api_key": no_api_key}[scenario](
-        folder
-    )
+    scenarios = {
+        "sigterm": sigterm,
+        "until_signal": until_signal,
+        "helper_starting": helper_starting,
+        "disk_full": disk_full,
+        "no_api_key": no_api_key,
+    }
+    scenarios[scenario](folder)

@@ -176,10 +176,35 @@ def test_signal_to_the_whole_process_group_loses_no_row(
         child.wait_for_line("ready", timeout=120)  # printed once step 100 was logged
         os.killpg(child.pid, sig)
         assert child.wait(timeout=60) == code, child.stderr()[-3000:]
+        printed = child.stderr()[-3000:]
     run = read_run(next(tmp_path.glob("wandb/offline-run-*")))
     steps = [s for s, _ in run.values("train/loss")]
-    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 100
+    kept = list(tmp_path.glob("wandb/offline-run-*/files/wandb-bridge-unsent.jsonl"))
+    why = (printed, [path.read_text()[-1000:] for path in kept])  # (what to look at if rows are missing)
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 100, why
     assert run.exit_code == exit_code
+
+
+@pytest.mark.slow
+def test_a_signal_to_the_process_group_never_reaches_a_starting_helper(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path
+) -> None:
+    # A spawned helper imports wandb for about half a second before it can ignore signals:
+    # it starts in a session of its own, so the job's SIGTERM reaches the training process only.
+    with Child(
+        [sys.executable, str(SCRIPTS), "helper_starting", str(tmp_path)],
+        env=_child_env(wandb_offline),
+        folder=tmp_path / "out",
+        new_session=True,
+    ) as child:
+        child.wait_for_line("ready", timeout=120)  # step 20 was logged; the helper is still starting
+        os.killpg(child.pid, signal.SIGTERM)
+        assert child.wait(timeout=60) == -signal.SIGTERM, child.stderr()[-3000:]
+        assert "logging process ended" not in child.stderr(), child.stderr()[-3000:]
+    run = read_run(next(tmp_path.glob("wandb/offline-run-*")))
+    steps = [s for s, _ in run.values("train/loss")]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 20
+    assert run.exit_code == 143
 
 
 @pytest.mark.timeout(120)

@@ -348,12 +348,15 @@ class RowProcess:
             return forked
         env = dict(os.environ)  # a copy, for the child only: it needs our import path
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        # A session of its own: it imports wandb (about 0.5 s) before it can ignore signals, and
+        # a job's SIGTERM or a terminal's Ctrl-C goes to the whole process group meanwhile.
         proc = subprocess.Popen(
             [sys.executable, "-m", _CHILD],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
             close_fds=True,
+            start_new_session=True,
         )
         return cls(proc, on_message)
 

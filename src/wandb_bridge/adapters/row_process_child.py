@@ -5,7 +5,9 @@ Forked from the training process before ``wandb.init`` where that is safe
 ``python -m wandb_bridge.adapters.row_process_child``; never by users. It
 ignores SIGINT and SIGTERM: Ctrl-C and pre-emption reach the whole process
 group, and the parent decides when logging ends (it closes this process's
-input after its last row), so no queued row is lost to them.
+input after its last row), so no queued row is lost to them. A spawned one
+also runs in a session of its own, so that a signal to the job's process
+group cannot reach it while it still imports wandb.
 """
 
 from __future__ import annotations
