@@ -253,6 +253,14 @@ MUTATIONS = (
         "if False:",
         ("tests/test_log_process.py::test_objects_the_script_froze_itself_stay_frozen",),
     ),
+    Mutation(
+        "spawned-helper-in-the-job-group",
+        "a spawned helper stays in the job's process group, where a SIGTERM kills it while it imports wandb",
+        "src/wandb_bridge/adapters/row_process.py",
+        "            start_new_session=True,",
+        "            start_new_session=False,",
+        ("tests/test_log_process.py::test_a_signal_to_the_process_group_never_reaches_a_starting_helper",),
+    ),
 )
 
 
