@@ -31,29 +31,26 @@ def sigterm(directory: Path) -> None:
         time.sleep(0.001)
 
 
-def until_signal(directory: Path) -> None:
-    """Log every millisecond until a signal ends the process (no checkpoint)."""
-    session = Session(project="faults", dir=str(directory))
+def _log_until_signal(session: Session, ready_at: int) -> None:
+    """Log a row every millisecond, say "ready" once step ``ready_at`` was logged, until a signal ends it."""
     step = 0
     while True:
         step += 1
         session.log({"loss": 1.0 / step}, step=step)
-        if step == 100:
+        if step == ready_at:
             print("ready", flush=True)
         time.sleep(0.001)
+
+
+def until_signal(directory: Path) -> None:
+    """Log every millisecond until a signal ends the process (no checkpoint)."""
+    _log_until_signal(Session(project="faults", dir=str(directory)), 100)
 
 
 def helper_starting(directory: Path) -> None:
     """Say "ready" while the spawned logging process still starts (imports wandb), then log until a signal."""
     threading.Thread(target=time.sleep, args=(600,), daemon=True).start()  # a second thread: spawned, not forked
-    session = Session(project="faults", dir=str(directory), log_process=True)
-    step = 0
-    while True:
-        step += 1
-        session.log({"loss": 1.0 / step}, step=step)
-        if step == 20:
-            print("ready", flush=True)
-        time.sleep(0.001)
+    _log_until_signal(Session(project="faults", dir=str(directory), log_process=True), 20)
 
 
 def disk_full(directory: Path) -> None:
