@@ -158,31 +158,42 @@ def test_helper_killed_mid_run_loses_no_row(wandb_offline: WandbOfflineRuns) -> 
     assert steps == sorted(steps)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("sig", "code", "exit_code"), [(signal.SIGTERM, -signal.SIGTERM, 143), (signal.SIGINT, -signal.SIGINT, 130)]
-)
-def test_signal_to_the_whole_process_group_loses_no_row(
-    wandb_offline: WandbOfflineRuns, tmp_path: Path, sig: signal.Signals, code: int, exit_code: int
-) -> None:
-    # Slurm, Kubernetes and a terminal's Ctrl-C signal every process of the job at once:
-    # the helper ignores the signal and logs every row the training process hands it.
+def _signal_the_group(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path, scenario: str, sig: signal.Signals
+) -> tuple[str, list[int], int | None]:
+    """Run ``scenario`` in a session of its own, signal its whole process group once it says "ready".
+
+    Returns:
+        Its stderr, the steps of ``train/loss`` its run recorded, and the run's exit code.
+    """
     with Child(
-        [sys.executable, str(SCRIPTS), "until_signal", str(tmp_path)],
+        [sys.executable, str(SCRIPTS), scenario, str(tmp_path)],
         env=_child_env(wandb_offline),
         folder=tmp_path / "out",
         new_session=True,
     ) as child:
-        child.wait_for_line("ready", timeout=120)  # printed once step 100 was logged
+        child.wait_for_line("ready", timeout=120)
         os.killpg(child.pid, sig)
-        assert child.wait(timeout=60) == code, child.stderr()[-3000:]
-        printed = child.stderr()[-3000:]
+        assert child.wait(timeout=60) == -sig, child.stderr()[-3000:]
+        printed = child.stderr()
     run = read_run(next(tmp_path.glob("wandb/offline-run-*")))
     steps = [s for s, _ in run.values("train/loss")]
     kept = list(tmp_path.glob("wandb/offline-run-*/files/wandb-bridge-unsent.jsonl"))
-    why = (printed, [path.read_text()[-1000:] for path in kept])  # (what to look at if rows are missing)
-    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 100, why
-    assert run.exit_code == exit_code
+    why = (printed[-3000:], [path.read_text()[-1000:] for path in kept])  # (what to look at if rows are missing)
+    assert steps == list(range(1, len(steps) + 1)), why
+    return printed, steps, run.exit_code
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_to_the_whole_process_group_loses_no_row(
+    wandb_offline: WandbOfflineRuns, tmp_path: Path, sig: signal.Signals, exit_code: int
+) -> None:
+    # Slurm, Kubernetes and a terminal's Ctrl-C signal every process of the job at once:
+    # the helper ignores the signal and logs every row the training process hands it.
+    printed, steps, code = _signal_the_group(wandb_offline, tmp_path, "until_signal", sig)
+    assert len(steps) >= 100, printed[-3000:]  # ("ready" came once step 100 was logged)
+    assert code == exit_code
 
 
 @pytest.mark.slow
@@ -191,20 +202,11 @@ def test_a_signal_to_the_process_group_never_reaches_a_starting_helper(
 ) -> None:
     # A spawned helper imports wandb for about half a second before it can ignore signals:
     # it starts in a session of its own, so the job's SIGTERM reaches the training process only.
-    with Child(
-        [sys.executable, str(SCRIPTS), "helper_starting", str(tmp_path)],
-        env=_child_env(wandb_offline),
-        folder=tmp_path / "out",
-        new_session=True,
-    ) as child:
-        child.wait_for_line("ready", timeout=120)  # step 20 was logged; the helper is still starting
-        os.killpg(child.pid, signal.SIGTERM)
-        assert child.wait(timeout=60) == -signal.SIGTERM, child.stderr()[-3000:]
-        assert "logging process ended" not in child.stderr(), child.stderr()[-3000:]
-    run = read_run(next(tmp_path.glob("wandb/offline-run-*")))
-    steps = [s for s, _ in run.values("train/loss")]
-    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 20
-    assert run.exit_code == 143
+    # ("ready" came once step 20 was logged, the helper still starting.)
+    printed, steps, code = _signal_the_group(wandb_offline, tmp_path, "helper_starting", signal.SIGTERM)
+    assert "logging process ended" not in printed, printed[-3000:]
+    assert len(steps) >= 20
+    assert code == 143
 
 
 @pytest.mark.timeout(120)
