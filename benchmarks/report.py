@@ -913,8 +913,9 @@ READING = [
     "On the AMD EPYC VMs of 2026-12-02 (eight runs, 2 to 4 repetitions each) the "
     "defaults' Lightning row ranged from 0.04 to 0.41 of native between runs, and single repetitions from "
     "-0.08 to 0.40; ours stayed at 60 to 350 us per step there while native's own overhead went from 400 to "
-    "2,900. The Intel Xeon VM of the run above (2026-12-03 12:08) kept every repetition of every training "
-    "row at or under 0.20. `python -m benchmarks.logger_call` separates the time inside the logger call "
+    "2,900. On the Intel Xeon VM of 2026-12-03 every repetition of every training row stayed at or "
+    "under 0.22, in both of that day's full runs (12:08 and 13:16, the second the run above). "
+    "`python -m benchmarks.logger_call` separates the time inside the logger call "
     "from the rest of the step ([performance-breakdown.md](performance-breakdown.md)): the spread comes "
     "from outside our call, from wandb's per-row work beside training.",
     "The transformers Trainer with its tqdm bar was the last default configuration above the goal "
