@@ -226,7 +226,7 @@ def test_frozen_helper_never_hangs_and_keeps_its_rows(wandb_offline: WandbOfflin
             # finish stopped the helper while the worker thread still waited on it: that wait
             # ends quietly too (no second warning, no row logged after the run was finished)
             for thread in threading.enumerate():
-                if thread.name.startswith("wandb-bridge-") and thread.name != "wandb-bridge-finish":
+                if thread.name == f"wandb-bridge-{session.run_id}":  # (the session's worker thread)
                     thread.join(10)
     finally:
         if helper.is_running():

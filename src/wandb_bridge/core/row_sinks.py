@@ -442,31 +442,39 @@ class RowRouter:
             return
         try:
             stuck = not out.sync(self._timeout)
-            if out is not self._process:  # finish stopped it meanwhile (a stuck worker)
-                out.release()
-            elif stuck:
-                # wandb took no row for finish_timeout seconds: stop waiting for it. The rows it
-                # did not confirm, and every later one, go to the unsent-rows file.
-                self._process = None
-                self._faults.break_off(f"wandb took no row for {self._timeout:.0f} s", stuck=True)
-                self._unsent.named = True  # (the warning names the file)
-                self._faults.warn(
-                    "rows-out-stuck",
-                    f"{self._faults.broken} (is wandb-core stuck?); training goes on, rows are kept in "
-                    f"{self._unsent.path}, and what was recorded can be uploaded with: {self._sync_command()}",
-                )
-                self._unsent.keep(out.kill())
-                out.close(1.0)  # (reaps it)
         except row_process.RowProcessGone as gone:
             self._went(out, gone)
+            return
+        if out is not self._process:
+            self._let_go(out, [])
+        elif stuck:
+            # wandb took no row for finish_timeout seconds: stop waiting for it. The rows it
+            # did not confirm, and every later one, go to the unsent-rows file.
+            self._process = None
+            self._faults.break_off(f"wandb took no row for {self._timeout:.0f} s", stuck=True)
+            self._unsent.named = True  # (the warning names the file)
+            self._faults.warn(
+                "rows-out-stuck",
+                f"{self._faults.broken} (is wandb-core stuck?); training goes on, rows are kept in "
+                f"{self._unsent.path}, and what was recorded can be uploaded with: {self._sync_command()}",
+            )
+            self._unsent.keep(out.kill())
+            out.close(1.0)  # (reaps it)
 
     def _went(self, out: row_process.RowProcess, gone: row_process.RowProcessGone) -> None:
         """The logging process ``out`` ended while this worker used it."""
         if out is self._process:
             self._gone(gone)
-        else:  # finish stopped it meanwhile (a stuck worker) and kept what it held: so are these
-            self._unsent.keep(gone.rows)
-            out.release()
+        else:
+            self._let_go(out, gone.rows)
+
+    def _let_go(self, out: row_process.RowProcess, rows: list[Row]) -> None:
+        """Finish stopped ``out`` while this worker waited on it (a stuck worker) and kept what it held.
+
+        Rows it still handed back are kept with those; its pipes close now that nothing waits on them.
+        """
+        self._unsent.keep(rows)
+        out.release()
 
     def _sync_command(self) -> str:
         return self._faults.sync_command or ""
