@@ -27,6 +27,22 @@ def current_cuda_device() -> int | None:
         return None
 
 
+def _statm_rss() -> float | None:
+    """The resident set size from ``/proc/self/statm`` (Linux), or None where there is none."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            resident = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return float(resident * _PAGE_SIZE)
+
+
+try:
+    _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+except (AttributeError, OSError, ValueError):  # pragma: no cover - not a POSIX system
+    _PAGE_SIZE = 4096
+
+
 class SystemSampler:
     """Samples ``perf/`` figures at most once per ``interval`` seconds."""
 
@@ -55,6 +71,9 @@ class SystemSampler:
         return stats
 
     def _rss_bytes(self) -> float | None:
+        statm = _statm_rss()  # Linux: one read of /proc, no psutil import (10 ms) on the first row
+        if statm is not None:
+            return statm
         if self._process is None:
             try:
                 import psutil
