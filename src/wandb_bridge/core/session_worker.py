@@ -39,6 +39,10 @@ from wandb_bridge.core.row_sinks import RowRouter
 from wandb_bridge.core.run_markers import RunMarkers
 from wandb_bridge.core.settings import Settings
 
+# A batch's merged rows go to the sinks once they hold this many values: wandb-core starts on
+# the first wide rows while the worker merges the next ones (narrow rows still go in hundreds).
+_HAND_OVER_VALUES = 2000
+
 
 class Worker:
     """Runs on the worker thread only: everything the training thread handed over."""
@@ -69,13 +73,20 @@ class Worker:
     def drain(self, ops: list[Op]) -> None:
         """Handle a batch of operations, in order."""
         rows: list[dict[str, Any]] = []
+        values = 0  # in the rows merged and not yet handed over
         merge = self._rows.merge
         for op in ops:
             if isinstance(op, LogRow):
-                rows.extend(merge(op))
+                closed = merge(op)
+                if closed:
+                    rows.extend(closed)
+                    values += sum(map(len, closed))
+                    if values >= _HAND_OVER_VALUES:
+                        self._emit(rows)
+                        rows, values = [], 0
                 continue
             self._emit(rows)
-            rows = []
+            rows, values = [], 0
             if isinstance(op, Call):
                 self._router.sync()  # wandb calls from here come after the rows before them
                 self._faults.guard_worker(op.what, op.fn, *op.args)
