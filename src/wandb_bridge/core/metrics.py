@@ -337,7 +337,12 @@ class RowMerger:
         self.late_rows = 0
 
     def add(
-        self, step: int, values: Mapping[str, Any], epoch: float | None = None, keep_both: bool = False
+        self,
+        step: int,
+        values: Mapping[str, Any],
+        epoch: float | None = None,
+        keep_both: bool = False,
+        adopt: bool = False,
     ) -> list[dict[str, Any]]:
         """Add ``values`` recorded at ``step``.
 
@@ -348,6 +353,8 @@ class RowMerger:
             keep_both: a key already in the open row starts a second row for the
                 same step instead of replacing the value (direct ``wandb.log`` calls:
                 each value the user logged is kept, as wandb keeps it).
+            adopt: ``values`` is a new dict the caller lets go of: a row it opens is that
+                dict (a row of 1,000 keys is not copied again).
 
         Returns:
             Rows that are complete now (each holds ``trainer/global_step``).
@@ -363,6 +370,12 @@ class RowMerger:
             if self._step is not None:
                 ready.append(self._close())
             self._step = step
+            if adopt and type(values) is dict:
+                values[STEP_KEY] = step
+                self._row = values
+                if epoch is not None:
+                    values[EPOCH_KEY] = epoch
+                return ready
             self._row = {STEP_KEY: step}
         elif step < self._step:
             self.late_rows += 1

@@ -36,6 +36,7 @@ class LogRow(NamedTuple):
     values: dict[str, Any]
     stamp: float
     samples: int | None
+    plain: bool = False  # every value is exactly a float or an int (checked at the hand-over)
 
 
 @dataclass(frozen=True, slots=True)

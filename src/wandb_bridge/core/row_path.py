@@ -106,26 +106,30 @@ class RowPath:
 
     def merge(self, op: LogRow) -> list[Row]:
         """Map ``op``'s keys and merge it; the rows it closed."""
-        step, epoch, stage, values, stamp, samples = op
+        step, epoch, stage, values, stamp, samples, plain = op
         self.stamp = stamp
         if not self.first_stamp:
             self.first_stamp = stamp
         if stage is None:  # a direct call (wandb.log, experiment.log, log_image): keys as written
             return self._merger.add(step, as_written(values), None if epoch is None else float(epoch), keep_both=True)
-        mapped = self._map(values, stage)
+        mapped = self._map(values, stage, plain)
         row_epoch = mapped.pop(EPOCH_KEY, epoch)
         mapped.pop(STEP_KEY, None)
         self._time(step, stamp, samples, mapped)
-        return self._merger.add(step, mapped, None if row_epoch is None else float(row_epoch))
+        return self._merger.add(step, mapped, None if row_epoch is None else float(row_epoch), adopt=True)
 
-    def _map(self, values: Mapping[str, Any], stage: Stage) -> Row:
-        """``values`` with their recorded names (nested mappings flattened)."""
+    def _map(self, values: Mapping[str, Any], stage: Stage, plain: bool) -> Row:
+        """A new dict: ``values`` with their recorded names (nested mappings flattened).
+
+        ``plain``: every value is exactly a float or an int (then a wide row whose key set came
+        before is mapped in one go).
+        """
         numbers = values.values()
         shape = None
-        if len(values) >= _PLAN_KEYS:  # a wide row: its names in one go when the same keys came before
+        if plain and len(values) >= _PLAN_KEYS:  # a wide row: its names in one go when the same keys came before
             shape = (stage, tuple(values))
             plan = self._plans.get(shape)
-            if plan is not None and plain_numbers(numbers):
+            if plan is not None:
                 return dict(zip(plan, numbers, strict=True))
         mapped: Row = {}
         keys = self.keys
@@ -147,7 +151,7 @@ class RowPath:
                 mapped[name] = inner
                 if flat and type(key) is str:
                     names[key] = name
-        if shape is not None and len(mapped) == len(values) and plain_numbers(numbers):
+        if shape is not None and len(mapped) == len(values):
             if len(self._plans) >= _PLANS:
                 self._plans.clear()
             self._plans[shape] = list(mapped)  # one name per key, in the keys' order
@@ -186,17 +190,22 @@ class RowPath:
         self._timing = (step, stamp)
 
 
-def hand_over(metrics: Mapping[str, Any]) -> dict[str, Any]:
+def hand_over(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     """Copy the values for the queue: tensors are detached (their autograd graph is freed now,
     not when the worker reads them); CPU scalars are read at once (no device sync on CPU), so
-    the queue holds no tensor objects the garbage collector would walk."""
+    the queue holds no tensor objects the garbage collector would walk.
+
+    Returns:
+        The copy, and whether every value was exactly a ``float`` or an ``int`` (the worker
+        then maps a wide row's keys without looking at the values again).
+    """
     values = dict(metrics)
     if plain_numbers(values.values()):  # (the common case: nothing to read)
-        return values
+        return values, True
     for key, value in values.items():
         if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
             if value.device.type == "cpu" and value.numel() == 1:
                 values[key] = value.item()
             else:
                 values[key] = value.detach()
-    return values
+    return values, False

@@ -211,11 +211,11 @@ class SessionParts:
             self.resume.warn_skipped(life.run_id)
             return
         # (the hot path of every metric a framework logs: written out, not delegated)
-        values = hand_over(metrics)
+        values, plain = hand_over(metrics)
         if keep_keys:  # a direct call (wandb.log, experiment.log, log_image): keys as written
-            op = _row(LogRow, (step, epoch, None, values, perf_counter(), None))
+            op = _row(LogRow, (step, epoch, None, values, perf_counter(), None, plain))
         else:
-            op = _row(LogRow, (step, epoch, stage, values, perf_counter(), samples))
+            op = _row(LogRow, (step, epoch, stage, values, perf_counter(), samples, plain))
         pipeline = self.pipeline
         if pipeline is not None and pipeline.alive:
             pipeline.put(op)
