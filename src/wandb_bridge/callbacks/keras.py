@@ -21,9 +21,10 @@ from wandb_bridge.callbacks import keras_support as support
 from wandb_bridge.callbacks.base import SessionHolder, guarded, resolve_settings
 from wandb_bridge.callbacks.keras_checkpoints import Checkpoints
 from wandb_bridge.callbacks.keras_support import keras
-from wandb_bridge.core import follow, hparams, predictions, steps
+from wandb_bridge.core import hparams, predictions, steps
 from wandb_bridge.core.errors import WandbBridgeWarning
 from wandb_bridge.core.session import Session
+from wandb_bridge.core.training_end import SavedCheckpoint, end_training
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -217,19 +218,20 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             try:
                 self._checkpoints.report_written(lambda: self.session)  # the last epoch's files
                 session = self._holder.active
-                if session is None:
-                    return
-                trained, written = self._last_epoch is not None, self._checkpoints.followed
-                if follow.final_model_due(session.settings.log_model, trained=trained, checkpoint_exists=written):
-                    step, _ = self._clock.read()
-                    path = os.path.join(support.model_folder(session.run_dir), f"model-step-{step}.keras")
-                    self.model.save(path, overwrite=True)
-                    meta = support.checkpoint_metadata(None, path)
-                    epoch, metrics = self._last_epoch, self._last_logs
-                    session.log_checkpoint(path, step=step, epoch=epoch, metrics=metrics, metadata=meta)
-                session.upload_end_checkpoints()  # log_model="end": the end of this fit (the run stays open)
+                if session is not None:
+                    trained, written = self._last_epoch is not None, self._checkpoints.followed
+                    log_model = session.settings.log_model
+                    end_training(session, log_model, trained=trained, checkpoint_exists=written, save=self._save_model)
             finally:
                 self._holder.end_call()
+
+    def _save_model(self) -> SavedCheckpoint:
+        """The final model, saved as ``model-step-<step>.keras`` beside the run's files."""
+        step, _ = self._clock.read()
+        path = os.path.join(support.model_folder(self.session.run_dir), f"model-step-{step}.keras")
+        self.model.save(path, overwrite=True)
+        meta = support.checkpoint_metadata(None, path)
+        return SavedCheckpoint(path, step, self._last_epoch, self._last_logs, metadata=meta)
 
     @override
     @guarded("log evaluate() results")

@@ -238,10 +238,7 @@ class WandbLogger(support.LoggerBase):
             return
         if trainer is not None and support.trainer_fn(trainer) == "fit":
             folder = os.path.join(self._save_dir or str(trainer.default_root_dir), str(self.name))
-            self._checkpoints.save_final(trainer, os.path.join(folder, str(self.version or "version_0")))
-            session = self._holder.active
-            if session is not None:
-                session.upload_end_checkpoints()
+            self._checkpoints.end_fit(trainer, os.path.join(folder, str(self.version or "version_0")))
         self._holder.end_call()
 
     def __getstate__(self) -> dict[str, Any]:

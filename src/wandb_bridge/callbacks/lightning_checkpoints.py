@@ -3,7 +3,7 @@
 What a ``ModelCheckpoint`` holds after each save, and the final weights at the end of ``fit``, handed to
 the core: which process reports (:func:`~wandb_bridge.core.checkpoint_reports.reports_files`), which
 files are new and their ``best`` verdict (:class:`~wandb_bridge.core.checkpoint_reports.CallbackFiles`)
-and whether the final weights are due (:func:`~wandb_bridge.core.follow.final_model_due`) are its.
+and the end of training (:func:`~wandb_bridge.core.training_end.end_training`) are its.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 from wandb_bridge.callbacks import lightning_support as support
 from wandb_bridge.callbacks.base import SessionHolder
 from wandb_bridge.core.checkpoint_reports import CallbackFiles, reports_files
-from wandb_bridge.core.follow import final_model_due
 from wandb_bridge.core.session import Session
+from wandb_bridge.core.training_end import SavedCheckpoint, end_training
 
 _Key = Callable[[Session, str], str]
 PAYLOAD_NAME = "model.ckpt"  # the file name inside model artifacts, as with Lightning's WandbLogger
@@ -57,25 +57,31 @@ class Checkpoints:
         saved, at = support.saved_files(checkpoint_callback), support.save_time(trainer)
         self._reports.report(session, saved, keys, callbacks.index(checkpoint_callback), at)
 
-    def save_final(self, trainer: Any, folder: str) -> None:
-        """Save the final weights once (``trainer.save_checkpoint``, every rank) when the final-model rule says so.
+    def end_fit(self, trainer: Any, folder: str) -> None:
+        """The end of ``fit``: the core's end of training, with ``trainer.save_checkpoint`` as the way to save.
+
+        The final weights are written once, on every rank (a collective), and reported by the
+        process that writes files; the end uploads follow (:mod:`wandb_bridge.core.training_end`).
 
         Args:
             trainer: the Trainer whose ``fit`` ended.
             folder: where the logger's checkpoints go (``final.ckpt`` is written under ``folder/checkpoints``).
         """
         written = self._final_saved or support.wrote_files(trainer)
-        if not final_model_due(self._holder.settings.log_model, trained=True, checkpoint_exists=written):
-            return
-        self._final_saved = True
-        path = trainer.strategy.broadcast(os.path.join(folder, "checkpoints", "final.ckpt"))  # rank 0's path
-        with self._holder.boundary("save the final weights"):
+        reports = reports_files(support.global_rank(trainer))
+
+        def save() -> SavedCheckpoint | None:
+            self._final_saved = True
+            path = trainer.strategy.broadcast(os.path.join(folder, "checkpoints", "final.ckpt"))  # rank 0's path
             trainer.save_checkpoint(path)  # collective: runs on every rank
-            session = self._holder.active if reports_files(support.global_rank(trainer)) else None
-            if session is not None:
-                epoch = self.train_epoch if self.train_epoch is not None else trainer.current_epoch
-                at = support.save_time(trainer, epoch)
-                session.log_checkpoint(path, at.step, at.epoch, at.metrics, payload_name=PAYLOAD_NAME)
+            epoch = self.train_epoch if self.train_epoch is not None else trainer.current_epoch
+            at = support.save_time(trainer, epoch)
+            return SavedCheckpoint(path, at.step, at.epoch, at.metrics, payload_name=PAYLOAD_NAME) if reports else None
+
+        with self._holder.boundary("save the final weights"):
+            session = self._holder.active
+            log_model = self._holder.settings.log_model
+            end_training(session, log_model, trained=True, checkpoint_exists=written, save=save)
 
 
 __all__ = ["PAYLOAD_NAME", "Checkpoints"]

@@ -20,6 +20,7 @@ from wandb_bridge.core import follow, hparams, predictions
 from wandb_bridge.core.metrics import log_stage, read_log_dict
 from wandb_bridge.core.session import Session
 from wandb_bridge.core.steps import step_in_progress
+from wandb_bridge.core.training_end import SavedCheckpoint, end_training
 
 if TYPE_CHECKING:
     from transformers import TrainerControl as Control
@@ -245,18 +246,19 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         if session is None or path is None:
             return
         is_best = hf.trainer_verdict(self._role, state, path)
-        hf.report_checkpoint(session, state, path, self.checkpoint_files, self._last_eval, is_best)
+        hf.saved_model(state, path, self.checkpoint_files, self._last_eval).report(session, is_best=is_best)
 
     @override
     @guarded
     def on_train_end(self, args: Args, state: State, control: Control, **kwargs: Any) -> None:
         """Save the final model when ``log_model`` wants one and no checkpoint exists; upload; the run stays open."""
-        session, model = self._holder.active, kwargs.get("model")
+        session, model, processor = self._holder.active, kwargs.get("model"), kwargs.get("processing_class")
         if session is not None:
-            log_model, saved = self.settings.log_model, session.has_checkpoints
-            due = follow.final_model_due(log_model, trained=bool(args.should_save), checkpoint_exists=saved)
-            if due and model is not None:
-                folder = hf.save_final_model(model, kwargs.get("processing_class"), args)
-                hf.report_checkpoint(session, state, folder, self.checkpoint_files, self._last_eval, final_model=True)
-            session.upload_end_checkpoints()
+            trained, saved = bool(args.should_save) and model is not None, session.has_checkpoints
+
+            def save() -> SavedCheckpoint:
+                folder = hf.save_final_model(model, processor, args)
+                return hf.saved_model(state, folder, self.checkpoint_files, self._last_eval, final_model=True)
+
+            end_training(session, self.settings.log_model, trained=trained, checkpoint_exists=saved, save=save)
         self._holder.end_call()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from wandb_bridge.callbacks.base import SessionHolder
 from wandb_bridge.core import follow, health, sweeps
 from wandb_bridge.core.steps import epochs_completed, planned_rows
+from wandb_bridge.core.training_end import SavedCheckpoint
 
 if TYPE_CHECKING:
     from transformers import TrainerState, TrainingArguments
@@ -218,22 +219,15 @@ SWEEP_WARNING = (
 )
 
 
-def report_checkpoint(
-    session: Session,
-    state: TrainerState,
-    path: str,
-    files: str,
-    last_eval: tuple[int, dict[str, Any]] | None,
-    is_best: bool | None = None,
-    **metadata: Any,
-) -> None:
-    """Hand a saved folder to ``Session.log_checkpoint``, with the evaluation of its step (``files``: which files)."""
-    session.log_checkpoint(
+def saved_model(
+    state: TrainerState, path: str, files: str, last_eval: tuple[int, dict[str, Any]] | None, **metadata: Any
+) -> SavedCheckpoint:
+    """A folder the Trainer (or the callback) saved, with the evaluation of its step (``files``: which files)."""
+    return SavedCheckpoint(
         path,
         step=state.global_step,
         epoch=epochs_completed(state.epoch),
         metrics=last_eval[1] if last_eval is not None and last_eval[0] == state.global_step else None,
-        is_best=is_best,
         metadata={"checkpoint_files": files, **metadata},
         include=WEIGHT_FILES if files == "weights" else None,
         exclude=NEVER_UPLOAD,
