@@ -94,6 +94,16 @@ def test_config_flattened_json_safe_and_redacted(wandb_offline: WandbOfflineRuns
     assert wandb_offline.grep(secret) == []
 
 
+def test_framework_config_never_overwrites_the_users(wandb_offline: WandbOfflineRuns) -> None:
+    with Session(project="demo", config={"opt": {"lr": 0.1}, "seed": 3}) as session:
+        session.log_framework_config({"opt": {"lr": 0.5, "momentum": 0.9}, "seed": 7, "api_token": "tok-123456789"})
+        session.log_config({"seed": 11})  # the user's own later call still wins over both
+        session.log({"loss": 1.0}, step=1)
+    config = wandb_offline.run().config
+    assert (config["opt/lr"], config["opt/momentum"], config["seed"]) == (0.1, 0.9, 11)
+    assert config["api_token"] == "<redacted>"
+
+
 def test_exception_in_block_records_nonzero_exit(wandb_offline: WandbOfflineRuns) -> None:
     with pytest.raises(RuntimeError), Session(project="demo") as session:
         session.log({"loss": 1.0}, step=1)

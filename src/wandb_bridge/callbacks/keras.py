@@ -21,7 +21,7 @@ from wandb_bridge.callbacks import keras_support as support
 from wandb_bridge.callbacks.base import SessionHolder, guarded, resolve_settings
 from wandb_bridge.callbacks.keras_checkpoints import Checkpoints
 from wandb_bridge.callbacks.keras_support import keras
-from wandb_bridge.core import hparams, predictions, steps
+from wandb_bridge.core import predictions, steps
 from wandb_bridge.core.errors import WandbBridgeWarning
 from wandb_bridge.core.session import Session
 from wandb_bridge.core.training_end import SavedCheckpoint, end_training
@@ -163,7 +163,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
                 self._samples = data.validation_samples(given, arguments, count, warner)
             extracted = data.fit_config(model, params, arguments, self._clock.batch_size)
             extracted["wandb_bridge"] = {"log_freq": self.log_freq, "log_predictions": self.log_predictions}
-            session.log_config(hparams.extracted_config(extracted, session.settings.config))
+            session.log_framework_config(extracted)
 
     @override
     @guarded("follow the checkpoint")

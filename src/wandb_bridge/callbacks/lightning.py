@@ -158,7 +158,7 @@ class WandbLogger(support.LoggerBase):
         session = self._start()
         if session is not None:
             extracted = hparams.config_of(params, fallback_key="hparams")
-            session.log_config(hparams.extracted_config(extracted, self.settings.config))
+            session.log_framework_config(extracted)
 
     @override
     def log_graph(self, model: Any, input_array: Any = None) -> None:
@@ -185,7 +185,7 @@ class WandbLogger(support.LoggerBase):
             return
         self._configured = weakref.ref(trainer)
         facts = {"trainer": support.trainer_facts(trainer)}
-        session.log_config(hparams.extracted_config(facts, self.settings.config))
+        session.log_framework_config(facts)
         monitors = [support.monitor_of(c) for c in support.checkpoint_callbacks(trainer)]
         chosen = follow.adopted_monitor(session.monitor, monitors)
         if chosen is not None and chosen.monitor is not None:

@@ -16,7 +16,7 @@ from wandb_bridge.callbacks import transformers_support as hf
 from wandb_bridge.callbacks._require import require
 from wandb_bridge.callbacks.base import SessionHolder, guarded, picklable_state, resolve_settings
 from wandb_bridge.callbacks.transformers_support import FINAL_MODEL_DIR, NEVER_UPLOAD, WEIGHT_FILES, apply_sweep
-from wandb_bridge.core import follow, hparams, predictions
+from wandb_bridge.core import follow, predictions
 from wandb_bridge.core.metrics import log_stage, read_log_dict
 from wandb_bridge.core.session import Session
 from wandb_bridge.core.steps import step_in_progress
@@ -149,7 +149,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         """Record the config; adopt ``metric_for_best_model`` as the monitor (unless ``monitor=`` was given)."""
         self._role = hf.adopt_trainer_monitor(session, args, self.settings.monitor)
         extracted = hf_data.trainer_config(args, state, model)
-        session.log_config(hparams.extracted_config(extracted, session.settings.config))
+        session.log_framework_config(extracted)
         self._recorded = (session, id(args), id(model))
 
     def _clock(self) -> int | None:

@@ -19,6 +19,7 @@ from wandb_bridge.adapters.markers import RunMarker
 from wandb_bridge.core import health
 from wandb_bridge.core.checkpoints import CheckpointPolicy
 from wandb_bridge.core.errors import WandbBridgeWarning
+from wandb_bridge.core.hparams import extracted_config
 from wandb_bridge.core.metrics import Stage, flatten_metrics
 from wandb_bridge.core.ops import Call, HealthRow, Summary, UploadEnd
 from wandb_bridge.core.run_lifecycle import exit_code_for, prepared_config
@@ -241,6 +242,15 @@ class Session:
             flat = prepared_config(config, self._faults)
             self._faults.tell_inputs()
             self._parts.put(Call("update_config", self._parts.handle.update_config, (flat,)))
+
+    def log_framework_config(self, extracted: Mapping[str, Any]) -> None:
+        """Add the config a framework callback read (arguments, hparams, model facts); the user's ``config=`` wins.
+
+        :func:`~wandb_bridge.core.hparams.extracted_config` drops every key the user's
+        ``config=`` set, so a framework's value never overwrites the user's.
+        """
+        if extracted:
+            self.log_config(extracted_config(extracted, self.settings.config))
 
     def log_summary(self, values: Mapping[str, Any], stage: Stage = "train") -> None:
         """Set summary values (keys mapped like metrics), e.g. end-of-training figures."""
