@@ -642,6 +642,32 @@ def _verdicts(results: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"Loop that only logs, {label} ({steps:,} x {keys:,} keys), ours/native: " + "; ".join(parts) + "."
         )
+    lines += _same_path_lines(results)
+    return lines
+
+
+def _same_path_lines(results: Mapping[str, Any]) -> list[str]:
+    """The measure's own noise: where the default (auto) kept every row in-process, it ran the in-process
+    variant's code path, so their paired ratios (within each repetition) show what identical runs differ by."""
+    section = results.get("e2e", {})
+    runs = section.get("runs", {})
+    lines = []
+    for label, _, _ in section.get("scenarios", []):
+        auto, here = runs.get(f"{label}/ours", []), _by_rep(runs.get(f"{label}/ours_inproc", []))
+        if label == "short" or not auto or not here or any(r.get("helper_used", True) for r in auto):
+            continue
+        pairs = [(run, here[rep]) for rep, run in _by_rep(auto).items() if rep in here]
+        rows = spread(ratio(a.get("rows_per_s"), b.get("rows_per_s")) for a, b in pairs)
+        ends = spread(ratio(a.get("end_to_end_s"), b.get("end_to_end_s")) for a, b in pairs)
+        if rows.get("median") is None:
+            continue
+        lines.append(
+            f"Same code path twice, {label} loop: the default (auto) logged every row in-process in all "
+            f"{rows['n']} repetitions, as the in-process variant does; default/in-process rows/s "
+            f"{_f(rows['median'], 2)} [{_f(rows['min'], 2)}..{_f(rows['max'], 2)}], end to end "
+            f"{_f(ends['median'], 2)} [{_f(ends['min'], 2)}..{_f(ends['max'], 2)}]: what two identical runs "
+            "differ by here, the noise floor of the ratios above."
+        )
     return lines
 
 

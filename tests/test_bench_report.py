@@ -44,6 +44,28 @@ def test_e2e_ratios_pair_the_variants_of_one_repetition() -> None:
     assert any("end to end 0.90, rows/s 1.10, CPU 0.90" in line for line in report._verdicts(results))
 
 
+def test_the_noise_floor_line_only_where_the_default_ran_the_in_process_path_in_every_repetition() -> None:
+    def runs(helper: bool) -> dict[str, list[dict[str, object]]]:
+        auto = [
+            {**_run(r, s, t, 1.0), "helper_used": helper and r == 1} for r, s, t in ((0, 2.0, 4000.0), (1, 1.0, 9000.0))
+        ]
+        return {
+            "narrow/native": [_run(0, 1.5, 6000.0, 1.0), _run(1, 1.5, 6000.0, 1.0)],
+            "narrow/ours": auto,
+            "narrow/ours_inproc": [_run(0, 1.0, 8000.0, 1.0), _run(1, 1.0, 6000.0, 1.0)],
+        }
+
+    for helper, expected in ((False, 1), (True, 0)):
+        section = {"scenarios": [["narrow", 8000, 10]], "runs": runs(helper)}
+        results = {"e2e": {**section, "summary": report.summarize_e2e(section)}}
+        lines = [line for line in report._verdicts(results) if line.startswith("Same code path twice")]
+        assert len(lines) == expected
+    # rows/s 4000/8000 and 9000/6000; end to end 2.0/1.0 and 1.0/1.0
+    section = {"scenarios": [["narrow", 8000, 10]], "runs": runs(False)}
+    (line,) = report._same_path_lines({"e2e": section})
+    assert "rows/s 1.00 [0.50..1.50], end to end 1.50 [1.00..2.00]" in line
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
 def test_rotation_varies_what_runs_first_and_what_runs_before_each_variant(n: int) -> None:
     from benchmarks._harness import rotation
