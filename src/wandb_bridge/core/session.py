@@ -249,8 +249,7 @@ class Session:
         :func:`~wandb_bridge.core.hparams.extracted_config` drops every key the user's
         ``config=`` set, so a framework's value never overwrites the user's.
         """
-        if extracted:
-            self.log_config(extracted_config(extracted, self.settings.config))
+        self.log_config(extracted_config(extracted, self.settings.config))
 
     def log_summary(self, values: Mapping[str, Any], stage: Stage = "train") -> None:
         """Set summary values (keys mapped like metrics), e.g. end-of-training figures."""

@@ -14,7 +14,7 @@ A framework callback says how its framework saves a model (``save``) and what it
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wandb_bridge.core.follow import final_model_due
@@ -45,7 +45,7 @@ class SavedCheckpoint:
     metrics: Mapping[str, Any] | None = None
     metadata: Mapping[str, Any] | None = None
     include: Sequence[str] | None = None
-    exclude: Sequence[str] = field(default=())
+    exclude: Sequence[str] = ()
     payload_name: str | None = None
 
     def report(self, session: Session, *, is_best: bool | None = None) -> None:
