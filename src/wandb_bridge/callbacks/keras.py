@@ -10,7 +10,6 @@ callbacks it follows in :mod:`wandb_bridge.callbacks.keras_checkpoints`.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from types import TracebackType
@@ -20,11 +19,11 @@ from wandb_bridge.callbacks import keras_data as data
 from wandb_bridge.callbacks import keras_support as support
 from wandb_bridge.callbacks.base import SessionHolder, guarded, resolve_settings
 from wandb_bridge.callbacks.keras_checkpoints import Checkpoints
+from wandb_bridge.callbacks.keras_steps import StepReader
 from wandb_bridge.callbacks.keras_support import keras
 from wandb_bridge.core import predictions, steps
 from wandb_bridge.core.errors import WandbBridgeWarning
 from wandb_bridge.core.session import Session
-from wandb_bridge.core.training_end import SavedCheckpoint, end_training
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -36,32 +35,23 @@ LogFreq = Literal["epoch", "batch"] | int
 
 
 class WandbKerasCallback(_Callback):  # type: ignore[misc]
-    """Log a Keras 3 ``fit``/``evaluate`` to Weights & Biases, on any backend.
+    """Log a Keras 3 ``fit``/``evaluate`` to Weights & Biases, on any backend (docs/keras.md).
 
     Example:
         >>> callback = WandbKerasCallback(project="demo", log_model="best")  # doctest: +SKIP
         >>> model.fit(x, y, validation_data=(xv, yv), callbacks=[callback])  # doctest: +SKIP
         >>> model.evaluate(xt, yt, callbacks=[callback])   # -> test/loss  # doctest: +SKIP
-        >>> callback.finish()   # or leave it to the end of the process  # doctest: +SKIP
 
-    What is recorded: docs/keras.md (``trainer/global_step`` is the optimizer's iteration count,
-    across ``fit`` calls). One callback object is one run, started at the first ``fit`` (or
-    ``evaluate``), finished by :meth:`finish`, a ``with`` block, the process's exit, or when
-    another callback starts a run after a ``fit`` ended (this one continues it by id when used again).
+    One callback object is one run, started at the first ``fit`` (or ``evaluate``) and finished by
+    :meth:`finish`, a ``with`` block or the process's exit (docs/keras.md: what is recorded, when).
 
     Args:
         project, entity, name: where the run goes.
-        log_freq: ``"epoch"`` (default: one row per epoch, no per-batch hook runs at all),
-            ``"batch"`` (a row every optimizer step), or an int N (every N steps) plus the epoch rows.
-        log_predictions: when > 0, a table of that many validation samples at ``val/predictions``
-            every epoch (``core/predictions.py``); the samples once, as the ``dataset``
-            artifact ``val-samples-<run id>``.
+        log_freq: ``"epoch"`` (default), ``"batch"`` (a row every optimizer step) or an int N (every N steps).
+        log_predictions: when > 0, a table of that many validation samples at ``val/predictions`` every epoch.
         validation_data: ``(x, y)`` arrays for ``log_predictions``; by default ``fit``'s.
-        checkpoint_callback: the ``keras.callbacks.ModelCheckpoint`` (or a list) to follow;
-            by default every ``ModelCheckpoint`` of the same ``fit``.
-        **kwargs: the shared arguments of docs/settings.md (``config``, ``mode``, ``dir``,
-            ``log_model`` (``True`` means ``"end"``), ``monitor``, ``on_error``...); other
-            names go to ``wandb.init``.
+        checkpoint_callback: the ``ModelCheckpoint`` (or a list) to follow; by default every one of the ``fit``.
+        **kwargs: the shared arguments of docs/settings.md; other names go to ``wandb.init``.
 
     Raises:
         ValueError: an argument is not one of its allowed values.
@@ -80,25 +70,17 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if log_freq not in ("epoch", "batch") and not (
-            isinstance(log_freq, int) and not isinstance(log_freq, bool) and log_freq > 0
-        ):
-            raise ValueError(f"log_freq={log_freq!r} is not valid; use 'epoch', 'batch' or a positive int")
+        self._every = support.check_log_freq(log_freq)
+        self.log_freq: LogFreq = log_freq
         self.log_predictions = predictions.check_count(log_predictions)
         settings = resolve_settings({"project": project, "entity": entity, "name": name, **kwargs})
         self._holder = SessionHolder(
             settings, owner="WandbKerasCallback", framework="keras", framework_version=keras.__version__
         )
-        self.log_freq: LogFreq = log_freq
-        self._every = 1 if log_freq == "batch" else (log_freq if isinstance(log_freq, int) else 0)
-        self._validation_data = validation_data
+        self._predictions = data.EpochPredictions(self.log_predictions, validation_data)
         self._checkpoints = Checkpoints(checkpoint_callback)
-        self._clock = support.StepReader()
-        self._table: predictions.PredictionTable | None = None
-        self._samples: tuple[Any, Any] | None = None
+        self._clock = StepReader()
         self._epoch = 0
-        self._last_epoch: int | None = None
-        self._last_logs: dict[str, Any] = {}
         if self._every:  # per-batch hooks only with batch logging (else Keras's no-op defaults stay)
             self.on_train_batch_end = self._train_batch_end
             if keras.backend.backend() == "jax":
@@ -136,31 +118,28 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._holder.exit(exc)
 
-    # ---------------------------------------------------------------- fit
+    def _step(self) -> int:
+        return self._clock.read()[0]
 
     @override
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         """Start the run, record the config, find the checkpoints to follow, read the optimizer step."""
         self._holder.begin_call()
         self._checkpoints.clear()
-        self._last_epoch = None
         with self._holder.boundary("start logging this fit"):
-            siblings, arguments = support.fit_context(self)
-            session = self._holder.start(lambda s: self._resume(s, siblings, arguments))
+            fit = support.fit_context(self)
+            self._clock.bind(self.model)
+            warner = self._holder.warner
+            session = self._holder.start(lambda s: self._checkpoints.resume(s, self._step(), fit, warner))
             if session is None:
                 return
-            if self._table is None or self._table.session is not session:
-                self._table = predictions.PredictionTable(session)
-            model, params = self.model, self.params or {}
+            model, params, arguments = self.model, self.params or {}, fit[1]
             if self._every:  # batch logging: this fit's rows
-                session.plan_rows(
-                    steps.planned_rows((params.get("steps") or 0) * (params.get("epochs") or 0), self._every)
-                )
+                planned = (params.get("steps") or 0) * (params.get("epochs") or 0)
+                session.plan_rows(steps.planned_rows(planned, self._every))
             self._clock.bind(model, params, arguments)
-            self._checkpoints.begin(session, siblings)
-            if self.log_predictions and self._samples is None:
-                given, count, warner = self._validation_data, self.log_predictions, self._holder.warner
-                self._samples = data.validation_samples(given, arguments, count, warner)
+            self._checkpoints.begin(session, fit[0])
+            self._predictions.begin(session, arguments, warner)
             extracted = data.fit_config(model, params, arguments, self._clock.batch_size)
             extracted["wandb_bridge"] = {"log_freq": self.log_freq, "log_predictions": self.log_predictions}
             session.log_framework_config(extracted)
@@ -174,8 +153,8 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
 
     @guarded("read the learning rate")
     def _train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:  # noqa: ARG002
-        """JAX with batch logging: the epoch's learning rate, before the first step (the JAX trainer
-        holds the model state inside its train step during an epoch, after every ``on_epoch_begin``)."""
+        """JAX, batch logging: the epoch's learning rate before its first step (the JAX trainer holds
+        the model state inside its train step during an epoch)."""
         if batch == 0:
             self._clock.epoch_rate = self._clock.learning_rate(self._clock.raw_base)
 
@@ -206,9 +185,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         rate = self._clock.learning_rate(raw - 1)
         values = logs if rate is None else {**logs, "learning_rate": rate}
         session.log(values, step=step, epoch=float(epoch + 1), samples=self._clock.batch_size)
-        if self._samples is not None and self._table is not None:
-            data.log_predictions(self._table, self.model, self._samples, step=step, epoch=float(epoch + 1))
-        self._last_logs, self._last_epoch = logs, epoch + 1
+        self._predictions.epoch_end(self.model, step=step, epoch=float(epoch + 1))
         self._checkpoints.epoch_ended(session, step, epoch + 1, logs)
 
     @override
@@ -216,22 +193,9 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         """Report the last checkpoint files; save the model once when ``log_model`` asks and no checkpoint ran."""
         with self._holder.boundary("log the end of fit"):
             try:
-                self._checkpoints.report_written(lambda: self.session)  # the last epoch's files
-                session = self._holder.active
-                if session is not None:
-                    trained, written = self._last_epoch is not None, self._checkpoints.followed
-                    log_model = session.settings.log_model
-                    end_training(session, log_model, trained=trained, checkpoint_exists=written, save=self._save_model)
+                self._checkpoints.end_fit(self._holder.active, lambda: self.session, self.model, self._step)
             finally:
                 self._holder.end_call()
-
-    def _save_model(self) -> SavedCheckpoint:
-        """The final model, saved as ``model-step-<step>.keras`` beside the run's files."""
-        step, _ = self._clock.read()
-        path = os.path.join(support.model_folder(self.session.run_dir), f"model-step-{step}.keras")
-        self.model.save(path, overwrite=True)
-        meta = support.checkpoint_metadata(None, path)
-        return SavedCheckpoint(path, step, self._last_epoch, self._last_logs, metadata=meta)
 
     @override
     @guarded("log evaluate() results")
@@ -245,30 +209,7 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         if session is None:
             return
         self._clock.bind(self.model)
-        step, _ = self._clock.read()
-        session.log(dict(logs), step=steps.evaluation_step(step, session.last_step), stage="test")
-
-    # -------------------------------------------------------- checkpoints
-
-    def _resume(self, session: Session, siblings: list[Any] | None, arguments: Mapping[str, Any]) -> None:
-        """``fit(initial_epoch=E)``, E > 0: continue the run of the checkpoint (of this ``fit``'s
-        ``ModelCheckpoint`` callbacks) training resumed from; the core picks it by the run markers."""
-        initial = arguments.get("initial_epoch")
-        if session.settings.resume_from_checkpoint or not isinstance(initial, int) or initial <= 0:
-            return
-        self._clock.bind(self.model)
-        step, _ = self._clock.read()
-        if step == 0:
-            self._holder.warner.warn(
-                "resume:optimizer",
-                f"fit(initial_epoch={initial}) starts with an optimizer at step 0 (weights-only checkpoint?): "
-                "trainer/global_step restarts at 0, so this fit is not recorded into the checkpoint's run. "
-                "Resume from a full .keras checkpoint (keras.models.load_model) to continue that run.",
-                stacklevel=4,
-            )
-        path = self._checkpoints.resume_path(siblings, step, initial)
-        if path is not None:
-            session.resume_from_checkpoint(path)
+        session.log(dict(logs), step=steps.evaluation_step(self._step(), session.last_step), stage="test")
 
 
 __all__ = ["WandbBridgeWarning", "WandbKerasCallback"]

@@ -16,6 +16,7 @@ from wandb_bridge.callbacks.keras_support import FIT_CONFIG, keras, model_folder
 from wandb_bridge.core.errors import OnceWarner
 from wandb_bridge.core.hparams import count_parameters
 from wandb_bridge.core.predictions import PredictionTable
+from wandb_bridge.core.session import Session
 
 
 def fit_config(model: Any, params: Mapping[str, Any], arguments: Mapping[str, Any], size: int | None) -> dict[str, Any]:
@@ -96,10 +97,36 @@ def validation_samples(given: Any, arguments: Mapping[str, Any], count: int, war
     try:
         if data is not None and len(data) >= 2 and data[1] is not None:
             return tuple(keras.tree.map_structure(lambda a: to_numpy(a[:count]), part) for part in data[:2])
-        warner.warn("predictions", _NO_ARRAYS, stacklevel=5)
+        warner.warn("predictions", _NO_ARRAYS, stacklevel=6)
     except Exception:
-        warner.warn("predictions", _NOT_ARRAYS, stacklevel=5)
+        warner.warn("predictions", _NOT_ARRAYS, stacklevel=6)
     return None
+
+
+class EpochPredictions:
+    """``log_predictions``: a table of the model's predictions on the first validation samples, every epoch.
+
+    Args:
+        count: how many samples (0: none, and nothing is read).
+        given: the callback's ``validation_data``; None: ``fit``'s arrays.
+    """
+
+    def __init__(self, count: int, given: tuple[Any, Any] | None) -> None:
+        self.count, self._given = count, given
+        self._table: PredictionTable | None = None
+        self._samples: Any = None
+
+    def begin(self, session: Session, arguments: Mapping[str, Any], warner: OnceWarner) -> None:
+        """A ``fit`` begins: a table for this run; the samples, read once (the first ``fit``)."""
+        if self._table is None or self._table.session is not session:
+            self._table = PredictionTable(session)
+        if self.count and self._samples is None:
+            self._samples = validation_samples(self._given, arguments, self.count, warner)
+
+    def epoch_end(self, model: Any, *, step: int, epoch: float) -> None:
+        """Log this epoch's table, when there are samples."""
+        if self._samples is not None and self._table is not None:
+            log_predictions(self._table, model, self._samples, step=step, epoch=epoch)
 
 
 def log_predictions(table: PredictionTable, model: Any, samples: Any, *, step: int, epoch: float) -> None:
