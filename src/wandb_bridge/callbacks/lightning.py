@@ -18,8 +18,9 @@ from typing_extensions import override
 
 from wandb_bridge.callbacks import lightning_support as support
 from wandb_bridge.callbacks.base import SessionHolder, guarded, picklable_state, resolve_settings
+from wandb_bridge.callbacks.lightning_base import LoggerBase, NoOpExperiment
 from wandb_bridge.callbacks.lightning_checkpoints import Checkpoints
-from wandb_bridge.core import follow, hparams
+from wandb_bridge.core import hparams
 from wandb_bridge.core.metrics import Stage, prefixed_key
 from wandb_bridge.core.session import Session
 from wandb_bridge.core.settings import Settings
@@ -32,7 +33,7 @@ _EVAL_STEPS = (
 )
 
 
-class WandbLogger(support.LoggerBase):
+class WandbLogger(LoggerBase):
     r"""Log a Lightning training (``lightning.pytorch``, ``pytorch_lightning``, Fabric) to W&B (docs/lightning.md).
 
     Its constructor arguments and public methods mean what they mean for Lightning's ``WandbLogger``. The run
@@ -106,7 +107,7 @@ class WandbLogger(support.LoggerBase):
         """The wandb run (started on first use); a no-op object on processes that do not log."""
         session = self._start()
         run = None if session is None else session.run
-        return support.NoOpExperiment() if run is None else run
+        return NoOpExperiment() if run is None else run
 
     @property
     @override
@@ -175,22 +176,12 @@ class WandbLogger(support.LoggerBase):
         if session is None:
             return
         self._holder.framework_version = support.lightning_version(trainer)
-        fitting = support.trainer_fn(trainer) == "fit"
-        if fitting:  # (the run may have started before the Trainer existed: logger.experiment)
-            session.plan_rows(support.planned_rows(trainer))
-        resumed = getattr(trainer, "ckpt_path", None) if fitting else None
-        if resumed and session.resumed_from is None and os.path.exists(os.fspath(resumed)):
-            session.resume_from_checkpoint(resumed)  # the run continues the checkpoint's run
-        if self._configured is not None and self._configured() is trainer:
-            return
+        first = self._configured is None or self._configured() is not trainer
         self._configured = weakref.ref(trainer)
-        facts = {"trainer": support.trainer_facts(trainer)}
-        session.log_framework_config(facts)
-        monitors = [support.monitor_of(c) for c in support.checkpoint_callbacks(trainer)]
-        chosen = follow.adopted_monitor(session.monitor, monitors)
-        if chosen is not None and chosen.monitor is not None:
-            session.define_monitor(self._key(session, chosen.monitor, "val"), chosen.mode, stage="val")
-        if self.settings.watch is not None:
+        support.call_begins(session, trainer, first=first)
+        if first:
+            self._checkpoints.adopt_monitor(session, trainer, lambda m: self._key(session, m, "val"))
+        if first and self.settings.watch is not None:
             session.watch(model, log=self.settings.watch)
 
     @override
