@@ -404,6 +404,10 @@ def test_callback_pickles_without_its_run(wandb_offline, tmp_path):
     callback.finish()
     assert copy.session is None
     assert (copy.settings.log_model, copy.log_predictions) == ("all", 2)
+    # The copy's parts share its one holder again: its next setup starts a run it can finish.
+    assert copy.setup(make_args(tmp_path / "out")) is copy.session is not None
+    copy.finish()
+    assert len(wandb_offline.runs()) == 2  # the original's run and the copy's, both finished
 
 
 def test_invalid_arguments_are_refused():

@@ -15,12 +15,20 @@ from wandb_bridge.callbacks import transformers_data as hf_data
 from wandb_bridge.callbacks import transformers_support as hf
 from wandb_bridge.callbacks._require import require
 from wandb_bridge.callbacks.base import SessionHolder, guarded, picklable_state, resolve_settings
-from wandb_bridge.callbacks.transformers_support import FINAL_MODEL_DIR, NEVER_UPLOAD, WEIGHT_FILES, apply_sweep
-from wandb_bridge.core import follow, predictions
+from wandb_bridge.callbacks.transformers_checkpoints import (
+    FINAL_MODEL_DIR,
+    NEVER_UPLOAD,
+    WEIGHT_FILES,
+    CheckpointFiles,
+    Checkpoints,
+)
+from wandb_bridge.callbacks.transformers_health import TrainerHealth
+from wandb_bridge.callbacks.transformers_runs import Runs
+from wandb_bridge.callbacks.transformers_support import apply_sweep
+from wandb_bridge.core import predictions
 from wandb_bridge.core.metrics import log_stage, read_log_dict
 from wandb_bridge.core.session import Session
 from wandb_bridge.core.steps import step_in_progress
-from wandb_bridge.core.training_end import SavedCheckpoint, end_training
 
 if TYPE_CHECKING:
     from transformers import TrainerControl as Control
@@ -67,29 +75,30 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
         *,
         log_model: bool | str | None = None,
         log_predictions: int = 0,
-        checkpoint_files: hf.CheckpointFiles = "all",
+        checkpoint_files: CheckpointFiles = "all",
         watch: str | None = None,
         **kwargs: Any,
     ) -> None:
-        hf.check_arguments(checkpoint_files)
+        self._checkpoints = Checkpoints(checkpoint_files)
         self.log_predictions = predictions.check_count(log_predictions)
         given = {"project": project, "entity": entity, "name": name, "log_model": log_model, "watch": watch}
         self.settings = resolve_settings({**given, **kwargs}, default_project="huggingface")
-        self.checkpoint_files: hf.CheckpointFiles = checkpoint_files
         self._holder = SessionHolder(self.settings, owner="WandbTrainerCallback", framework="transformers", renew="new")
         self._holder.framework_version = transformers.__version__
         self._holder.step_clock = self._clock
-        self._trials = 0
-        self._role: follow.Role | None = None  # how the Trainer's best-checkpoint verdict counts
-        self._recorded: tuple[Session, int, int] | None = None  # the config recorded: run, args, model
-        self._last_eval: tuple[int, dict[str, Any]] | None = None
+        self._runs = Runs(self._holder, self.settings, self._checkpoints)
         self._state: State | None = None
         self._in_step = False  # between on_step_begin and on_step_end (see _clock)
         self._samples: tuple[Args, int] | None = None  # samples per optimizer step of these arguments
-        self._health = hf.TrainerHealth(self._holder)  # log_health, on every rank
+        self._health = TrainerHealth(self._holder)  # log_health, on every rank
 
     def __getstate__(self) -> dict[str, Any]:  # Trainers are pickled (Ray Tune): the settings travel, no live run
-        return picklable_state(self, "_state", "_recorded", "_samples")
+        return picklable_state(self, "_state", "_samples")
+
+    @property
+    def checkpoint_files(self) -> CheckpointFiles:
+        """Which files of a ``checkpoint-N`` folder are uploaded: ``"all"`` or ``"weights"``."""
+        return self._checkpoints.files
 
     @property
     def session(self) -> Session | None:
@@ -108,49 +117,16 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
 
         ``new_training``: a ``train()`` call begins (a run that saw a ``train()`` end is finished first).
         """
-        return self._open(args, state, model, new_training=new_training, check_sweep=True)
+        return self._runs.open(args, state, model, new_training=new_training, check_sweep=True)
 
     def sweep_config(self, args: Args) -> Mapping[str, Any]:
         """The run's config (swept values included) for :func:`wandb_bridge.apply_sweep`; starts the run."""
-        session = self._open(args, None, None, new_training=False, check_sweep=False)
+        session = self._runs.open(args, None, None, new_training=False, check_sweep=False)
         return {} if session is None else session.config
 
     def finish(self, exit_code: int = 0) -> None:
         """Finish the current run (flush, end-of-run uploads, exit code); idempotent."""
         self._holder.finish(exit_code)
-
-    def _open(self, args: Args, state: State | None, model: Any, *, new_training: bool, check_sweep: bool) -> _Opened:
-        holder = self._holder
-        searching = new_training and bool(getattr(state, "is_hyper_param_search", False))
-        self._trials += int(searching)
-        trial = self._trials if searching else None
-        if new_training or holder.active is None:  # the settings of a run started from here on
-            holder.settings = hf.run_settings(self.settings, args, state, trial)
-        if trial is not None:
-            holder.new_session()  # every trial its own run
-        if new_training:
-            holder.begin_call(new_run=True)
-        fresh = holder.active is None
-        resumed = hf.resumed_checkpoint(args, state) if new_training and trial is None and state is not None else None
-        session = holder.start(None if resumed is None else hf.resume_from(*resumed))
-        if session is None:
-            return None
-        if new_training and state is not None:
-            hf.plan_rows(session, args, state)
-        if fresh:
-            self._last_eval = None
-            for key, message in hf.run_warnings(args, session.config if check_sweep else None):
-                holder.warner.warn(key, message)
-        if fresh or (new_training and self._recorded != (session, id(args), id(model))):
-            self._record(session, args, state, model)  # also completes a config started before train()
-        return session
-
-    def _record(self, session: Session, args: Args, state: State | None, model: Any) -> None:
-        """Record the config; adopt ``metric_for_best_model`` as the monitor (unless ``monitor=`` was given)."""
-        self._role = hf.adopt_trainer_monitor(session, args, self.settings.monitor)
-        extracted = hf_data.trainer_config(args, state, model)
-        session.log_framework_config(extracted)
-        self._recorded = (session, id(args), id(model))
 
     def _clock(self) -> int | None:
         """The step of the user's own ``wandb.log`` values: the step being computed, else the steps completed."""
@@ -188,7 +164,7 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
             session.log_summary(read.values, stage=read.stage)
             return
         if read.stage == "val":
-            self._last_eval = (state.global_step, dict(read.values))
+            self._checkpoints.evaluated(state.global_step, read.values)
         samples = self._samples_per_step(args) if read.stage == "train" and "loss" in read.values else None
         session.log(read.values, step=state.global_step, stage=read.stage, samples=samples)
 
@@ -240,25 +216,15 @@ class WandbTrainerCallback(_TrainerCallback):  # type: ignore[misc]
     def on_save(self, args: Args, state: State, control: Control, **kwargs: Any) -> None:
         """Report the ``checkpoint-<global_step>`` folder just written (with ``log_model=False`` too: resume marks)."""
         session = self.setup(args, state, kwargs.get("model")) if args.should_save else None
-        path = None if session is None else hf.checkpoint_dir(args, state)
-        if session is not None and path is None:
-            self._holder.warner.warn(f"no-checkpoint-{state.global_step}", hf.missing_checkpoint_warning(args, state))
-        if session is None or path is None:
-            return
-        is_best = hf.trainer_verdict(self._role, state, path)
-        hf.saved_model(state, path, self.checkpoint_files, self._last_eval).report(session, is_best=is_best)
+        if session is not None:
+            self._checkpoints.saved(session, args, state, self._holder.warner)
 
     @override
     @guarded
     def on_train_end(self, args: Args, state: State, control: Control, **kwargs: Any) -> None:
         """Save the final model when ``log_model`` wants one and no checkpoint exists; upload; the run stays open."""
-        session, model, processor = self._holder.active, kwargs.get("model"), kwargs.get("processing_class")
+        session = self._holder.active
         if session is not None:
-            trained, saved = bool(args.should_save) and model is not None, session.has_checkpoints
-
-            def save() -> SavedCheckpoint:
-                folder = hf.save_final_model(model, processor, args)
-                return hf.saved_model(state, folder, self.checkpoint_files, self._last_eval, final_model=True)
-
-            end_training(session, self.settings.log_model, trained=trained, checkpoint_exists=saved, save=save)
+            model, processor = kwargs.get("model"), kwargs.get("processing_class")
+            self._checkpoints.end_train(session, args, state, model, processor, self.settings.log_model)
         self._holder.end_call()

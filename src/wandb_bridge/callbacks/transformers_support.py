@@ -1,50 +1,26 @@
 """What :class:`~wandb_bridge.callbacks.transformers.WandbTrainerCallback` reads from transformers.
 
-Translation only, no policy: ``checkpoint-N`` folders and their files, a search trial's run name,
-``metric_for_best_model`` offered to the core's monitor rule, the final model's folder, the health
-monitor's inputs, the warning texts, ``apply_sweep``. Config and prediction inputs: ``transformers_data``.
+Translation only, no policy: where the Trainer saves (``checkpoint-N``, the resumed one), a run's
+settings (a search trial's name), the rows a ``train()`` plans, samples per step, the warnings of a
+new run, ``apply_sweep``. Config and prediction inputs: ``transformers_data``; checkpoint folders and
+the final model: ``transformers_checkpoints``; ``log_health``: ``transformers_health``.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from wandb_bridge.callbacks.base import SessionHolder
-from wandb_bridge.core import follow, health, sweeps
-from wandb_bridge.core.steps import epochs_completed, planned_rows
-from wandb_bridge.core.training_end import SavedCheckpoint
+from wandb_bridge.core import sweeps
+from wandb_bridge.core.steps import planned_rows
 
 if TYPE_CHECKING:
     from transformers import TrainerState, TrainingArguments
 
     from wandb_bridge.core.session import Session
     from wandb_bridge.core.settings import Settings
-
-#: Files a ``checkpoint_files="weights"`` artifact keeps: model weights, adapters,
-#: model/generation config and tokenizer/processor files (no optimizer,
-#: scheduler, scaler, RNG or trainer state).
-# fmt: off
-WEIGHT_FILES: tuple[str, ...] = (
-    "model.safetensors", "model-*.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-    "pytorch_model-*.bin", "pytorch_model.bin.index.json", "adapter_*", "config.json", "generation_config.json",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
-    "vocab.json", "merges.txt", "*.model", "chat_template.jinja", "chat_template.json", "preprocessor_config.json",
-    "processor_config.json",
-)
-# fmt: on
-
-CheckpointFiles = Literal["all", "weights"]
-
-#: Files never uploaded: ``training_args.bin`` is a pickle of ``TrainingArguments``
-#: holding ``hub_token`` in clear (nothing reads it back when training resumes).
-NEVER_UPLOAD: tuple[str, ...] = ("training_args.bin",)
-
-#: The folder (inside ``output_dir``) where the final model is saved when
-#: ``log_model`` asks for a model and the Trainer saved no checkpoint.
-FINAL_MODEL_DIR = "wandb-final-model"
 
 
 def output_dir(args: TrainingArguments) -> str:
@@ -90,18 +66,6 @@ def plan_rows(session: Session, args: TrainingArguments, state: TrainerState) ->
         session.plan_rows(planned_rows(state.max_steps, args.logging_steps))
 
 
-def trainer_verdict(role: follow.Role | None, state: TrainerState, path: str) -> bool | None:
-    """``is_best`` of a saved folder: the Trainer's ``best_model_checkpoint`` verdict as the core's role counts it."""
-    best = state.best_model_checkpoint
-    if role is None or not best:
-        return None
-    try:
-        same = os.path.samefile(best, path)
-    except OSError:
-        same = os.path.normpath(os.path.abspath(best)) == os.path.normpath(os.path.abspath(path))
-    return follow.verdict(role, None, same).is_best
-
-
 def samples_per_step(args: TrainingArguments) -> int:
     """Training samples in one optimizer step over all processes."""
     return int(args.train_batch_size) * int(args.gradient_accumulation_steps) * int(args.world_size)
@@ -116,82 +80,6 @@ def run_settings(base: Settings, args: TrainingArguments, state: TrainerState | 
     if base.name is None and args.run_name:
         return base.with_changes(name=args.run_name)
     return base
-
-
-def adopt_trainer_monitor(session: Session, args: TrainingArguments, user_monitor: str | None) -> follow.Role | None:
-    """Offer ``metric_for_best_model`` to the core as the monitor; how the Trainer's best verdict counts (None: none).
-
-    The core adopts it unless the user named a ``monitor=``; the Trainer's
-    ``best_model_checkpoint`` decides ``best`` only while both watch one metric.
-    """
-    metric = args.metric_for_best_model
-    if not metric:
-        return None
-    name = metric if metric.startswith("eval_") else f"eval_{metric}"
-    trainer_best = follow.CallbackMonitor(name, "max" if args.greater_is_better else "min")
-    adopted = follow.adopted_monitor(user_monitor, [trainer_best])
-    if adopted is not None:
-        session.define_monitor(adopted.monitor, adopted.mode, stage="val")
-    return follow.checkpoint_role(session.monitor, [session.map_key(name, "val")], 0)
-
-
-def save_final_model(model: Any, processor: Any, args: TrainingArguments) -> str:
-    """Save the model (and its processor) into :data:`FINAL_MODEL_DIR` of ``output_dir``; returns the folder."""
-    folder = os.path.join(output_dir(args), FINAL_MODEL_DIR)
-    model.save_pretrained(folder)
-    save = getattr(processor, "save_pretrained", None)
-    if callable(save):
-        save(folder)
-    return folder
-
-
-class TrainerHealth:
-    """``log_health`` on the Trainer's optimizer events; the monitor is made at the first optimizer step.
-
-    Args:
-        holder: the callback's session holder (the figures go to its active session).
-    """
-
-    def __init__(self, holder: SessionHolder) -> None:
-        self._holder = holder
-        self._monitor: Any = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"_holder": self._holder, "_monitor": None}
-
-    def before_step(self, step: int, hook_kwargs: Mapping[str, Any]) -> None:
-        """``on_pre_optimizer_step``: measure the gradients of ``step`` (after clipping, before the step)."""
-        settings, model = self._holder.settings, hook_kwargs.get("model")
-        if not settings.log_health:
-            return
-        if self._monitor is None:
-            self._monitor = health.monitor(settings, self._hand_over, owner="WandbTrainerCallback")
-        if model is not None and self._monitor.due(step):
-            optimizer = hook_kwargs.get("optimizer")  # accelerate's wrapper holds the fp16 GradScaler
-            scaler = getattr(optimizer, "scaler", None)
-            self._monitor.before_step(step, model, scaler=scaler, optimizer=getattr(optimizer, "optimizer", optimizer))
-
-    def after_step(self) -> None:
-        """``on_optimizer_step``: measure the weights after the step and hand the figures over."""
-        if self._monitor is not None:
-            self._monitor.after_step()
-
-    def _hand_over(self, step: int, keys: Sequence[str], values: Any, histograms: Mapping[str, Any]) -> None:
-        session = self._holder.active
-        if session is not None:
-            session.hand_over_health(step, keys, values, histograms)
-
-
-def check_arguments(checkpoint_files: str) -> None:
-    """Refuse a ``checkpoint_files`` value that is not allowed (``ValueError``)."""
-    if checkpoint_files not in ("all", "weights"):
-        raise ValueError(f"checkpoint_files={checkpoint_files!r} is not valid; use one of 'all', 'weights'")
-
-
-def missing_checkpoint_warning(args: TrainingArguments, state: TrainerState) -> str:
-    """The warning for an ``on_save`` whose ``checkpoint-N`` folder is not there."""
-    step = state.global_step
-    return f"The checkpoint folder of step {step} was not found under {args.output_dir!r}; it is not uploaded."
 
 
 def run_warnings(args: TrainingArguments, config: Mapping[str, Any] | None) -> list[tuple[str, str]]:
@@ -217,21 +105,6 @@ SWEEP_WARNING = (
     "This run belongs to a W&B sweep that set {shown}, but TrainingArguments hold other values. Build them "
     "with wandb_bridge.callbacks.transformers.apply_sweep(args, callback) before creating the Trainer."
 )
-
-
-def saved_model(
-    state: TrainerState, path: str, files: str, last_eval: tuple[int, dict[str, Any]] | None, **metadata: Any
-) -> SavedCheckpoint:
-    """A folder the Trainer (or the callback) saved, with the evaluation of its step (``files``: which files)."""
-    return SavedCheckpoint(
-        path,
-        step=state.global_step,
-        epoch=epochs_completed(state.epoch),
-        metrics=last_eval[1] if last_eval is not None and last_eval[0] == state.global_step else None,
-        metadata={"checkpoint_files": files, **metadata},
-        include=WEIGHT_FILES if files == "weights" else None,
-        exclude=NEVER_UPLOAD,
-    )
 
 
 def apply_sweep(args: TrainingArguments, session_or_config: Any) -> TrainingArguments:
