@@ -10,7 +10,10 @@ for the cores and caches), not from the call.
 Variants (defaults: wandb's console capture on, no progress bar): ``none``,
 ``native`` (``lightning.pytorch.loggers.WandbLogger``), ``ours``
 (``wandb_bridge.WandbLogger``, rows by the logging process) and ``ours_inproc``
-(``WANDB_BRIDGE_LOG_PROCESS=0``: rows logged by our background thread). The
+(``WANDB_BRIDGE_LOG_PROCESS=0``: rows logged by our background thread), and
+``null``: a ``Logger`` whose methods do nothing, the floor every logger pays (with
+a logger, Lightning's logger connector reads the step's values, turns tensors
+into numbers and calls the logger each step; ``logger=False`` skips that). The
 CPU that wandb-core and our logging process used during the same steps is read
 from ``psutil`` at the window's edges. Each run
 is a fresh ``python`` process; repetitions rotate the order.
@@ -34,7 +37,7 @@ from typing import Any
 from benchmarks._harness import BATCH, make_data, setup_torch
 from benchmarks.lightning_bench import make_module
 
-VARIANTS = ("none", "native", "ours", "ours_inproc")
+VARIANTS = ("none", "null", "native", "ours", "ours_inproc")
 FIELDS = ("step_wall_us", "step_cpu_us", "call_wall_us", "call_cpu_us", "rest_cpu_us", "core_cpu_us", "helper_cpu_us")
 HEADERS = (
     "step, wall",
@@ -76,7 +79,20 @@ def work(variant: str, steps: int, out: str) -> None:
                 state["edge" if state["on"] else "end"] = (time.perf_counter(), time.thread_time(), children_cpu())
 
     logger: Any = False
-    if variant == "native":
+    if variant == "null":
+        from lightning.pytorch.loggers import Logger
+
+        class NullLogger(Logger):
+            name, version = "null", "0"
+
+            def log_metrics(self, metrics: Any, step: Any = None) -> None:
+                pass
+
+            def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+                pass
+
+        logger = NullLogger()
+    elif variant == "native":
         from lightning.pytorch.loggers import WandbLogger
 
         logger = WandbLogger()
@@ -85,7 +101,8 @@ def work(variant: str, steps: int, out: str) -> None:
 
         logger = OurLogger()
     if logger is not False:
-        _ = logger.experiment
+        if variant != "null":
+            _ = logger.experiment
         call = logger.log_metrics
 
         def timed(*args: Any, **kwargs: Any) -> None:
@@ -116,7 +133,7 @@ def work(variant: str, steps: int, out: str) -> None:
         callbacks=[Timer()],
     )
     trainer.fit(make_module(pl, torch), train_dataloaders=torch.utils.data.DataLoader(data, batch_size=BATCH))
-    if logger is not False:
+    if logger is not False and variant != "null":
         logger.finalize("success")
         import wandb
 
