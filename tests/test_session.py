@@ -12,6 +12,7 @@ import torch
 
 from process_helpers import staged_files
 from wandb_bridge import Session, WandbBridgeWarning
+from wandb_bridge.core.follow import CallbackMonitor
 from wandb_bridge.testing import WandbOfflineRuns
 
 
@@ -159,6 +160,20 @@ def test_monitored_metric_keeps_best_in_summary(wandb_offline: WandbOfflineRuns)
     run = wandb_offline.run()
     assert run.metrics["val/loss"]["summary"] == ["min"]
     assert run.summary["val/loss"] == {"min": 1.0}
+
+
+def test_adopted_monitor_is_the_first_callback_s_unless_one_is_set(wandb_offline: WandbOfflineRuns) -> None:
+    callbacks = [CallbackMonitor(None), CallbackMonitor("val_acc", None), CallbackMonitor("val_loss", "min")]
+    with Session(project="demo") as session:
+        chosen = session.adopt_monitor(callbacks, current=None)
+        assert chosen == CallbackMonitor("val_acc", "max")  # the mode guessed from the name
+        assert session.adopt_monitor(callbacks, current=session.monitor) is None  # the run has one now
+        for step, value in enumerate([0.5, 0.9, 0.7], start=1):
+            session.log({"val_acc": value, "val_loss": 1 - value}, step=step)
+    run = wandb_offline.run()
+    assert run.metrics["val/acc"]["summary"] == ["max"]
+    assert run.summary["val/acc"] == {"max": 0.9}
+    assert "summary" not in run.metrics.get("val/loss", {})
 
 
 def test_checkpoints_all_aliases_metadata_and_no_duplicates(wandb_offline: WandbOfflineRuns, tmp_path: Path) -> None:

@@ -119,6 +119,8 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self._holder.exit(exc)
 
     def _step(self) -> int:
+        """The optimizer's step now (one device read)."""
+        self._clock.bind(self.model)  # (outside a fit, e.g. evaluate(), nothing bound it yet)
         return self._clock.read()[0]
 
     @override
@@ -127,18 +129,17 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
         self._holder.begin_call()
         self._checkpoints.clear()
         with self._holder.boundary("start logging this fit"):
-            fit = support.fit_context(self)
-            self._clock.bind(self.model)
+            siblings, arguments = support.fit_context(self)
             warner = self._holder.warner
-            session = self._holder.start(lambda s: self._checkpoints.resume(s, self._step(), fit, warner))
+            session = self._holder.start(lambda s: self._checkpoints.resume(s, self._step, siblings, arguments, warner))
             if session is None:
                 return
-            model, params, arguments = self.model, self.params or {}, fit[1]
+            model, params = self.model, self.params or {}
             if self._every:  # batch logging: this fit's rows
                 planned = (params.get("steps") or 0) * (params.get("epochs") or 0)
                 session.plan_rows(steps.planned_rows(planned, self._every))
             self._clock.bind(model, params, arguments)
-            self._checkpoints.begin(session, fit[0])
+            self._checkpoints.begin(session, siblings)
             self._predictions.begin(session, arguments, warner)
             extracted = data.fit_config(model, params, arguments, self._clock.batch_size)
             extracted["wandb_bridge"] = {"log_freq": self.log_freq, "log_predictions": self.log_predictions}
@@ -208,7 +209,6 @@ class WandbKerasCallback(_Callback):  # type: ignore[misc]
             session = self._holder.start()
         if session is None:
             return
-        self._clock.bind(self.model)
         session.log(dict(logs), step=steps.evaluation_step(self._step(), session.last_step), stage="test")
 
 

@@ -52,14 +52,19 @@ class Checkpoints:
         self._pending, self._last = None, None
 
     def resume(
-        self, session: Session, step: int, fit: tuple[Sequence[Any] | None, Mapping[str, Any]], warner: OnceWarner
+        self,
+        session: Session,
+        step_of: Callable[[], int],
+        siblings: Sequence[Any] | None,
+        arguments: Mapping[str, Any],
+        warner: OnceWarner,
     ) -> None:
         """``fit(initial_epoch=E)``, E > 0: continue the run of the checkpoint (of this fit's callbacks)
-        training resumed from; the core picks it by the run markers. ``fit``: the siblings and arguments."""
-        siblings, arguments = fit
+        training resumed from; the core picks it by the run markers. ``step_of`` reads the optimizer's step."""
         initial = arguments.get("initial_epoch")
         if session.settings.resume_from_checkpoint or not isinstance(initial, int) or initial <= 0:
             return
+        step = step_of()
         if step == 0:
             warner.warn("resume:optimizer", _NO_OPTIMIZER_STEP.format(initial=initial), stacklevel=5)
         templates = support.checkpoint_callbacks(self._given, siblings)
@@ -123,7 +128,5 @@ class Checkpoints:
 
     def _adopt_monitor(self, session: Session) -> None:
         monitors = [support.monitor_of(callback) for callback, _, _ in self._followed]
-        adopted = follow.adopted_monitor(session.settings.monitor, monitors)
-        if adopted is not None and adopted != self._adopted:
-            self._adopted = adopted
-            session.define_monitor(adopted.monitor, adopted.mode, stage="train")
+        adopted = session.adopt_monitor(monitors, current=session.settings.monitor, stage="train", unless=self._adopted)
+        self._adopted = adopted or self._adopted

@@ -4,7 +4,7 @@ The Trainer's checkpoint monitor, what a ``ModelCheckpoint`` holds after each sa
 weights at the end of ``fit``, handed to the core: which process reports
 (:func:`~wandb_bridge.core.checkpoint_reports.reports_files`), which files are new and their ``best``
 verdict (:class:`~wandb_bridge.core.checkpoint_reports.CallbackFiles`), the monitor rule
-(:func:`~wandb_bridge.core.follow.adopted_monitor`) and the end of training
+(:meth:`~wandb_bridge.core.session.Session.adopt_monitor`) and the end of training
 (:func:`~wandb_bridge.core.training_end.end_training`) are its.
 """
 
@@ -18,7 +18,7 @@ from wandb_bridge.callbacks import lightning_support as support
 from wandb_bridge.callbacks.base import SessionHolder
 from wandb_bridge.core.checkpoint_reports import CallbackFiles, SavedFiles, SaveTime, reports_files
 from wandb_bridge.core.checkpoints import score_value
-from wandb_bridge.core.follow import CallbackMonitor, adopted_monitor
+from wandb_bridge.core.follow import CallbackMonitor
 from wandb_bridge.core.session import Session
 from wandb_bridge.core.training_end import SavedCheckpoint, end_training
 
@@ -48,9 +48,8 @@ class Checkpoints:
 
         ``key``: metric name -> its recorded key (the logger's prefix).
         """
-        chosen = adopted_monitor(session.monitor, [monitor_of(c) for c in support.checkpoint_callbacks(trainer)])
-        if chosen is not None and chosen.monitor is not None:
-            session.define_monitor(key(chosen.monitor), chosen.mode, stage="val")
+        monitors = [monitor_of(c) for c in support.checkpoint_callbacks(trainer)]
+        session.adopt_monitor(monitors, current=session.monitor, key=key)
 
     def saved(self, trainer: Any, checkpoint_callback: Any, start: Callable[[], Session | None], key: _Key) -> None:
         """Report the files ``checkpoint_callback`` wrote since last seen (Lightning's ``after_save_checkpoint``).

@@ -1,7 +1,7 @@
 """The checkpoint part of :class:`~wandb_bridge.callbacks.transformers.WandbTrainerCallback`, translation only.
 
 The ``checkpoint-N`` folders the Trainer saves and the final model, handed to the core: the monitor
-(``metric_for_best_model`` offered to :func:`~wandb_bridge.core.follow.adopted_monitor`), the ``best``
+(``metric_for_best_model`` offered to :meth:`~wandb_bridge.core.session.Session.adopt_monitor`), the ``best``
 verdict (:func:`~wandb_bridge.core.follow.verdict`) and the end of training
 (:func:`~wandb_bridge.core.training_end.end_training`) are its. The Keras and Lightning counterparts
 are :mod:`~wandb_bridge.callbacks.keras_checkpoints` and :mod:`~wandb_bridge.callbacks.lightning_checkpoints`.
@@ -84,9 +84,7 @@ class Checkpoints:
             return
         name = metric if metric.startswith("eval_") else f"eval_{metric}"
         trainer_best = follow.CallbackMonitor(name, "max" if args.greater_is_better else "min")
-        adopted = follow.adopted_monitor(user_monitor, [trainer_best])
-        if adopted is not None:
-            session.define_monitor(adopted.monitor, adopted.mode, stage="val")
+        session.adopt_monitor([trainer_best], current=user_monitor)
         self._role = follow.checkpoint_role(session.monitor, [session.map_key(name, "val")], 0)
 
     def evaluated(self, step: int, values: Mapping[str, Any]) -> None:

@@ -19,6 +19,7 @@ from wandb_bridge.adapters.markers import RunMarker
 from wandb_bridge.core import health
 from wandb_bridge.core.checkpoints import CheckpointPolicy
 from wandb_bridge.core.errors import WandbBridgeWarning
+from wandb_bridge.core.follow import CallbackMonitor, adopted_monitor
 from wandb_bridge.core.hparams import extracted_config
 from wandb_bridge.core.metrics import Stage, flatten_metrics
 from wandb_bridge.core.ops import Call, HealthRow, Summary, UploadEnd
@@ -256,6 +257,32 @@ class Session:
         if values and self._parts.ensure_started():
             keys = self._rows.keys
             self._parts.put(Summary({keys(str(k), stage): v for k, v in flatten_metrics(values)}))
+
+    def adopt_monitor(
+        self,
+        callbacks: Sequence[CallbackMonitor],
+        *,
+        current: str | None,
+        stage: Stage = "val",
+        key: Callable[[str], str] | None = None,
+        unless: CallbackMonitor | None = None,
+    ) -> CallbackMonitor | None:
+        """Monitor what a framework's checkpoint callbacks monitor (:func:`~wandb_bridge.core.follow.adopted_monitor`).
+
+        Args:
+            callbacks: what each checkpoint callback monitors, in the framework's order.
+            current: the monitor that wins (the user's ``monitor=``, or the run's): none is adopted while set.
+            stage: where an unprefixed name goes.
+            key: metric name -> the recorded key (a logger's prefix); by default the name.
+            unless: the one adopted before, which is not defined again.
+
+        Returns:
+            The callback monitor chosen, or None.
+        """
+        chosen = adopted_monitor(current, callbacks)
+        if chosen is not None and chosen.monitor and chosen != unless:
+            self.define_monitor(chosen.monitor if key is None else key(chosen.monitor), chosen.mode, stage=stage)
+        return chosen
 
     def define_monitor(self, monitor: str | None, mode: str | None = None, stage: Stage = "val") -> None:
         """Set the monitored metric (and ``"min"``/``"max"``) after construction.
