@@ -14,6 +14,7 @@ Worker: ``python -m benchmarks.e2e --variant native|ours --steps N --keys K --re
 
 from __future__ import annotations
 
+import os
 import time
 
 T_START = time.perf_counter()
@@ -32,7 +33,8 @@ def logging_helpers() -> int:
     """How many children of this process are not wandb-core: our logging process, once rows went to it.
 
     A loop that only logs imports no framework, so ``log_process="auto"`` forks no waiting
-    helper for it: a child other than wandb-core is one the rows moved to.
+    helper for it: a child other than wandb's own programs (``wandb-core``, and the
+    ``wandb-symon`` system monitor wandb 0.31 starts) is one the rows moved to.
     """
     try:
         import psutil
@@ -41,7 +43,8 @@ def logging_helpers() -> int:
     count = 0
     for child in psutil.Process().children(recursive=True):
         try:
-            count += "wandb-core" not in " ".join(child.cmdline())
+            program = os.path.basename((child.cmdline() or [""])[0])
+            count += not program.startswith("wandb-")
         except psutil.Error:
             continue
     return count
