@@ -107,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         accelerator="gpu" if args.device == "cuda" else "cpu",
         devices=1,
         enable_checkpointing=False,
-        enable_progress_bar=bool(args.bar),  # Lightning's default: a TQDM bar redrawn every step
+        enable_progress_bar=bool(
+            args.bar
+        ),  # Lightning's default bar, redrawn every step (Rich where rich is installed)
         enable_model_summary=bool(args.printing),
         num_sanity_val_steps=0,
         limit_val_batches=0,

@@ -9,6 +9,7 @@ into bursts of random sizes, as the batching thread would) and compares the
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,53 @@ def test_bar_and_printed_lines_render_like_native(wandb_offline: WandbOfflineRun
     assert len(records) * 10 <= len(writes)
     native = _output_log(wandb_offline, writes)
     assert native.count("\n") > steps and "'step': 1}" in native
+    assert _output_log(wandb_offline, records) == native
+
+
+def _rich_bars(steps: int) -> Writes:
+    """What a Rich live display writes on a terminal: Lightning's default bar where ``rich`` is installed.
+
+    Two bars (training, and validation under it, as ``RichProgressBar`` draws them) redrawn at
+    every step with colours, line erasing and cursor-up moves, a line printed above them now and
+    then; and now and then a line on stderr (a warning, a logging record) between redraws.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    writes: Writes = []
+
+    class Terminal(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(("stdout", text))
+            return len(text)
+
+        def isatty(self) -> bool:
+            return True
+
+    console = Console(file=Terminal(), force_terminal=True, width=80, color_system="standard")
+    with Progress(console=console, auto_refresh=False) as progress:
+        train = progress.add_task("Epoch 0", total=steps)
+        val = progress.add_task("Validation", total=steps)
+        for step in range(1, steps + 1):
+            progress.update(train, advance=1)
+            if step % 3 == 0:
+                progress.update(val, advance=3)
+            if step % 7 == 0:
+                progress.console.print(f"step {step}: loss {1 / step:.4f}", highlight=False)
+            if step % 5 == 0:
+                writes.append(("stderr", f"a warning at step {step}\n"))  # (logging, warnings)
+            progress.refresh()
+    return [w for w in writes if w[1]]
+
+
+@pytest.mark.parametrize("steps", [30, 200])
+def test_rich_live_bars_render_like_native(wandb_offline: WandbOfflineRuns, steps: int) -> None:
+    writes = _rich_bars(steps)
+    assert any("\x1b[1A" in text for _, text in writes)  # (the display moves the cursor up over its bars)
+    records = _batched(writes, random.Random(steps), largest=80)
+    assert len(records) * 2 <= len(writes)  # (every stderr line starts a record, and the redraws after it)
+    native = _output_log(wandb_offline, writes)
+    assert f"step {7 * (steps // 7)}: loss" in native
     assert _output_log(wandb_offline, records) == native
 
 
