@@ -11,6 +11,7 @@ Worker: ``python -m benchmarks.lightning_bench --variant none|native|ours --step
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +35,11 @@ MODULE = "benchmarks.lightning_bench"
 # What the fork server imports once for every variant of this worker (``_forkserver``).
 PRELOAD = ("torch", "lightning.pytorch", "wandb")
 OURS_MODULE = "wandb_bridge.callbacks.lightning"
+# Lightning's default bar is Rich's where ``rich`` is installed (as here: Keras requires it), and Rich
+# redraws a live display only on a terminal: a worker's output goes to a file, where it would draw the
+# bar once, at the end. Rich's documented switches make it draw as it does for a user in a terminal
+# (a redraw every few steps here, each a write that wandb captures). tqdm draws either way.
+TERMINAL = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"}
 
 
 def unavailable() -> dict[str, str]:
@@ -68,6 +74,8 @@ def make_module(pl: Any, torch: Any) -> Any:
 def main(argv: Sequence[str] | None = None) -> None:
     """Train the tiny MLP with a Lightning ``Trainer`` for ``warmup + steps + 1`` steps."""
     args = worker_args(argv)
+    if args.bar:
+        os.environ.update(TERMINAL)
     torch = setup_torch()
     import lightning.pytorch as pl
 
@@ -107,9 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         accelerator="gpu" if args.device == "cuda" else "cpu",
         devices=1,
         enable_checkpointing=False,
-        enable_progress_bar=bool(
-            args.bar
-        ),  # Lightning's default bar, redrawn every step (Rich where rich is installed)
+        enable_progress_bar=bool(args.bar),  # Lightning's default bar (see TERMINAL)
         enable_model_summary=bool(args.printing),
         num_sanity_val_steps=0,
         limit_val_batches=0,

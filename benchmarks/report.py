@@ -779,8 +779,10 @@ def markdown(results: Mapping[str, Any]) -> str:
         "the end-to-end table also has the logging process from the start (`WANDB_BRIDGE_LOG_PROCESS=1`).",
         "- **Defaults**: `WANDB_CONSOLE` unset (wandb's capture on), and every framework printing what it "
         "prints by default: the plain loop prints a line every 10 steps; Lightning once without and once "
-        "with its default progress bar, redrawn every step (Lightning's `RichProgressBar` where `rich` is "
-        "installed, as here: Keras requires it; its `TQDMProgressBar` otherwise); the transformers Trainer "
+        "with its default progress bar (its `RichProgressBar` where `rich` is installed, as here: Keras "
+        "requires it; its `TQDMProgressBar` otherwise; Rich redraws a live bar only on a terminal, so that "
+        "row's workers set Rich's `TTY_COMPATIBLE=1` and `TTY_INTERACTIVE=1` and the bar is redrawn every "
+        "few steps, each redraw a write wandb captures, as for a user watching it); the transformers Trainer "
         "prints every log "
         "dict (`PrinterCallback`), once without and once with its default tqdm bar; Keras its default "
         "progress bar. **Quiet**: `WANDB_CONSOLE=off`, no bars, no framework printing (the transformers "
