@@ -30,7 +30,7 @@ QUICK_SCENARIOS = (("short", 20, 10), ("wide", 50, 1000), ("narrow", 2000, 10))
 
 
 def logging_helpers() -> int:
-    """How many children of this process are not wandb-core: our logging process, once rows went to it.
+    """How many children of this process are not wandb's own programs: our logging process, once rows went to it.
 
     A loop that only logs imports no framework, so ``log_process="auto"`` forks no waiting
     helper for it: a child other than wandb's own programs (``wandb-core``, and the

@@ -783,8 +783,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         "requires it; its `TQDMProgressBar` otherwise; Rich redraws a live bar only on a terminal, so that "
         "row's workers set Rich's `TTY_COMPATIBLE=1` and `TTY_INTERACTIVE=1` and the bar is redrawn every "
         "few steps, each redraw a write wandb captures, as for a user watching it); the transformers Trainer "
-        "prints every log "
-        "dict (`PrinterCallback`), once without and once with its default tqdm bar; Keras its default "
+        "prints every log dict (`PrinterCallback`), once without and once with its default tqdm bar; Keras its default "
         "progress bar. **Quiet**: `WANDB_CONSOLE=off`, no bars, no framework printing (the transformers "
         "Trainer still prints its log dicts; nothing captures them).",
         f"- {_workers(config)} Up to {config['reps']} repetitions (the tables say how many ran "
