@@ -811,7 +811,9 @@ def markdown(results: Mapping[str, Any]) -> str:
         "and narrow loops (the sustained-throughput goal; for the short run of 20 rows it times `finish()`). "
         "Each repetition runs the variants back to back in fresh processes; a ratio to native is taken within "
         "each repetition and the table gives the median and range of those paired ratios (the machine's speed "
-        "drifts over tens of seconds, by as much as the differences measured).",
+        "drifts over tens of seconds, by as much as the differences measured). The narrow loop then gets more "
+        "pairs of native and ours (the default sink), up to eight in all as the time budget allows: from one "
+        "process to the next both sides switch between a fast and a slow mode, so a few pairs are a draw.",
         "- Rows: every offline run is read back and its history rows counted: nothing may be lost for speed.",
         "- Checkpoints: a plain loop saves `torch.save` files and hands each to W&B: native = "
         '`wandb.Artifact` + `add_file` + `run.log_artifact`, ours = `Session(log_model="all").log_checkpoint`. '
