@@ -90,8 +90,9 @@ CALIBRATION_STEPS = 200
 # over to the next section). The headline table comes first: its per-repetition ratios still spread
 # by +-0.2 (a 2 s window per variant), so its share holds four repetitions where one takes ~75 s
 # (the 14:22 run: 218 s for three; the 14:33 run of four had medians 0.14-0.16 where single ones
-# ranged -0.08..0.40). The quiet table then gets two (~31 s each), e2e up to four (~20 s each),
-# checkpoint one or two (~25 s each), start-up ~25 s; a slower machine gets fewer of each.
+# ranged -0.08..0.40). The quiet table then gets two (~31 s each), e2e three (~22 s each) and more
+# pairs of the narrow loop (~6 s each), checkpoint one or two (~25 s each), start-up ~25 s; a slower
+# machine gets fewer of each.
 SHARES = {"defaults": 0.53, "quiet": 0.13, "e2e": 0.17, "checkpoint": 0.10, "startup": 0.07}
 # Repetitions of the loops that only log (each a few seconds per variant, run back to back): their
 # ratios are paired within a repetition, and a verdict takes the median of up to three (the budget
@@ -376,8 +377,8 @@ def bench_e2e(reps: int, quick: bool, errors: list[str], budget: Budget, minimum
     label, steps, keys = next(s for s in scenarios if s[0] == "narrow")
     pairs = 0 if quick else NARROW_PAIRS
     for i in range(done, pairs):
-        walls = [sum(r["wall_s"] for r in raw.get(f"{label}/{v}", [])[-1:]) for v in ("native", "ours")]
-        if not budget.fits(sum(walls) + 1.0):
+        last = [runs[-1]["wall_s"] for v in ("native", "ours") if (runs := raw.get(f"{label}/{v}"))]
+        if not budget.fits(sum(last) + 1.0):  # (a pair takes about what the last one took)
             log(f"[e2e] {i} pairs of the {label} loop (time budget)")
             break
         for variant in ("native", "ours") if i % 2 else ("ours", "native"):

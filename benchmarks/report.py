@@ -638,7 +638,8 @@ def _verdicts(results: Mapping[str, Any]) -> list[str]:
             if not v:
                 continue
             e, t, c = _e2e_ratios(v)
-            parts.append(f"{name}: end to end {_f(e, 2)}, rows/s {_f(t, 2)}, CPU {_f(c, 2)}")
+            n = v["paired"]["rows_per_s"].get("n", 0)
+            parts.append(f"{name} ({n} pairs): end to end {_f(e, 2)}, rows/s {_f(t, 2)}, CPU {_f(c, 2)}")
         lines.append(
             f"Loop that only logs, {label} ({steps:,} x {keys:,} keys), ours/native: " + "; ".join(parts) + "."
         )
