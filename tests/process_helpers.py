@@ -117,6 +117,16 @@ class Child:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=30)
 
+    def wandb_core(self) -> list[psutil.Process]:
+        """The wandb-core processes the child started (ask while it runs: they outlive it for a moment)."""
+        found = []
+        with contextlib.suppress(psutil.Error):
+            for proc in psutil.Process(self.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if "wandb-core" in proc.name():
+                        found.append(proc)
+        return found
+
     def __enter__(self) -> Child:
         return self
 
@@ -149,6 +159,17 @@ def kill_wandb_core() -> int:
     _gone, alive = psutil.wait_procs(procs, timeout=30)
     assert not alive, alive
     return len(procs)
+
+
+def wait_until_gone(procs: Sequence[psutil.Process], timeout: float) -> None:
+    """Wait until ``procs`` have exited (a killed child's wandb-core, see :meth:`Child.wandb_core`).
+
+    A child that a signal ends runs no exit hook (no ``wandb.teardown()``), so nothing in it
+    waits for its wandb-core to close the run file: wandb-core closes it itself, shortly
+    after. A test reads the file once wandb-core has exited, as it is left for the user.
+    """
+    _gone, alive = psutil.wait_procs(list(procs), timeout=timeout)
+    assert not alive, f"wandb-core still running {timeout:.0f} s after the child ended: {alive}"
 
 
 def staged_files(data_dir: Path) -> list[Path]:

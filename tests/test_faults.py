@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from process_helpers import Child, kill_wandb_core, rows_logged_here, wandb_core_processes
+from process_helpers import Child, kill_wandb_core, rows_logged_here, wait_until_gone, wandb_core_processes
 from wandb_bridge import Session, WandbBridgeWarning
 from wandb_bridge.testing import WandbOfflineRuns, read_run
 
@@ -143,8 +143,10 @@ def test_sigterm_flushes_marks_preempting_and_exits_like_sigterm(
         [sys.executable, str(SCRIPTS), "sigterm", str(tmp_path)], env=_child_env(wandb_offline), folder=tmp_path / "out"
     ) as child:
         child.wait_for_line("ready", timeout=120)  # printed after step 100 and its checkpoint
+        core = child.wandb_core()
         child.process.send_signal(signal.SIGTERM)
         assert child.wait(timeout=60) == -signal.SIGTERM, child.stderr()[-3000:]
+    wait_until_gone(core, timeout=60)  # (it closes the run file after the child's end)
     run = read_run(next(tmp_path.glob("wandb/offline-run-*")))
     steps = [s for s, _ in run.values("train/loss")]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 100

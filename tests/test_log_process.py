@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
-from process_helpers import Child, rows_logged_here
+from process_helpers import Child, rows_logged_here, wait_until_gone
 from wandb_bridge import Session, WandbBridgeWarning
 from wandb_bridge.adapters.row_process import HELPER_NAME
 from wandb_bridge.core.settings import Settings
@@ -174,9 +174,13 @@ def _signal_the_group(
         new_session=True,
     ) as child:
         child.wait_for_line("ready", timeout=120)
+        core = child.wandb_core()
         os.killpg(child.pid, sig)
         assert child.wait(timeout=60) == -sig, child.stderr()[-3000:]
         printed = child.stderr()
+    # (the run file is complete once wandb-core closed it: read before, it had rows 1-88 twice in
+    # CI, about what the file's first 32 KiB block holds: cut there, a run of this script reads 86)
+    wait_until_gone(core, timeout=60)
     run = read_run(next(tmp_path.glob("wandb/offline-run-*")))
     steps = [s for s, _ in run.values("train/loss")]
     why = _what_the_run_left(tmp_path, printed, run.exit_code)
