@@ -119,13 +119,10 @@ class Child:
 
     def wandb_core(self) -> list[psutil.Process]:
         """The wandb-core processes the child started (ask while it runs: they outlive it for a moment)."""
-        found = []
-        with contextlib.suppress(psutil.Error):
-            for proc in psutil.Process(self.pid).children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    if "wandb-core" in proc.name():
-                        found.append(proc)
-        return found
+        try:
+            return wandb_core_processes(psutil.Process(self.pid))
+        except psutil.Error:
+            return []
 
     def __enter__(self) -> Child:
         return self
@@ -135,10 +132,10 @@ class Child:
             self.kill()
 
 
-def wandb_core_processes() -> list[psutil.Process]:
-    """The wandb-core service processes started by this (test) process."""
+def wandb_core_processes(parent: psutil.Process | None = None) -> list[psutil.Process]:
+    """The wandb-core service processes started by ``parent`` (default: this test process)."""
     found = []
-    for proc in psutil.Process().children(recursive=True):
+    for proc in (parent or psutil.Process()).children(recursive=True):
         with contextlib.suppress(psutil.Error):
             if "wandb-core" in proc.name():
                 found.append(proc)

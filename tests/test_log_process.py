@@ -190,8 +190,7 @@ def _signal_the_group(
 
 def _what_the_run_left(tmp_path: Path, printed: str, exit_code: int | None) -> str:
     """What to look at when rows are missing: the child's stderr, the run's exit code, the rows kept
-    aside, the logging process's own log and wandb-core's warnings (a rare CI failure lost the rows
-    handed over after the signal, with nothing on stderr)."""
+    aside, the logging process's own log, wandb's debug.log and wandb-core's log."""
     parts = [f"stderr: {printed[-3000:]!r}", f"exit code recorded: {exit_code}"]
     for pattern in ("files/wandb-bridge-unsent.jsonl", "logs/wandb-bridge-helper.log", "logs/debug.log"):
         for path in tmp_path.glob(f"wandb/offline-run-*/{pattern}"):
